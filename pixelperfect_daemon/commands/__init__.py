@@ -1,0 +1,1 @@
+"""Click commands of the `pixelperfect` CLI; each calls one library function."""

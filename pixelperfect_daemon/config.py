@@ -1,0 +1,210 @@
+"""Typed settings loaded from config.toml.
+
+Every section is a frozen dataclass; unknown keys, wrong types and out-of-range values raise
+``ConfigError`` naming the offending key, so a typo in config.toml never silently does nothing.
+Relative paths are resolved against the folder holding the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CONFIG_PATH = Path("config.toml")
+PACKAGE_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class ConfigError(ValueError):
+    """config.toml is missing, malformed, or holds an unknown key or a bad value."""
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    folders: tuple[Path, ...] = (Path("demo/ingest"),)
+    # > 0 switches from inotify to polling every N seconds (SMB/NFS shares send no inotify events).
+    poll_interval: float = 0.0
+    # A file is complete once its size and mtime stayed unchanged this long.
+    stable_seconds: float = 2.0
+    # A full rescan catches anything an event was missed for (0 disables).
+    rescan_interval: float = 300.0
+    # Extra glob patterns to ignore, on top of the built-in temp/sync-tool patterns.
+    ignore: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    workers: int = 2
+    models_dir: Path = PACKAGE_MODELS_DIR
+    # Files with more pixels than this are refused (decompression-bomb guard).
+    max_pixels: int = 250_000_000
+    # P(poor) at or above which the verdict is Poor.
+    poor_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class MetadataSettings:
+    # "embedded": XMP inside JPEG/TIFF/PNG/WebP/HEIC/DNG, sidecar for proprietary RAW.
+    # "sidecar": never modify any original, always write a sidecar.
+    mode: str = "embedded"
+    # "basename": IMG_0001.xmp (Lightroom, Bridge); "fullname": IMG_0001.CR2.xmp (darktable, digiKam).
+    sidecar_name: str = "basename"
+    # Optional, off by default: touch the user's own label/rating for Poor images.
+    poor_color_label: str = ""
+    poor_reject_rating: bool = False
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    database: Path = Path("demo/pixelperfect.sqlite")
+
+
+@dataclass(frozen=True)
+class UISettings:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    # Reviewer accounts: {name = "sha256:<hex>"} or {name = "env:VARIABLE"}. Required off loopback.
+    users: dict[str, str] = field(default_factory=dict)
+    thumbnail_cache: Path = Path("demo/thumbnails")
+    page_size: int = 48
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Settings:
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    ui: UISettings = field(default_factory=UISettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    source: Path | None = None  # the file these settings came from, if any
+
+
+_CHOICES = {
+    ("metadata", "mode"): ("embedded", "sidecar"),
+    ("metadata", "sidecar_name"): ("basename", "fullname"),
+    ("logging", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+_MINIMUMS = {
+    ("watch", "poll_interval"): 0.0,
+    ("watch", "stable_seconds"): 0.0,
+    ("watch", "rescan_interval"): 0.0,
+    ("analysis", "workers"): 1,
+    ("analysis", "max_pixels"): 1,
+    ("ui", "port"): 1,
+    ("ui", "page_size"): 1,
+}
+
+
+def _convert(section: str, key: str, value, annotation, base_dir: Path):
+    """Convert one TOML value to the annotated type, or raise ConfigError."""
+    where = f"[{section}] {key}"
+    origin = typing.get_origin(annotation)
+    if annotation is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a path string, got {value!r}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base_dir / path)
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(_convert(section, key, item, item_type, base_dir) for item in value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{where} must be a table of strings, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported setting type {annotation!r}")  # a bug in this module, not in config
+
+
+def _build_section(section_name: str, section_cls, raw: dict, base_dir: Path):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{section_name}] must be a table")
+    hints = typing.get_type_hints(section_cls)
+    known = {f.name for f in dataclasses.fields(section_cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in [{section_name}]: {', '.join(unknown)}; "
+            f"known keys: {', '.join(sorted(known))}"
+        )
+    values = {}
+    for key, value in raw.items():
+        converted = _convert(section_name, key, value, hints[key], base_dir)
+        choices = _CHOICES.get((section_name, key))
+        if choices and converted not in choices:
+            raise ConfigError(f"[{section_name}] {key} must be one of {', '.join(choices)}, got {value!r}")
+        minimum = _MINIMUMS.get((section_name, key))
+        if minimum is not None and converted < minimum:
+            raise ConfigError(f"[{section_name}] {key} must be at least {minimum}, got {value!r}")
+        values[key] = converted
+    defaults = section_cls()
+    # Default relative paths are relative to the config file's folder too.
+    for f in dataclasses.fields(section_cls):
+        if f.name in values:
+            continue
+        default = getattr(defaults, f.name)
+        if isinstance(default, Path) and not default.is_absolute():
+            values[f.name] = base_dir / default
+        elif isinstance(default, tuple) and default and isinstance(default[0], Path):
+            values[f.name] = tuple(p if p.is_absolute() else base_dir / p for p in default)
+    return section_cls(**values)
+
+
+def settings_from_dict(raw: dict, base_dir: Path, source: Path | None = None) -> Settings:
+    sections = {f.name: f for f in dataclasses.fields(Settings) if f.name != "source"}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(
+            f"unknown section(s): {', '.join('[' + u + ']' for u in unknown)}; "
+            f"known sections: {', '.join(sorted(sections))}"
+        )
+    hints = typing.get_type_hints(Settings)
+    built = {
+        name: _build_section(name, hints[name], raw.get(name, {}), base_dir) for name in sections
+    }
+    return Settings(**built, source=source)
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Load settings from ``path``; when the default ./config.toml is absent, use the defaults."""
+    explicit = path is not None
+    path = Path(path) if explicit else DEFAULT_CONFIG_PATH
+    if not path.exists():
+        if explicit and path != DEFAULT_CONFIG_PATH:
+            raise ConfigError(f"config file not found: {path}")
+        return settings_from_dict({}, base_dir=Path.cwd())
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        return settings_from_dict(raw, base_dir=path.resolve().parent, source=path.resolve())
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
