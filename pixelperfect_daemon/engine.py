@@ -1,0 +1,146 @@
+"""The analysis engine: decoded pixels in, an ``AnalysisResult`` out.
+
+Three LiteRT models from ``models/`` run on every image:
+
+1. ``features.tflite``: the ImageNet-pretrained EfficientNet-Lite0 backbone, run once on each of
+   the two views (``views.make_views``), giving multi-level mean/std feature vectors;
+2. ``stage1.tflite``: P(poor) and a quality score in [0, 1] from those features;
+3. ``stage2.tflite``: the probabilities of the seven defects.
+
+TensorFlow is never imported here: LiteRT starts in milliseconds and keeps the daemon small.
+LiteRT interpreters are not thread-safe, so each thread gets its own set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import AnalysisSettings
+from .labels import DEFECTS
+from .loading import DecodedImage, ImageLoadError, load_image
+from .result import AnalysisResult
+from .views import VIEW_SIZE, make_views
+
+log = logging.getLogger(__name__)
+
+MODEL_FILES = ("features.tflite", "stage1.tflite", "stage2.tflite", "labels.json")
+# How strongly a decoder's corruption finding outweighs the pixels' own defect scores.
+DECODER_EVIDENCE_WEIGHT = 0.9
+
+
+class ModelsNotFoundError(RuntimeError):
+    """models/ lacks the trained models."""
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    p_poor: float
+    quality: float
+    defect_scores: dict[str, float]
+
+
+def _interpreter(path: Path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    # One thread per interpreter: parallelism comes from analysing several images at once.
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _run(interpreter, batch: np.ndarray) -> np.ndarray:
+    """Each of our models has one input and one output tensor."""
+    input_detail = interpreter.get_input_details()[0]
+    if tuple(input_detail["shape"]) != batch.shape:
+        interpreter.resize_tensor_input(input_detail["index"], batch.shape)
+        interpreter.allocate_tensors()
+    interpreter.set_tensor(input_detail["index"], batch.astype(input_detail["dtype"], copy=False))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+
+
+class Analyzer:
+    """Loads the models once; ``analyze_path`` is safe to call from several threads."""
+
+    def __init__(self, models_dir: Path, *, max_pixels: int = 250_000_000, poor_threshold: float | None = None):
+        self.models_dir = Path(models_dir)
+        missing = [name for name in MODEL_FILES if not (self.models_dir / name).is_file()]
+        if missing:
+            raise ModelsNotFoundError(
+                f"{self.models_dir} lacks {', '.join(missing)}: train the models with `pixelperfect train` "
+                "or point [analysis] models_dir at a folder that has them"
+            )
+        self.card = json.loads((self.models_dir / "labels.json").read_text())
+        if tuple(self.card["defects"]) != DEFECTS:
+            raise ModelsNotFoundError(f"{self.models_dir}/labels.json lists other defects than this version knows")
+        self.model_version: str = self.card["model_version"]
+        self.max_pixels = max_pixels
+        self.poor_threshold = poor_threshold if poor_threshold is not None else self.card.get("poor_threshold", 0.5)
+        self._local = threading.local()
+
+    @classmethod
+    def from_settings(cls, settings: AnalysisSettings) -> "Analyzer":
+        return cls(settings.models_dir, max_pixels=settings.max_pixels, poor_threshold=settings.poor_threshold)
+
+    def _models(self):
+        models = getattr(self._local, "models", None)
+        if models is None:
+            models = tuple(_interpreter(self.models_dir / name) for name in MODEL_FILES[:3])
+            self._local.models = models
+        return models
+
+    def predict_views(self, views: np.ndarray) -> list[ModelOutputs]:
+        """Run the models on a batch of view pairs, shape (N, 2, 224, 224, 3) uint8."""
+        features_model, stage1_model, stage2_model = self._models()
+        n = views.shape[0]
+        features = _run(features_model, views.reshape(n * 2, VIEW_SIZE, VIEW_SIZE, 3).astype(np.float32))
+        features = features.reshape(n, -1)
+        stage1 = _run(stage1_model, features)  # columns: P(poor), quality
+        defect_probs = _run(stage2_model, features)
+        return [
+            ModelOutputs(
+                p_poor=float(stage1[i, 0]),
+                quality=float(np.clip(stage1[i, 1], 0.0, 1.0)),
+                defect_scores={key: float(value) for key, value in zip(DEFECTS, defect_probs[i])},
+            )
+            for i in range(n)
+        ]
+
+    def analyze_decoded(self, path: Path | str, decoded: DecodedImage) -> AnalysisResult:
+        (outputs,) = self.predict_views(make_views(decoded.pixels)[None])
+        return self._result(str(path), outputs, decoded.corruption)
+
+    def analyze_path(self, path: Path | str) -> AnalysisResult:
+        """Decode and analyse one file; bad input gives an "error" result, never an exception."""
+        try:
+            decoded = load_image(path, max_pixels=self.max_pixels)
+        except ImageLoadError as error:
+            return AnalysisResult.failed(str(path), str(error), self.model_version)
+        return self.analyze_decoded(path, decoded)
+
+    def _result(self, path: str, outputs: ModelOutputs, corruption: str | None) -> AnalysisResult:
+        scores = outputs.defect_scores
+        if corruption:
+            # The decoder has certain evidence of damaged data: it outweighs what the pixels suggest.
+            scores = {
+                key: (1 - DECODER_EVIDENCE_WEIGHT) * value + (DECODER_EVIDENCE_WEIGHT if key == "transmission_errors" else 0.0)
+                for key, value in scores.items()
+            }
+        total = sum(scores.values())
+        scores = {key: round(value / total, 6) for key, value in scores.items()}
+        poor = corruption is not None or outputs.p_poor >= self.poor_threshold
+        return AnalysisResult(
+            path=path,
+            verdict="poor" if poor else "good",
+            quality=round(outputs.quality, 4),
+            defect=max(scores, key=scores.get) if poor else None,
+            defect_scores=scores,
+            model_version=self.model_version,
+            error=corruption,
+        )

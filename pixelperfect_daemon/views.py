@@ -1,0 +1,87 @@
+"""The two views of an image that the models see, shared by training and inference.
+
+* the **overview**: the whole frame squashed to 224 x 224, for exposure, colour, composition-level
+  damage (streaks, missing parts) and overall quality;
+* the **detail**: a 224 x 224 crop at full resolution (100 %) from the most detailed region,
+  because blur, noise and compression artefacts vanish when a 24-megapixel photo is shrunk to
+  224 px; a photographer judges focus at 100 % on the subject, and if even the most detailed
+  region is soft, the photo is blurred.
+
+Training and inference must build views with this one function, or the models would see
+different pixels in production than they were trained on.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+VIEW_SIZE = 224
+VIEW_NAMES = ("overview", "detail")
+# Big images are first shrunk by a whole factor until the short side is about this (an integer
+# INTER_AREA factor is several times faster than an arbitrary one on 24 MP).
+_REDUCED_SHORT_SIDE = 2 * VIEW_SIZE
+
+
+def reduced_copy(pixels: np.ndarray) -> tuple[np.ndarray, float]:
+    """A cheap box-filtered copy for the overview and the detail search, and its scale."""
+    height, width = pixels.shape[:2]
+    factor = max(1, min(height, width) // _REDUCED_SHORT_SIDE)
+    if factor == 1:
+        return pixels, 1.0
+    small = cv2.resize(pixels, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+    return small, 1.0 / factor
+
+
+def overview_view(pixels: np.ndarray) -> np.ndarray:
+    height, width = pixels.shape[:2]
+    interpolation = cv2.INTER_AREA if min(height, width) > VIEW_SIZE else cv2.INTER_LINEAR
+    return cv2.resize(pixels, (VIEW_SIZE, VIEW_SIZE), interpolation=interpolation)
+
+
+def detail_origin(pixels: np.ndarray, small: np.ndarray | None = None, scale: float = 1.0) -> tuple[int, int]:
+    """Top-left (y, x) of the full-resolution crop with the most fine detail (Laplacian energy).
+
+    ``small``/``scale`` is an optional reduced copy of ``pixels`` to search on.
+    """
+    height, width = pixels.shape[:2]
+    if height <= VIEW_SIZE and width <= VIEW_SIZE:
+        return 0, 0
+    if small is None:
+        small, scale = reduced_copy(pixels)
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    energy = np.abs(cv2.Laplacian(gray, cv2.CV_32F, ksize=3))
+    # Mean energy over every window the size of the crop, measured at the search scale.
+    window = max(1, round(VIEW_SIZE * scale))
+    window_h, window_w = min(window, energy.shape[0]), min(window, energy.shape[1])
+    mean_energy = cv2.boxFilter(energy, -1, (window_w, window_h), normalize=True, borderType=cv2.BORDER_CONSTANT)
+    # Only centres whose window lies fully inside the image are candidates.
+    half_h, half_w = window_h // 2, window_w // 2
+    valid = mean_energy[half_h : energy.shape[0] - (window_h - half_h) + 1, half_w : energy.shape[1] - (window_w - half_w) + 1]
+    if valid.size == 0:
+        cy, cx = energy.shape[0] // 2, energy.shape[1] // 2
+    else:
+        iy, ix = np.unravel_index(int(np.argmax(valid)), valid.shape)
+        cy, cx = iy + half_h, ix + half_w
+    y = int(round(cy / scale)) - VIEW_SIZE // 2
+    x = int(round(cx / scale)) - VIEW_SIZE // 2
+    return min(max(0, y), max(0, height - VIEW_SIZE)), min(max(0, x), max(0, width - VIEW_SIZE))
+
+
+def detail_view(pixels: np.ndarray, small: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
+    y, x = detail_origin(pixels, small, scale)
+    crop = pixels[y : y + VIEW_SIZE, x : x + VIEW_SIZE]
+    if crop.shape[0] < VIEW_SIZE or crop.shape[1] < VIEW_SIZE:
+        # Small images: mirror-pad rather than upscale, so pixels stay at 100 %.
+        crop = cv2.copyMakeBorder(
+            crop, 0, VIEW_SIZE - crop.shape[0], 0, VIEW_SIZE - crop.shape[1], cv2.BORDER_REFLECT_101
+        ) if min(crop.shape[:2]) > 1 else cv2.resize(crop, (VIEW_SIZE, VIEW_SIZE), interpolation=cv2.INTER_NEAREST)
+    return crop
+
+
+def make_views(pixels: np.ndarray) -> np.ndarray:
+    """(2, 224, 224, 3) uint8: the overview and the detail crop of an RGB uint8 image."""
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {pixels.dtype} {pixels.shape}")
+    small, scale = reduced_copy(pixels)
+    return np.stack([overview_view(small), detail_view(pixels, small, scale)])

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up PixelPerfect on a Debian machine: system packages, then the Python environment in .venv/.
+#   scripts/setup.sh          what running needs (ExifTool, the engine, daemon and UI)
+#   scripts/setup.sh --dev    plus training and test tools (TensorFlow, pytest, Playwright, Chromium, exiv2)
+# Safe to re-run: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+apt_packages=(libimage-exiftool-perl)
+[ $dev = 1 ] && apt_packages+=(exiv2 chromium fonts-dejavu-core)
+python=$(command -v python3.11 || true)
+[ -z "$python" ] && apt_packages+=(python3.11)
+
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+# venv needs ensurepip, which Debian ships separately for its own Python.
+if [ -n "$python" ] && [ "$python" = /usr/bin/python3.11 ] && ! "$python" -c "import ensurepip" 2>/dev/null; then
+  missing+=(python3.11-venv)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" != 0 ] && sudo=sudo
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  python=$(command -v python3.11)
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $python"
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+if [ $dev = 1 ]; then
+  .venv/bin/python -m pip install -q -e ".[dev]"
+else
+  .venv/bin/python -m pip install -q -e .
+fi
+echo "setup: done (.venv/bin/pixelperfect is the command)"

@@ -1,0 +1,158 @@
+"""`pixelperfect analyze` and the engine, with the real trained models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from pixelperfect_daemon.cli import main
+from pixelperfect_daemon.engine import Analyzer, ModelsNotFoundError
+from pixelperfect_daemon.labels import DEFECTS
+from tests import fixtures_images as fx
+
+DEMO_PHOTOS = Path(__file__).resolve().parent.parent / "pixelperfect_daemon" / "data" / "demo"
+CONTRACT_KEYS = {"path", "verdict", "quality", "defect", "defect_scores", "model_version", "error"}
+
+
+def check_contract(record: dict) -> None:
+    assert set(record) == CONTRACT_KEYS
+    assert record["verdict"] in ("good", "poor", "error")
+    assert isinstance(record["model_version"], str) and record["model_version"]
+    if record["verdict"] == "error":
+        assert record["quality"] is None and record["defect"] is None and record["defect_scores"] is None
+        assert isinstance(record["error"], str) and "\n" not in record["error"] and record["error"]
+        return
+    assert 0.0 <= record["quality"] <= 1.0
+    assert set(record["defect_scores"]) == set(DEFECTS)
+    assert sum(record["defect_scores"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert all(0.0 <= v <= 1.0 for v in record["defect_scores"].values())
+    if record["verdict"] == "poor":
+        assert record["defect"] in DEFECTS
+    else:
+        assert record["defect"] is None
+
+
+def run_analyze(*args: str) -> tuple[int, list[dict], str]:
+    result = CliRunner().invoke(main, ["analyze", "--json", *args])
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return result.exit_code, lines, result.output
+
+
+@pytest.fixture(scope="module")
+def analyzer(trained_models_dir):
+    return Analyzer(trained_models_dir)
+
+
+def test_missing_models_give_a_clear_error(tmp_path):
+    with pytest.raises(ModelsNotFoundError, match="pixelperfect train"):
+        Analyzer(tmp_path)
+
+
+def test_mixed_folder_yields_one_contract_line_per_file(trained_models_dir, tmp_path):
+    folder = tmp_path / "shoot"
+    (folder / "sub").mkdir(parents=True)
+    fx.make_jpeg(folder / "good.jpg")
+    fx.make_png(folder / "sub" / "photo.png")
+    fx.make_tiff(folder / "photo.tif")
+    fx.make_webp(folder / "photo.webp")
+    fx.make_heic(folder / "photo.heic")
+    fx.make_raw_like(folder / "IMG_0001.CR2")
+    fx.make_truncated_jpeg(folder / "truncated.jpg")
+    fx.make_zero_byte(folder / "empty.jpg")
+    fx.make_text_file(folder / "notes.jpg")
+    fx.make_png_bomb_header(folder / "bomb.png")
+    blurred = cv2.GaussianBlur(fx.photo((640, 480)), (0, 0), 5)
+    Image.fromarray(blurred).save(folder / "blurred.jpg", quality=92)
+
+    code, records, output = run_analyze(str(folder))
+    names = [Path(r["path"]).name for r in records]
+    assert sorted(names) == sorted(p.name for p in folder.rglob("*") if p.is_file()), output
+    for record in records:
+        check_contract(record)
+    by_name = {Path(r["path"]).name: r for r in records}
+    assert code == 1  # some files were errors
+    assert {n for n, r in by_name.items() if r["verdict"] == "error"} == {"empty.jpg", "notes.jpg", "bomb.png"}
+    assert by_name["truncated.jpg"]["verdict"] == "poor"
+    assert by_name["truncated.jpg"]["defect"] == "transmission_errors" and by_name["truncated.jpg"]["error"]
+    assert "50000" in by_name["bomb.png"]["error"]
+    assert "Traceback" not in output
+
+
+def test_exit_status_zero_when_all_analysed_and_two_on_bad_usage(trained_models_dir, tmp_path):
+    fx.make_jpeg(tmp_path / "a.jpg")
+    code, records, _ = run_analyze(str(tmp_path / "a.jpg"))
+    assert code == 0 and len(records) == 1
+    code, _, output = run_analyze(str(tmp_path / "missing.jpg"))
+    assert code == 2 and "no such file" in output
+
+
+def test_human_output_without_json(trained_models_dir, tmp_path):
+    fx.make_zero_byte(tmp_path / "empty.jpg")
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path / "empty.jpg")])
+    assert result.exit_code == 1 and result.stdout.startswith("ERROR") and "empty.jpg" in result.stdout
+
+
+def test_views_of_a_file_are_deterministic(analyzer, tmp_path):
+    fx.make_jpeg(tmp_path / "a.jpg")
+    assert analyzer.analyze_path(tmp_path / "a.jpg") == analyzer.analyze_path(tmp_path / "a.jpg")
+
+
+# ---------------------------------------------------------------- behaviour of the real models
+# Photos the models never saw in training (scikit-image samples shipped for the demo).
+
+
+@pytest.fixture(scope="module")
+def demo_photo():
+    return np.asarray(Image.open(DEMO_PHOTOS / "chelsea.jpg").convert("RGB"))
+
+
+def analyse_pixels(analyzer, tmp_path, pixels, name, **save):
+    path = tmp_path / name
+    Image.fromarray(pixels).save(path, **save)
+    return analyzer.analyze_path(path)
+
+
+def test_a_clean_photo_is_good(analyzer, tmp_path):
+    for photo in sorted(DEMO_PHOTOS.glob("*.jpg")):
+        shutil.copyfile(photo, tmp_path / photo.name)
+        result = analyzer.analyze_path(tmp_path / photo.name)
+        assert result.verdict == "good", (photo.name, result)
+
+
+@pytest.mark.parametrize(
+    "damage, defect",
+    [
+        (lambda p: cv2.GaussianBlur(p, (0, 0), 4), "blur"),
+        (lambda p: np.clip(p + np.random.default_rng(0).normal(0, 30, p.shape), 0, 255).astype(np.uint8), "noise"),
+        (lambda p: (255 * (p / 255.0) ** 3 * 0.3).astype(np.uint8), "luminance_contrast"),
+    ],
+    ids=["blur", "noise", "dark"],
+)
+def test_clearly_damaged_photos_are_poor_with_the_right_defect(analyzer, tmp_path, demo_photo, damage, defect):
+    result = analyse_pixels(analyzer, tmp_path, damage(demo_photo), f"{defect}.png")
+    assert (result.verdict, result.defect) == ("poor", defect), result
+    assert result.quality < analyse_pixels(analyzer, tmp_path, demo_photo, "clean.png").quality
+
+
+def test_heavy_jpeg_compression_is_found(analyzer, tmp_path, demo_photo):
+    result = analyse_pixels(analyzer, tmp_path, demo_photo, "q3.jpg", quality=3)
+    assert (result.verdict, result.defect) == ("poor", "compression"), result
+
+
+@pytest.mark.shared_data
+def test_real_photos_end_to_end(trained_models_dir, shared_data):
+    files = sorted((shared_data / "real_dev" / "noise_RNI6").glob("*.png"))[:3] + sorted(
+        (shared_data / "clive_train").glob("*.png")
+    )[:3]
+    code, records, output = run_analyze(*map(str, files))
+    assert code == 0, output
+    assert len(records) == len(files)
+    for record in records:
+        check_contract(record)

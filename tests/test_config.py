@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+
+from pixelperfect_daemon.config import ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_repo_config_loads_and_resolves_paths_against_its_folder():
+    repo = Path(__file__).resolve().parent.parent
+    settings = load_settings(repo / "config.toml")
+    assert settings.watch.folders == (repo / "demo" / "ingest",)
+    assert settings.index.database == repo / "demo" / "pixelperfect.sqlite"
+    assert settings.ui.host == "127.0.0.1" and settings.ui.port == 7860
+
+
+def test_values_are_typed(tmp_path):
+    settings = load_settings(write(tmp_path, '[watch]\nfolders = ["/in", "rel"]\nstable_seconds = 3\n[analysis]\nworkers = 4\n'))
+    assert settings.watch.folders == (Path("/in"), tmp_path / "rel")
+    assert settings.watch.stable_seconds == 3.0 and isinstance(settings.watch.stable_seconds, float)
+    assert settings.analysis.workers == 4
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[watch]\nfolderz = []\n", "unknown key(s) in [watch]: folderz"),
+        ("[wach]\n", "unknown section(s): [wach]"),
+        ("[analysis]\nworkers = 0\n", "[analysis] workers must be at least 1"),
+        ("[analysis]\nworkers = 'two'\n", "[analysis] workers must be an integer"),
+        ("[metadata]\nmode = 'inline'\n", "[metadata] mode must be one of embedded, sidecar"),
+        ("[watch]\nfolders = 'x'\n", "[watch] folders must be a list"),
+        ("[ui]\nusers = { a = 1 }\n", "[ui] users must be a table of strings"),
+        ("[metadata]\npoor_reject_rating = 1\n", "must be true or false"),
+        ("not toml = = =", "not valid TOML"),
+    ],
+)
+def test_bad_config_gives_a_clear_error(tmp_path, text, message):
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, text))
+    assert message in str(error.value)
+    assert str(tmp_path / "config.toml") in str(error.value)
+
+
+def test_explicit_missing_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_absent_default_config_gives_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.watch.folders == (tmp_path / "demo" / "ingest",)
+    assert settings.source is None
