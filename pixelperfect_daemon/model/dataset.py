@@ -15,6 +15,7 @@ which is what makes training resumable and the heads quick to retrain.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 from collections import deque
@@ -35,9 +36,10 @@ from . import distortions
 
 # ---------------------------------------------------------------- labelling decisions
 LEVELS = (1, 2, 3, 4, 5)
-# Level 1 is often invisible: it is not used to teach stage 1 what Poor means (neither Good nor
-# Poor), but stage 2 still learns its defect. Levels 2-5 count as Poor.
-POOR_MIN_LEVEL = 2
+# Levels 1 and 2 are often invisible or a matter of taste (a slightly brighter or more saturated
+# photo is a style, not a defect): they do not teach stage 1 what Poor means (neither Good nor
+# Poor), but stage 2 still learns their defect. Levels 3-5 count as Poor.
+POOR_MIN_LEVEL = 3
 # Authentic photos: MOS below this counts as Poor; the stage-1 target is softened around it
 # because a MOS is a noisy mean of opinions (its standard deviation is ~15-20 points).
 MOS_POOR_BELOW = 50.0
@@ -49,7 +51,10 @@ QUALITY_DROP_PER_LEVEL = 0.1
 QUALITY_WEIGHT_SYNTHETIC = 0.25
 
 # ---------------------------------------------------------------- synthesis settings
-CLEAN_VARIANTS = 6
+# Clean variants per photo. With few photos the heads learn to recognise the photos themselves,
+# so every variant (clean or distorted) is a different random crop, scale and mirror image.
+CLEAN_VARIANTS = 10
+CROP_SIDE_FRACTION = (0.5, 1.0)
 # Images are synthesised at a random working size like the photos people judge on screen.
 WORKING_LONG_SIDE = (480, 1024)
 VALIDATION_FRACTION = 0.2
@@ -127,8 +132,13 @@ def samples_from_pristine(pixels: np.ndarray, rng: np.random.Generator, clean_va
     views, defect, level, p_poor, quality, quality_weight, subtype = [], [], [], [], [], [], []
 
     def working_copy() -> np.ndarray:
-        image = _resize_long_side(pixels, int(rng.integers(*WORKING_LONG_SIDE)))
-        return np.ascontiguousarray(image[:, ::-1]) if rng.random() < 0.5 else image
+        height, width = pixels.shape[:2]
+        crop_h = round(height * rng.uniform(*CROP_SIDE_FRACTION))
+        crop_w = round(width * rng.uniform(*CROP_SIDE_FRACTION))
+        top, left = int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1))
+        image = pixels[top : top + crop_h, left : left + crop_w]
+        image = _resize_long_side(image, int(rng.integers(*WORKING_LONG_SIDE)))
+        return np.ascontiguousarray(image[:, ::-1] if rng.random() < 0.5 else image)
 
     for _ in range(clean_variants):
         image = working_copy()
@@ -174,8 +184,23 @@ def samples_from_authentic(pixels: np.ndarray, mos: float, flip: bool) -> Sample
 FEATURE_FIELDS = ("features", "defect", "level", "p_poor", "quality", "quality_weight")
 
 
+@functools.cache
+def code_version() -> str:
+    """A hash of the code that decides what a cached sample holds: change any of it and the
+    cache is rebuilt, so a rerun can never mix samples made by different code."""
+    from .. import loading, views
+    from . import backbone
+
+    digest = hashlib.sha256()
+    for module in (loading, views, distortions, backbone):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _cache_file(cache_dir: Path, source: SourceImage, seed: int, clean_variants: int) -> Path:
-    key = hashlib.sha256(f"v1:{source.path.resolve()}:{source.kind}:{source.mos}:{seed}:{clean_variants}".encode()).hexdigest()[:20]
+    identity = f"{code_version()}:{source.path.resolve()}:{source.kind}:{source.mos}:{seed}:{clean_variants}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:20]
     return cache_dir / f"{source.path.stem[:40]}-{key}.npz"
 
 
@@ -205,6 +230,7 @@ def extract_features(
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     splits = assign_splits(sources, seed)
+    code_version()  # computed once up front (cached below), not per photo
 
     def prepare(source: SourceImage):
         split = splits[source.path]
