@@ -1,0 +1,89 @@
+"""``pixelperfect ui``: serve the review app on ``[ui] host``/``[ui] port``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import click
+
+from pixelperfect_daemon.commands.options import config_option
+from pixelperfect_daemon.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # Gradio's launch() closes the server on it; then we close the rest
+
+
+def prepare_gradio_environment(settings: Settings) -> None:
+    """No phoning home, and Gradio's own upload/cache folder inside our cache, so that everything the
+    server can hand out lives under the watch folders or ``[ui] thumbnail_cache``."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(settings.ui.thumbnail_cache).resolve() / "gradio"))
+
+
+@click.command("ui")
+@click.option("--host", default=None, help="Override [ui] host (e.g. 0.0.0.0; needs [ui] users).")
+@click.option("--port", type=int, default=None, help="Override [ui] port.")
+@click.option(
+    "--hash-password",
+    "print_password_hash",
+    is_flag=True,
+    help="Prompt for a password, print the [ui] users value for it (pbkdf2) and exit.",
+)
+@config_option
+def ui_command(settings: Settings, host: str | None, port: int | None, print_password_hash: bool):
+    """Review flagged images in a browser: filter, inspect, override (written to the index and XMP).
+
+    \b
+    Examples:
+      pixelperfect ui --config config.toml
+      pixelperfect ui --hash-password          # for [ui] users: alice = "pbkdf2:..."
+    """
+    from .auth import AuthConfigError, check_serving_is_safe, hash_password, load_credentials
+
+    if print_password_hash:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        try:
+            click.echo(hash_password(password))
+        except AuthConfigError as error:
+            raise click.ClickException(str(error)) from None
+        return
+    if host is not None or port is not None:
+        import dataclasses
+
+        ui = dataclasses.replace(settings.ui, host=host or settings.ui.host, port=port or settings.ui.port)
+        settings = dataclasses.replace(settings, ui=ui)
+    try:
+        credentials = load_credentials(settings.ui.users)
+        check_serving_is_safe(settings.ui.host, credentials)
+    except AuthConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+    prepare_gradio_environment(settings)
+    # Gradio's own HTTP calls to itself are not events worth a log line.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Imported only now: Gradio takes seconds to import, the checks above must fail fast.
+    from pixelperfect_daemon.index import ImageIndex
+    from pixelperfect_daemon.metadata import MetadataWriter
+
+    from .app import launch_ui
+    from .service import ReviewService
+
+    index = ImageIndex(settings.index.database)
+    metadata = MetadataWriter(settings.metadata)
+    service = ReviewService(settings, index=index, metadata=metadata)
+    click.echo(f"PixelPerfect review UI on http://{settings.ui.host}:{settings.ui.port} (Ctrl+C stops it)")
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # systemd's stop: shut down as cleanly as Ctrl+C
+    try:
+        launch_ui(settings, service, credentials)  # blocks until Ctrl+C
+    except OSError as error:  # port in use, address not available
+        raise click.ClickException(f"cannot serve on {settings.ui.host}:{settings.ui.port}: {error}") from None
+    finally:
+        service.close()
+        metadata.close()
+        index.close()

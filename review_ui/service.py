@@ -1,0 +1,312 @@
+"""What a reviewer can do, independent of Gradio: search, inspect, override (one or many), undo, export, analyse.
+
+An override lands in two places: the index (``reviewed_*`` columns, through ``ImageIndex``) and the
+file's XMP (through the daemon's own ``MetadataWriter``). The index is written first: the daemon
+re-tags a changed file from the index, so it must already know the review when it sees the file
+change; if the XMP write then fails, the index row is put back as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import getpass
+import logging
+import os
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pixelperfect_daemon.config import Settings
+from pixelperfect_daemon.labels import DEFECTS
+
+from . import queries
+from .exif_summary import ExifReader
+from .queries import ImageFilter, IndexReader, SearchPage
+from .thumbnails import RenderCache
+
+log = logging.getLogger(__name__)
+
+UNDO_DEPTH = 50
+REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
+CROP_FOR_DEFECT = {"blur": "sharpest", "noise": "flattest"}
+CSV_COLUMNS = (
+    "path", "file_name", "folder", "verdict", "defect", "quality", "reviewed",
+    "model_verdict", "model_defect", "reviewed_by", "reviewed_at", "analyzed_at", "error",
+)  # fmt: skip
+
+
+class ReviewError(Exception):
+    """A reviewer's request cannot be carried out; str() is a one-line reason to show them."""
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def local_reviewer() -> str:
+    """Who reviews when the UI runs without accounts (loopback only): the local OS user."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers): still record something meaningful
+        return "local"
+
+
+def csv_safe(value):
+    """Spreadsheets run cells starting with = + - @ as formulas; a leading quote keeps them text."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
+
+
+@dataclass(frozen=True)
+class Inspection:
+    summary: dict
+    defect_scores: dict[str, float] | None
+    model_version: str | None
+    size: tuple[int, int] | None
+    preview: Path
+    crop: Path | None
+    crop_kind: str | None  # "sharpest" | "flattest"
+    exif: dict[str, str | None]
+
+
+@dataclass
+class _UndoEntry:
+    path: str
+    previous_review: dict  # the reviewed_* columns before the action
+    row: dict  # the row before the action (model verdict, quality ... for re-tagging)
+
+
+@dataclass
+class _Action:
+    verdict: str
+    entries: list[_UndoEntry] = field(default_factory=list)
+
+
+class ReviewService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        index,  # pixelperfect_daemon.index.ImageIndex
+        metadata,  # pixelperfect_daemon.metadata.MetadataWriter
+        analyzer_factory: Callable[[], object] | None = None,
+        renders: RenderCache | None = None,
+        exif: ExifReader | None = None,
+        clock: Callable[[], str] = utc_now,
+    ):
+        self.settings = settings
+        self.page_size = settings.ui.page_size
+        self.index = index
+        self.metadata = metadata
+        self.reader = IndexReader(settings.index.database)
+        self.renders = renders or RenderCache(settings.ui.thumbnail_cache, max_pixels=settings.analysis.max_pixels)
+        self.exif = exif or ExifReader()
+        self._clock = clock
+        self._analyzer_factory = analyzer_factory or self._default_analyzer_factory
+        self._analyzer = None
+        self._analyzer_lock = threading.Lock()
+        # One writer at a time: ImageIndex and the undo stacks are shared by every session.
+        self._write_lock = threading.Lock()
+        # pyexiftool's process dies with the thread that started it (PR_SET_PDEATHSIG) and Gradio's
+        # worker threads come and go: all tagging runs on this one long-lived thread.
+        self._tagging = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-tagging")
+        self._undo: dict[str, deque[_Action]] = {}
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def search(
+        self, image_filter: ImageFilter = ImageFilter(), *, sort: str = queries.DEFAULT_SORT,
+        page: int = 1, page_size: int | None = None,
+    ) -> SearchPage:  # fmt: skip
+        return queries.search_images(
+            self.reader.connection(), image_filter, sort=sort, page=page, page_size=page_size or self.page_size
+        )
+
+    def counts(self, image_filter: ImageFilter = ImageFilter()) -> tuple[dict[str, int], dict[str, int]]:
+        conn = self.reader.connection()
+        return queries.verdict_counts(conn, image_filter), queries.defect_counts(conn, image_filter)
+
+    def folders(self) -> list[str]:
+        return queries.folders(self.reader.connection())
+
+    def row(self, path: str) -> dict:
+        """The index row of ``path``; only indexed images can be looked at or reviewed."""
+        if not isinstance(path, str) or not path.strip():
+            raise ReviewError("no image given")
+        row = queries.get_row(self.reader.connection(), path)
+        if row is None:
+            raise ReviewError(f"not in the index: {path}")
+        return row
+
+    def thumbnails(self, rows: list[dict]) -> list[Path]:
+        return self.renders.thumbnails([Path(r["path"]) for r in rows])
+
+    def inspect(self, path: str) -> Inspection:
+        row = self.row(path)
+        summary = queries.row_to_summary(row)
+        original = Path(row["path"])
+        crop_kind = CROP_FOR_DEFECT.get(summary["defect"] or "")
+        return Inspection(
+            summary=summary,
+            defect_scores=queries.decode_defect_scores(row),
+            model_version=row.get("model_version"),
+            size=(row["width"], row["height"]) if row.get("width") and row.get("height") else None,
+            preview=self.renders.preview(original),
+            crop=self.renders.detail_crop(original, crop_kind) if crop_kind else None,
+            crop_kind=crop_kind,
+            exif=self.exif.read(original) if original.exists() else {},
+        )
+
+    def export_csv(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> Path:
+        """Every image the filter matches (not just the page shown), as CSV under the cache's exports/."""
+        folder = self.renders.cache_dir / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        handle_fd, name = tempfile.mkstemp(
+            dir=folder, prefix=f"pixelperfect-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-", suffix=".csv"
+        )
+        os.close(handle_fd)
+        target = Path(name)
+        with target.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for row in queries.iter_matching(self.reader.connection(), image_filter, sort=sort):
+                summary = queries.row_to_summary(row)
+                writer.writerow({key: csv_safe(value) for key, value in summary.items()})
+        return target
+
+    # -- overriding ------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_decision(verdict: str, defect: str | None, row: dict) -> str | None:
+        """The defect to record, or ReviewError when the decision is inconsistent."""
+        if verdict not in ("good", "poor"):
+            raise ReviewError(f"verdict must be good or poor, got {verdict!r}")
+        if defect is not None and defect not in DEFECTS:
+            raise ReviewError(f"unknown defect {defect!r}; expected one of {', '.join(DEFECTS)} or none")
+        if verdict == "good":
+            if defect is not None:
+                raise ReviewError("a Good verdict has no defect")
+            return None
+        # Poor without a defect keeps the one already shown (the model's, usually).
+        defect = defect or queries.row_to_summary(row)["defect"]
+        if defect is None:
+            raise ReviewError(f"say which defect makes {Path(row['path']).name} Poor")
+        return defect
+
+    def override(self, paths: list[str], *, verdict: str, defect: str | None, reviewer: str) -> list[dict]:
+        """Record one reviewer decision for ``paths``; one undoable action. Returns the updated rows."""
+        if not paths:
+            raise ReviewError("no image selected")
+        rows = [self.row(p) for p in dict.fromkeys(paths)]
+        for row in rows:
+            if row.get("status") == "error" or row.get("verdict") is None:
+                raise ReviewError(
+                    f"{Path(row['path']).name} could not be analysed ({row.get('error') or 'error'}); "
+                    "only analysed images can be reviewed"
+                )
+        decisions = [(row, self._check_decision(verdict, defect, row)) for row in rows]
+        action = _Action(verdict=verdict)
+        updated, failures = [], []
+        with self._write_lock:
+            for row, row_defect in decisions:
+                reviewed_at = self._clock()
+                previous = {column: row.get(column) for column in REVIEW_COLUMNS}
+                self.index.record_review(
+                    Path(row["path"]), verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at
+                )
+                try:
+                    self._tag(row, verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at)
+                except Exception as error:  # MetadataError; the index must not claim what the file lacks
+                    self.index.clear_review(Path(row["path"]), previous)
+                    log.warning("review of %s not saved: %s", row["path"], error)
+                    failures.append(f"{Path(row['path']).name}: {error}")
+                    continue
+                log.info("%s reviewed %s as %s%s", reviewer, row["path"], verdict, f" ({row_defect})" if row_defect else "")
+                action.entries.append(_UndoEntry(row["path"], previous, row))
+                updated.append(queries.row_to_summary(self.row(row["path"])))
+            if action.entries:
+                self._undo.setdefault(reviewer, deque(maxlen=UNDO_DEPTH)).append(action)
+        if failures:
+            saved = f"{len(updated)} saved; " if updated else ""
+            raise ReviewError(f"{saved}not saved: {'; '.join(failures)}")
+        return updated
+
+    def _tag(self, row: dict, *, verdict: str, defect: str | None, reviewed_by: str | None, reviewed_at: str | None):
+        return self._tagging.submit(
+            self.metadata.write_verdict,
+            Path(row["path"]),
+            verdict=verdict,
+            defect=defect,
+            quality=row.get("quality"),
+            model_version=row.get("model_version") or "",
+            analyzed_at=row.get("analyzed_at") or "",
+            reviewed_by=reviewed_by,
+            reviewed_at=reviewed_at,
+        ).result()
+
+    def undo(self, reviewer: str) -> list[dict]:
+        """Take back ``reviewer``'s last action: the index and the tags return to what they were."""
+        with self._write_lock:
+            stack = self._undo.get(reviewer)
+            if not stack:
+                raise ReviewError("nothing to undo")
+            action = stack.pop()
+            restored, failures = [], []
+            for entry in reversed(action.entries):
+                before = entry.previous_review
+                path = Path(entry.path)
+                self.index.clear_review(path, before)
+                try:
+                    if before.get("reviewed_verdict"):
+                        self._tag(
+                            entry.row, verdict=before["reviewed_verdict"], defect=before.get("reviewed_defect"),
+                            reviewed_by=before.get("reviewed_by"), reviewed_at=before.get("reviewed_at"),
+                        )  # fmt: skip
+                    else:  # back to the model's own verdict, without a reviewer
+                        self._tag(entry.row, verdict=entry.row["verdict"], defect=entry.row.get("defect"),
+                                  reviewed_by=None, reviewed_at=None)  # fmt: skip
+                except Exception as error:
+                    log.warning("undo of %s: index restored, tags not: %s", entry.path, error)
+                    failures.append(f"{path.name}: {error}")
+                log.info("%s undid the review of %s", reviewer, entry.path)
+                restored.append(queries.row_to_summary(self.row(entry.path)))
+        if failures:
+            raise ReviewError(f"undone in the index, but tags not restored: {'; '.join(failures)}")
+        return list(reversed(restored))
+
+    def can_undo(self, reviewer: str) -> bool:
+        return bool(self._undo.get(reviewer))
+
+    # -- analysing an upload ---------------------------------------------------------------
+
+    def _default_analyzer_factory(self):
+        from pixelperfect_daemon.engine import Analyzer
+
+        return Analyzer.from_settings(self.settings.analysis)
+
+    def analyzer(self):
+        """Loaded on first use, so the UI starts (and browses) without the models."""
+        with self._analyzer_lock:
+            if self._analyzer is None:
+                try:
+                    self._analyzer = self._analyzer_factory()
+                except Exception as error:  # ModelsNotFoundError, a broken model file ...
+                    raise ReviewError(f"the analysis models are not available: {error}") from None
+            return self._analyzer
+
+    def analyze_upload(self, path: Path):
+        """The verdict of a file that is not (and will not be) in the index."""
+        return self.analyzer().analyze_path(Path(path))
+
+    def close(self) -> None:
+        """Stop the helper threads; the metadata writer's ExifTool process, which lives on the
+        tagging thread, is closed with it (the writer restarts one if used again)."""
+        self.exif.close()
+        self._tagging.submit(self.metadata.close).result()
+        self._tagging.shutdown()

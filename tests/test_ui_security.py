@@ -1,0 +1,196 @@
+"""What the running server hands out: files under the watch folders and the render cache, nothing else.
+
+Every refusal is checked while logged in (a 401 would pass for the wrong reason), next to a
+positive control that the same route does serve an allowed file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from pixelperfect_daemon.config import IndexSettings
+from review_ui.app import allowed_paths, blocked_paths, launch_options
+from review_ui.auth import load_credentials
+from tests.ui_support import PASSWORD, make_settings, review_setup, served_app, sha256_hex
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("security")
+    # Outside every allowed folder, next to the watch folder: must never be served.
+    (root / "secret.txt").write_text("top secret")
+    # The index inside the watch folder (people do this): it must still not be downloadable.
+    setup = review_setup(root, users={"ann": sha256_hex(PASSWORD)},
+                         index=IndexSettings(database=root / "watch" / "index.sqlite"))  # fmt: skip
+    thumbnail = setup.service.renders.thumbnail(setup.files["blurry1.jpg"])
+    with served_app(setup.settings, setup.service, load_credentials(setup.settings.ui.users)) as url:
+        yield setup, url, thumbnail
+    setup.close()
+
+
+@pytest.fixture(scope="module")
+def session(app):
+    _, url, _ = app
+    with httpx.Client(base_url=url) as client:
+        response = client.post("/login", data={"username": "ann", "password": PASSWORD})
+        assert response.status_code == 200 and response.json() == {"success": True}
+        yield client
+
+
+def _raw_request(base_url: str, raw_path: str, cookie: str) -> tuple[int, bytes]:
+    host, port = httpx.URL(base_url).host, httpx.URL(base_url).port
+    request = (f"GET {raw_path} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\n"
+               "Connection: close\r\n\r\n").encode()  # fmt: skip
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def cookie_header(session: httpx.Client) -> str:
+    return "; ".join(f"{name}={value}" for name, value in session.cookies.items())
+
+
+def test_allowed_files_are_served_when_logged_in(app, session):
+    setup, url, thumbnail = app
+    original = setup.files["blurry1.jpg"]
+    assert session.get(f"/gradio_api/file={thumbnail}").status_code == 200
+    response = session.get(f"/gradio_api/file={original}")
+    assert response.status_code == 200 and response.content == original.read_bytes()
+
+
+def test_nothing_is_served_without_a_login(app):
+    setup, url, thumbnail = app
+    assert httpx.get(f"{url}/gradio_api/file={thumbnail}").status_code == 401
+    assert httpx.get(f"{url}/gradio_api/file={setup.files['blurry1.jpg']}").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/etc/passwd", "/etc/hostname", "{root}/secret.txt", "{root}/watch/index.sqlite", "{root}/watch/index.sqlite-wal"],
+)
+def test_absolute_paths_outside_the_allowed_folders_are_refused(app, session, target):
+    setup, url, _ = app
+    root = setup.files["blurry1.jpg"].parent.parent
+    response = session.get(f"/gradio_api/file={target.format(root=root)}")
+    assert response.status_code == 403
+    assert b"top secret" not in response.content and b"root:" not in response.content and b"SQLite" not in response.content
+
+
+@pytest.mark.parametrize(
+    "traversal",
+    [
+        "{watch}/../secret.txt",
+        "{watch}/../../../../../../etc/passwd",
+        "{watch}/%2e%2e/secret.txt",
+        "{watch}/..%2fsecret.txt",
+        "{cache}/../../secret.txt",
+        "{cache}/%2e%2e/%2e%2e/secret.txt",
+    ],
+)
+def test_dot_dot_traversal_out_of_an_allowed_folder_is_refused(app, session, traversal):
+    setup, url, thumbnail = app
+    watch = setup.files["blurry1.jpg"].parent
+    raw_path = "/gradio_api/file=" + traversal.format(watch=watch, cache=setup.settings.ui.thumbnail_cache)
+    status, body = _raw_request(url, raw_path, cookie_header(session))
+    assert status == 403, (status, body[:200])
+    assert b"top secret" not in body and b"root:" not in body
+    # Positive control: the same raw request for a file inside the folder works.
+    status, body = _raw_request(url, f"/gradio_api/file={quote(str(thumbnail))}", cookie_header(session))
+    assert status == 200
+
+
+def test_the_index_database_and_config_are_blocked_even_inside_a_watch_folder(tmp_path):
+    settings = make_settings(tmp_path)
+    watch = settings.watch.folders[0]
+    settings = dataclasses.replace(
+        settings, index=dataclasses.replace(settings.index, database=watch / "index.sqlite"), source=watch / "config.toml"
+    )
+    blocked = blocked_paths(settings)
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "config.toml"):
+        assert str((watch / name).resolve()) in blocked
+    assert allowed_paths(settings) == [str(watch.resolve()), str(settings.ui.thumbnail_cache.resolve())]
+
+
+def test_launch_options_carry_auth_and_the_folder_rules(tmp_path):
+    settings = make_settings(tmp_path, users={"ann": sha256_hex(PASSWORD)}, host="0.0.0.0")
+    options = launch_options(settings, load_credentials(settings.ui.users))
+    assert options["server_name"] == "0.0.0.0"
+    assert options["auth"]("ann", PASSWORD) and not options["auth"]("ann", "nope")
+    assert options["allowed_paths"] == allowed_paths(settings)
+    assert options["blocked_paths"] == blocked_paths(settings)
+    assert options["ssr_mode"] is False and options["mcp_server"] is False
+
+
+def test_wrong_passwords_get_no_session(app):
+    _, url, _ = app
+    response = httpx.post(f"{url}/login", data={"username": "ann", "password": "guess"})
+    assert response.status_code == 400 and not response.cookies
+
+
+def test_api_paths_outside_the_index_are_refused(app, session):
+    """/override looks paths up in the index: a traversal cannot name another file."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    setup, url, _ = app
+    client = Client(url, auth=("ann", PASSWORD), verbose=False)
+    watch = setup.files["blurry1.jpg"].parent
+    for path in (f"{watch}/../secret.txt", "/etc/passwd", f"{watch}/blurry1.jpg/../../secret.txt"):
+        with pytest.raises(AppError, match="not in the index"):
+            client.predict(path, "good", None, api_name="/override")
+    assert (watch.parent / "secret.txt").read_text() == "top secret"
+
+
+def test_the_ui_command_serves_behind_a_login(tmp_path):
+    """`pixelperfect ui` as a user starts it: a login wall, and only the allowed folders."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.ui_support import free_port
+
+    port = free_port()
+    (tmp_path / "watch").mkdir()
+    (tmp_path / "config.toml").write_text(
+        f'[watch]\nfolders = ["watch"]\n[index]\ndatabase = "state/index.sqlite"\n'
+        f'[ui]\nport = {port}\nthumbnail_cache = "state/thumbnails"\nusers = {{ann = "env:PP_TEST_PASSWORD"}}\n'
+    )
+    env = {**os.environ, "PP_TEST_PASSWORD": PASSWORD, "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("GRADIO_TEMP_DIR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pixelperfect_daemon.cli import main; sys.exit(main())",
+         "ui", "--config", str(tmp_path / "config.toml")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "the UI did not start within 60 s"
+            time.sleep(0.5)
+        assert httpx.get(f"{url}/gradio_api/file=/etc/passwd").status_code == 401
+        with httpx.Client(base_url=url) as client:
+            assert client.post("/login", data={"username": "ann", "password": PASSWORD}).status_code == 200
+            assert client.get("/gradio_api/file=/etc/passwd").status_code == 403
+            assert client.get(f"/gradio_api/file={tmp_path / 'config.toml'}").status_code == 403
+            assert client.post("/gradio_api/call/search", json={"data": []}).status_code == 200
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=20)[0]
+    assert process.returncode == 0, output  # SIGTERM is a clean stop
