@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pixelperfect_daemon.config import Settings
 from pixelperfect_daemon.labels import DEFECTS
+from pixelperfect_daemon.pipeline import sha256_of
 
 from . import queries
 from .exif_summary import ExifReader
@@ -238,7 +239,7 @@ class ReviewService:
         return updated
 
     def _tag(self, row: dict, *, verdict: str, defect: str | None, reviewed_by: str | None, reviewed_at: str | None):
-        return self._tagging.submit(
+        written = self._tagging.submit(
             self.metadata.write_verdict,
             Path(row["path"]),
             verdict=verdict,
@@ -249,6 +250,13 @@ class ReviewService:
             reviewed_by=reviewed_by,
             reviewed_at=reviewed_at,
         ).result()
+        image = Path(row["path"])
+        if Path(written) == image:
+            # Tags inside the image change its bytes: record the new hash, or the daemon would
+            # take the file for new content and analyse it again.
+            stat = image.stat()
+            self.index.record_stat(image, size=stat.st_size, mtime=stat.st_mtime, sha256=sha256_of(image))
+        return written
 
     def undo(self, reviewer: str) -> list[dict]:
         """Take back ``reviewer``'s last action: the index and the tags return to what they were."""

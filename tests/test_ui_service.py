@@ -12,6 +12,7 @@ import pytest
 
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.metadata import MetadataError, MetadataWriter
+from pixelperfect_daemon.pipeline import sha256_of
 from pixelperfect_daemon.result import AnalysisResult
 from review_ui.queries import ImageFilter
 from review_ui.service import ReviewError, ReviewService, csv_safe
@@ -70,6 +71,14 @@ def test_override_lands_in_the_index_and_the_files_xmp(setup):
     assert str(tags["XMP-pixelperfect:ReviewedAt"]).startswith("2024")
     assert tags["XMP-lr:HierarchicalSubject"] == "PixelPerfect|Good"
     assert tags["XMP-pixelperfect:ModelVersion"] == "test-1"  # the model's facts are kept
+
+
+def test_override_records_the_tagged_files_new_hash_so_the_daemon_does_not_reanalyse_it(setup):
+    settings, service, files = setup
+    service.override([str(files["blurry"])], verdict="good", defect=None, reviewer="ann")
+    with sqlite3.connect(settings.index.database) as conn:
+        (indexed_hash,) = conn.execute("SELECT sha256 FROM images WHERE path = ?", (str(files["blurry"]),)).fetchone()
+    assert indexed_hash == sha256_of(files["blurry"])
 
 
 def test_poor_with_a_defect_and_poor_keeping_the_models_defect(setup):

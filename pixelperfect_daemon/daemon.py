@@ -1,0 +1,268 @@
+"""``pixelperfect daemon`` (watch folders for good) and ``pixelperfect scan`` (one backlog, then exit).
+
+The daemon: scan what is already there (files added while it was down), then watch; every file
+that has held still for ``stable_seconds`` goes through the pipeline. SIGTERM/SIGINT stop it
+cleanly (files in hand are finished, queued ones handed back to the next start); a second signal
+exits at once, which is as safe as ``kill -9``. With systemd's ``Type=notify`` it reports READY,
+a STATUS line and STOPPING.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import sdnotify
+
+from .commands.options import config_option
+from .config import Settings
+from .index import ImageIndex, ImageIndexError
+from .metadata import MetadataError, MetadataWriter
+from .pipeline import ANALYSED, ERROR, MOVED, UNCHANGED, Pipeline, PipelineStats
+from .watcher import FileStabilityTracker, FolderWatcher, IgnoreRules, WatchError, iter_candidate_files
+
+logger = logging.getLogger(__name__)
+
+# How often systemd's STATUS line is refreshed.
+_STATUS_SECONDS = 10.0
+
+
+class DaemonError(Exception):
+    """The daemon cannot start."""
+
+
+def load_analyzer(settings: Settings):
+    from .engine import Analyzer, ModelsNotFoundError
+
+    try:
+        return Analyzer.from_settings(settings.analysis)
+    except ModelsNotFoundError as error:
+        raise DaemonError(str(error)) from None
+
+
+def stability_poll_seconds(stable_seconds: float) -> float:
+    """How often pending files are stat'ed: often enough to add little to stable_seconds."""
+    return min(0.25, max(0.05, stable_seconds / 4))
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event):
+    """SIGTERM/SIGINT set ``stop``; a second one exits at once (safe: the work is idempotent)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum, _frame):
+        if stop.is_set():
+            logger.warning("%s again: exiting now; unfinished files are redone at the next start",
+                           signal.Signals(signum).name)
+            os._exit(128 + signum)
+        logger.info("%s: stopping (finishing the files in hand)", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _open_outputs(settings: Settings, dry_run: bool) -> tuple[MetadataWriter | None, ImageIndex | None]:
+    if dry_run:
+        return None, None
+    writer = MetadataWriter(settings.metadata)
+    try:
+        writer.version()
+        return writer, ImageIndex(settings.index.database)
+    except Exception:
+        writer.close()
+        raise
+
+
+def _scan_periodically(watcher: FolderWatcher, interval: float, stop: threading.Event) -> None:
+    """The first scan catches files added while the daemon was down; later ones, missed events."""
+    while not stop.is_set():
+        try:
+            watcher.scan()
+        except Exception as error:  # a share gone away: try again at the next rescan
+            logger.error("scan failed: %s", error)
+        if interval <= 0 or stop.wait(interval):
+            return
+
+
+def run_daemon(
+    settings: Settings,
+    *,
+    analyzer=None,
+    dry_run: bool = False,
+    stop: threading.Event | None = None,
+    notifier: sdnotify.SystemdNotifier | None = None,
+) -> PipelineStats:
+    """Watch ``[watch] folders`` until ``stop`` is set (or SIGTERM/SIGINT); return what was done."""
+    stop = stop or threading.Event()
+    notifier = notifier or sdnotify.SystemdNotifier()
+    analyzer = analyzer or load_analyzer(settings)
+    writer, index = _open_outputs(settings, dry_run)
+    tracker = FileStabilityTracker(settings.watch.stable_seconds)
+    pipeline = Pipeline(settings, analyzer, writer=writer, index=index, stop=stop, on_done=tracker.done)
+    watcher = FolderWatcher(
+        settings.watch.folders,
+        tracker,
+        IgnoreRules(settings.watch.ignore),
+        poll_interval=settings.watch.poll_interval,
+        known_files=None if index is None else index.stat_snapshot,
+        stop=stop,
+    )
+    with stop_on_signals(stop):
+        try:
+            watcher.start()
+            pipeline.start()
+            # A dry run writes no rows, so every rescan would analyse everything again.
+            rescan_interval = 0 if dry_run else settings.watch.rescan_interval
+            threading.Thread(
+                target=_scan_periodically, args=(watcher, rescan_interval, stop), name="scanner", daemon=True
+            ).start()
+            logger.info(
+                "daemon ready: model %s, %d worker(s), tags %s, index %s%s",
+                analyzer.model_version,
+                settings.analysis.workers,
+                settings.metadata.mode,
+                settings.index.database,
+                " (dry run: nothing is written)" if dry_run else "",
+            )
+            notifier.notify("READY=1")
+            _feed_pipeline(tracker, pipeline, stop, notifier, settings.watch.stable_seconds)
+        finally:
+            stop.set()
+            notifier.notify("STOPPING=1")
+            watcher.stop()
+            pipeline.join()
+            if writer is not None:
+                writer.close()
+            if index is not None:
+                index.close()
+    stats = pipeline.stats
+    logger.info("daemon stopped: %s", summary_line(stats))
+    return stats
+
+
+def _feed_pipeline(
+    tracker: FileStabilityTracker,
+    pipeline: Pipeline,
+    stop: threading.Event,
+    notifier: sdnotify.SystemdNotifier,
+    stable_seconds: float,
+) -> None:
+    """Wait for stability: hand every file that has held still to the pipeline."""
+    interval = stability_poll_seconds(stable_seconds)
+    next_status = 0.0
+    while not stop.wait(interval):
+        for path in tracker.poll():
+            if not pipeline.submit(path):
+                break
+        if time.monotonic() >= next_status:
+            next_status = time.monotonic() + _STATUS_SECONDS
+            notifier.notify(
+                f"STATUS={tracker.pending_count} waiting, {tracker.in_flight_count} in progress; "
+                f"{summary_line(pipeline.stats)}"
+            )
+
+
+def summary_line(stats: PipelineStats) -> str:
+    counts = stats.outcomes
+    line = (
+        f"{counts[ANALYSED]} analysed, {counts[UNCHANGED]} unchanged, {counts[MOVED]} moved, "
+        f"{counts[ERROR]} error(s)"
+    )
+    if stats.handed_back:
+        line += f", {stats.handed_back} left for the next run"
+    return line
+
+
+def scan_folder(
+    settings: Settings,
+    folder: Path,
+    *,
+    analyzer=None,
+    dry_run: bool = False,
+    stop: threading.Event | None = None,
+    progress: bool | None = None,
+) -> PipelineStats:
+    """Analyse the backlog under ``folder`` once (files are taken as complete) and return."""
+    from tqdm import tqdm
+
+    stop = stop or threading.Event()
+    folder = Path(os.path.abspath(folder))
+    files = list(iter_candidate_files(folder, IgnoreRules(settings.watch.ignore)))
+    analyzer = analyzer or load_analyzer(settings)
+    writer, index = _open_outputs(settings, dry_run)
+    # progress=None: a bar on a terminal, none in a log file.
+    bar = tqdm(total=len(files), unit="file", desc="scan", disable=None if progress is None else not progress)
+    pipeline = Pipeline(
+        settings, analyzer, writer=writer, index=index, stop=stop, on_finished=lambda job: bar.update(1)
+    )
+    with stop_on_signals(stop):
+        try:
+            pipeline.start()
+            for path in files:
+                if not pipeline.submit(path):
+                    break
+            pipeline.close_input()
+            while not pipeline.join(timeout=0.5):
+                pass
+        finally:
+            stop.set()
+            pipeline.join()
+            bar.close()
+            if writer is not None:
+                writer.close()
+            if index is not None:
+                index.close()
+    stats = pipeline.stats
+    stats.handed_back += len(files) - stats.finished - stats.handed_back
+    return stats
+
+
+_STARTUP_ERRORS = (DaemonError, WatchError, MetadataError, ImageIndexError, OSError)
+
+
+@click.command("daemon")
+@config_option
+@click.option("--dry-run", is_flag=True, help="Analyse and log; write no tags and no index rows.")
+def daemon_command(settings: Settings, dry_run: bool) -> None:
+    """Watch the [watch] folders: tag every complete image's XMP and record it in the index.
+
+    \b
+    Runs until SIGTERM or Ctrl-C; files added while it was down are found at start.
+    Example:
+      pixelperfect daemon --config config.toml
+    """
+    try:
+        run_daemon(settings, dry_run=dry_run)
+    except _STARTUP_ERRORS as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.command("scan")
+@config_option
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Analyse and log; write no tags and no index rows.")
+def scan_command(settings: Settings, folder: Path, dry_run: bool) -> None:
+    """Analyse the images under FOLDER once (tags + index, like the daemon), then exit.
+
+    \b
+    Example:
+      pixelperfect scan --config config.toml /srv/photos/archive
+    """
+    try:
+        stats = scan_folder(settings, folder, dry_run=dry_run)
+    except _STARTUP_ERRORS as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{folder}: {summary_line(stats)}")

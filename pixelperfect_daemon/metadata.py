@@ -1,0 +1,441 @@
+"""Verdicts into XMP through one long-lived ExifTool process.
+
+The tags live in a custom namespace (``XMP-pixelperfect``, defined by the ExifTool config file
+shipped next to this module) plus keywords every DAM reads: ``XMP-lr:HierarchicalSubject``
+(``PixelPerfect|Poor|Blur``) and the flat ``XMP-dc:Subject`` words Lightroom writes for it.
+Earlier PixelPerfect keywords are replaced; the user's own keywords, rating and label are left
+alone unless ``[metadata]`` asks for a colour label or a reject rating on Poor images.
+
+ExifTool writes a temporary file and renames it over the original, so a failed write leaves the
+original as it was, and only the metadata segment changes (the image data is copied verbatim).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import queue
+import signal
+import stat
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import exiftool
+import exiftool.exiftool
+from exiftool.exceptions import ExifToolException
+
+from .config import MetadataSettings
+from .labels import DEFECT_DISPLAY_NAMES, VERDICT_DISPLAY_NAMES, defect_display_name
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE_URI = "http://ns.pixelperfect.dev/1.0/"
+EXIFTOOL_CONFIG = Path(__file__).with_name("pixelperfect.exiftool.config")
+KEYWORD_ROOT = "PixelPerfect"
+
+# Formats ExifTool embeds XMP into safely; everything else (proprietary RAW, BMP) gets a sidecar,
+# as Lightroom and darktable do.
+EMBEDDED_XMP_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".png", ".webp", ".heic", ".heif", ".hif", ".dng"}
+)
+
+_PP = "XMP-pixelperfect"
+_HIERARCHICAL = "XMP-lr:HierarchicalSubject"
+_FLAT = "XMP-dc:Subject"
+_LABEL = "XMP-xmp:Label"
+_RATING = "XMP-xmp:Rating"
+_PP_FIELDS = ("Verdict", "Defect", "Quality", "ModelVersion", "AnalyzedAt", "ReviewedBy", "ReviewedAt")
+# ExifTool's own name for the file it writes before renaming it over the original.
+_EXIFTOOL_TEMP_SUFFIX = "_exiftool_tmp"
+# A temp file older than this cannot belong to a write in progress: a crash left it.
+_STALE_TEMP_SECONDS = 60.0
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+# Loaded here, not in the forked child, where loading a library is unsafe.
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_PREEXEC_PATCH_LOCK = threading.Lock()
+_SUCCESS_MARKERS = ("image files updated", "image files created", "image files unchanged")
+_REJECT_RATING = "-1"
+
+
+class MetadataError(Exception):
+    """Tags could not be written or read; the original file is unchanged."""
+
+
+def sidecar_file_name(image_path: Path, naming: str) -> Path:
+    """``IMG_0001.xmp`` ("basename": Lightroom, Bridge) or ``IMG_0001.CR2.xmp`` ("fullname": darktable, digiKam)."""
+    if naming == "fullname":
+        return image_path.with_name(image_path.name + ".xmp")
+    return image_path.with_suffix(".xmp")
+
+
+def sidecar_path(image_path: Path, settings: MetadataSettings) -> Path | None:
+    """Where the tags of ``image_path`` go when not inside it; None when they are embedded."""
+    if settings.mode == "embedded" and image_path.suffix.lower() in EMBEDDED_XMP_EXTENSIONS:
+        return None
+    return sidecar_file_name(image_path, settings.sidecar_name)
+
+
+def is_read_only(path: Path) -> bool:
+    """True when the file must not be modified: no write permission, or no write bit at all.
+
+    The write-bit test matters for root, whom ``os.access`` always allows: a user who made a file
+    read-only meant it.
+    """
+    mode = os.stat(path).st_mode
+    return not os.access(path, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+def pixelperfect_keywords(verdict: str, defect: str | None) -> tuple[list[str], list[str]]:
+    """The (hierarchical, flat) keywords for a verdict, as Lightroom writes a keyword path."""
+    verdict_name = VERDICT_DISPLAY_NAMES[verdict]
+    path = [KEYWORD_ROOT, verdict_name]
+    if verdict == "poor" and defect is not None:
+        path.append(defect_display_name(defect))
+    return ["|".join(path)], path
+
+
+def is_pixelperfect_keyword(hierarchical_keyword: str) -> bool:
+    return hierarchical_keyword == KEYWORD_ROOT or hierarchical_keyword.startswith(KEYWORD_ROOT + "|")
+
+
+def keyword_arguments(
+    existing_hierarchical: list[str],
+    existing_flat: list[str],
+    previous_verdict: str | None,
+    previous_defect: str | None,
+    new_hierarchical: list[str],
+    new_flat: list[str],
+) -> list[str]:
+    """ExifTool arguments that replace earlier PixelPerfect keywords and keep every other one.
+
+    A flat keyword is ours if an earlier PixelPerfect keyword path (or the earlier verdict/defect
+    tags) produced it and none of the user's own keyword paths did. ``-TAG-=x -TAG+=x`` adds x
+    exactly once however often the write is repeated.
+    """
+    old_ours = [k for k in existing_hierarchical if is_pixelperfect_keyword(k)]
+    user_paths = [k for k in existing_hierarchical if not is_pixelperfect_keyword(k)]
+    user_words = {word for k in user_paths for word in k.split("|")}
+    our_words = {word for k in old_ours for word in k.split("|")}
+    if previous_verdict:
+        our_words.update({KEYWORD_ROOT, previous_verdict})
+    if previous_defect:
+        our_words.add(previous_defect)
+    stale_flat = [k for k in existing_flat if k in our_words and k not in user_words and k not in new_flat]
+    arguments = [f"-{_HIERARCHICAL}-={k}" for k in old_ours if k not in new_hierarchical]
+    arguments += [f"-{_FLAT}-={k}" for k in stale_flat]
+    for k in new_hierarchical:
+        arguments += [f"-{_HIERARCHICAL}-={k}", f"-{_HIERARCHICAL}+={k}"]
+    for k in new_flat:
+        arguments += [f"-{_FLAT}-={k}", f"-{_FLAT}+={k}"]
+    return arguments
+
+
+def label_and_rating_arguments(
+    settings: MetadataSettings, verdict: str, previous_verdict: str | None, label: str | None, rating: str | None
+) -> list[str]:
+    """The optional colour label / reject rating for Poor; undone only where we set it."""
+    arguments = []
+    if settings.poor_color_label:
+        if verdict == "poor":
+            arguments.append(f"-{_LABEL}={settings.poor_color_label}")
+        elif previous_verdict == "Poor" and label == settings.poor_color_label:
+            arguments.append(f"-{_LABEL}=")
+    if settings.poor_reject_rating:
+        if verdict == "poor":
+            arguments.append(f"-{_RATING}={_REJECT_RATING}")
+        elif previous_verdict == "Poor" and rating == _REJECT_RATING:
+            arguments.append(f"-{_RATING}=")
+    return arguments
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _exiftool_failure(stderr: str, stdout: str) -> str:
+    lines = [line.strip() for line in (stderr + "\n" + stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error")]
+    return (errors or lines or ["ExifTool failed without a message"])[0]
+
+
+def _exiftool_preexec() -> None:
+    """Runs in the ExifTool child before exec."""
+    # Its own process group: Ctrl-C in a terminal reaches the daemon, which stops ExifTool in order.
+    os.setpgrp()
+    # The daemon killed (even kill -9): SIGINT, on which ExifTool finishes a rename in progress or
+    # deletes its temp file, then exits (pyexiftool's default SIGTERM kills it mid-write, and
+    # without any signal it would wait on its closed stdin for ever).
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+
+
+def _run_exiftool(tool: exiftool.ExifTool) -> None:
+    """``tool.run()`` with our pre-exec function instead of pyexiftool's (which has no option for it)."""
+    module = exiftool.exiftool
+    with _PREEXEC_PATCH_LOCK:
+        original = module._set_pdeathsig
+        module._set_pdeathsig = lambda _signal: _exiftool_preexec
+        try:
+            tool.run()
+        finally:
+            module._set_pdeathsig = original
+
+
+class MetadataWriter:
+    """Writes and reads PixelPerfect XMP through one ``exiftool -stay_open`` process; thread-safe."""
+
+    def __init__(self, settings: MetadataSettings, executable: str = "exiftool"):
+        self.settings = settings
+        self._executable = executable
+        self._lock = threading.Lock()
+        self._exiftool: exiftool.ExifTool | None = None
+        self._spawner: threading.Thread | None = None
+        self._spawn_requests: queue.SimpleQueue | None = None
+
+    # -- the ExifTool process ---------------------------------------------------------------
+
+    def _start(self) -> exiftool.ExifTool:
+        """A new ExifTool process, started from the writer's own long-lived thread.
+
+        Linux sends the parent-death signal when the *thread* that started a child ends, so a
+        process started from a short-lived caller thread would die with that thread.
+        """
+        if self._spawner is None or not self._spawner.is_alive():
+            self._spawn_requests = queue.SimpleQueue()
+            self._spawner = threading.Thread(
+                target=self._spawn_loop, args=(self._spawn_requests,), name="exiftool-owner", daemon=True
+            )
+            self._spawner.start()
+        request = Future()
+        self._spawn_requests.put(request)
+        return request.result()
+
+    def _spawn_loop(self, requests: queue.SimpleQueue) -> None:
+        while (request := requests.get()) is not None:
+            tool = exiftool.ExifTool(
+                executable=self._executable,
+                common_args=["-charset", "filename=utf8"],
+                config_file=EXIFTOOL_CONFIG,
+                encoding="utf-8",
+            )
+            try:
+                _run_exiftool(tool)
+            except (OSError, RuntimeError, ExifToolException) as error:
+                request.set_exception(
+                    MetadataError(f"cannot start ExifTool ({self._executable}): {_one_line(error)}")
+                )
+            else:
+                request.set_result(tool)
+
+    def _execute(self, *arguments: str | bytes) -> tuple[int, str, str]:
+        """Run one command; a dead ExifTool process is restarted once. Call with the lock held."""
+        for attempt in (1, 2):
+            if self._exiftool is None or not self._exiftool.running:
+                self._exiftool = self._start()
+            try:
+                stdout = self._exiftool.execute(*arguments)
+                return self._exiftool.last_status, stdout, self._exiftool.last_stderr
+            except (OSError, ExifToolException) as error:
+                logger.warning("ExifTool process failed (%s); restarting it", _one_line(error))
+                self._stop()
+                if attempt == 2:
+                    raise MetadataError(f"ExifTool failed: {_one_line(error)}") from None
+        raise AssertionError("unreachable")
+
+    def _stop(self) -> None:
+        tool, self._exiftool = self._exiftool, None
+        if tool is not None:
+            try:
+                tool.terminate()
+            except Exception:  # a process that already died cannot be terminated cleanly
+                pass
+
+    def version(self) -> str:
+        """ExifTool's version; starts the process, so a missing ExifTool shows at start-up."""
+        with self._lock:
+            status, stdout, stderr = self._execute("-ver")
+        if status != 0:
+            raise MetadataError(f"ExifTool does not work: {_exiftool_failure(stderr, stdout)}")
+        return stdout.strip()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+            if self._spawner is not None:
+                self._spawn_requests.put(None)
+                self._spawner.join()
+                self._spawner = None
+
+    def __enter__(self) -> "MetadataWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- where the tags go ------------------------------------------------------------------
+
+    def target_for(self, image_path: Path) -> Path:
+        """The file the tags of ``image_path`` are written into: the image itself or its sidecar."""
+        sidecar = sidecar_path(image_path, self.settings)
+        if sidecar is not None:
+            return sidecar
+        if is_read_only(image_path):
+            return sidecar_file_name(image_path, self.settings.sidecar_name)
+        return image_path
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _read_tags(self, file_path: Path) -> dict:
+        """Raw PixelPerfect-relevant tags of one file, or {} when it does not exist."""
+        if not file_path.exists():
+            return {}
+        status, stdout, stderr = self._execute(
+            "-j", "-G1", "-n", "-struct",
+            f"-{_PP}:all", f"-{_HIERARCHICAL}", f"-{_FLAT}", f"-{_LABEL}", f"-{_RATING}",
+            os.fsencode(file_path),
+        )
+        if status != 0 or not stdout.strip():
+            raise MetadataError(f"cannot read tags of {file_path}: {_exiftool_failure(stderr, stdout)}")
+        # Keep numbers as their text ("1.10" must not become 1.1).
+        (tags,) = json.loads(stdout, parse_float=str, parse_int=str)
+        return tags
+
+    @staticmethod
+    def _summarise(tags: dict, file_path: Path) -> dict:
+        summary = {name: tags.get(f"{_PP}:{name}") for name in _PP_FIELDS}
+        summary = {k: (None if v is None else str(v)) for k, v in summary.items()}
+        if summary["Quality"] is not None:
+            summary["Quality"] = float(summary["Quality"])
+        summary["keywords"] = _as_list(tags.get(_HIERARCHICAL))
+        summary["subject"] = _as_list(tags.get(_FLAT))
+        summary["Label"] = None if tags.get(_LABEL) is None else str(tags[_LABEL])
+        summary["Rating"] = None if tags.get(_RATING) is None else str(tags[_RATING])
+        summary["file"] = file_path
+        return summary
+
+    def read_verdict(self, image_path: Path) -> dict:
+        """What ``write_verdict`` wrote: Verdict, Defect, Quality, ModelVersion, AnalyzedAt,
+        ReviewedBy, ReviewedAt, keywords (hierarchical), subject (flat), Label, Rating, file."""
+        image_path = Path(image_path)
+        primary = self.target_for(image_path) if image_path.exists() else (
+            sidecar_path(image_path, self.settings) or image_path
+        )
+        # Tags written while the file was writable (or read-only) are in the other place.
+        others = [sidecar_file_name(image_path, self.settings.sidecar_name)]
+        if image_path.suffix.lower() in EMBEDDED_XMP_EXTENSIONS:
+            others.insert(0, image_path)
+        with self._lock:
+            first = self._summarise(self._read_tags(primary), primary)
+            if first["Verdict"] is not None:
+                return first
+            for other in others:
+                if other == primary or not other.exists():
+                    continue
+                try:
+                    summary = self._summarise(self._read_tags(other), other)
+                except MetadataError:
+                    continue
+                if summary["Verdict"] is not None:
+                    return summary
+        return first
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write_verdict(
+        self,
+        image_path: Path,
+        *,
+        verdict: str,
+        defect: str | None,
+        quality: float | None,
+        model_version: str,
+        analyzed_at: str,
+        reviewed_by: str | None = None,
+        reviewed_at: str | None = None,
+    ) -> Path:
+        """Write the verdict tags for ``image_path``; return the file written (image or sidecar).
+
+        Raises MetadataError, leaving the original untouched.
+        """
+        image_path = Path(image_path)
+        if verdict not in VERDICT_DISPLAY_NAMES:
+            raise MetadataError(f"cannot tag {image_path}: verdict must be good or poor, got {verdict!r}")
+        if defect is not None and defect not in DEFECT_DISPLAY_NAMES:
+            raise MetadataError(f"cannot tag {image_path}: unknown defect {defect!r}")
+        if verdict == "good":
+            defect = None
+        try:
+            if not image_path.is_file():
+                raise MetadataError(f"cannot tag {image_path}: " + (
+                    "not a regular file" if image_path.exists() else "file vanished"))
+            target = self.target_for(image_path)
+        except FileNotFoundError:  # vanished between the two looks
+            raise MetadataError(f"cannot tag {image_path}: file vanished") from None
+        if target != image_path and sidecar_path(image_path, self.settings) is None:
+            logger.info("%s is read-only: writing its tags to the sidecar %s", image_path, target)
+        self._clear_stale_temp_file(target)
+
+        new_hierarchical, new_flat = pixelperfect_keywords(verdict, defect)
+        values = {
+            "Verdict": VERDICT_DISPLAY_NAMES[verdict],
+            "Defect": defect_display_name(defect),
+            "Quality": None if quality is None else f"{float(quality):.4f}",
+            "ModelVersion": model_version,
+            "AnalyzedAt": analyzed_at,
+            "ReviewedBy": reviewed_by,
+            "ReviewedAt": reviewed_at,
+        }
+        with self._lock:
+            existing = self._read_tags(target)
+            previous_verdict = existing.get(f"{_PP}:Verdict")
+            previous_defect = existing.get(f"{_PP}:Defect")
+            arguments = ["-overwrite_original", "-P", "-m"]
+            arguments += [
+                f"-{_PP}:{name}=" + ("" if value is None else _one_line(value)) for name, value in values.items()
+            ]
+            arguments += keyword_arguments(
+                _as_list(existing.get(_HIERARCHICAL)),
+                _as_list(existing.get(_FLAT)),
+                None if previous_verdict is None else str(previous_verdict),
+                None if previous_defect is None else str(previous_defect),
+                new_hierarchical,
+                new_flat,
+            )
+            arguments += label_and_rating_arguments(
+                self.settings,
+                verdict,
+                None if previous_verdict is None else str(previous_verdict),
+                None if existing.get(_LABEL) is None else str(existing[_LABEL]),
+                None if existing.get(_RATING) is None else str(existing[_RATING]),
+            )
+            status, stdout, stderr = self._execute(*arguments, os.fsencode(target))
+        if status != 0 or not any(marker in stdout for marker in _SUCCESS_MARKERS):
+            raise MetadataError(f"cannot tag {image_path}: {_exiftool_failure(stderr, stdout)}")
+        return target
+
+    @staticmethod
+    def _clear_stale_temp_file(target: Path) -> None:
+        """Remove ExifTool's half-written copy left by a killed write (the original is intact).
+
+        ExifTool refuses to write while it exists; it is our own scratch file, never user data.
+        """
+        temp = target.with_name(target.name + _EXIFTOOL_TEMP_SUFFIX)
+        try:
+            age = time.time() - temp.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > _STALE_TEMP_SECONDS:
+            logger.warning("removing %s, left by an interrupted ExifTool write", temp)
+            temp.unlink(missing_ok=True)
