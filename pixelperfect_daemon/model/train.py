@@ -39,6 +39,9 @@ QUICK_EPOCHS = 15
 QUICK_CLEAN_VARIANTS = 2
 QUICK_SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 POOR_THRESHOLD = 0.5
+# Stage 1 sees far more synthetic samples than authentic photos with human scores; the latter
+# are what real ingest looks like, so each counts this many times more.
+AUTHENTIC_WEIGHT = 3.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def make_embedder() -> tuple[Callable[[np.ndarray], np.ndarray], "object"]:
 
 def compute_features(options: TrainOptions, sources, embed, progress) -> dict[str, dict[str, np.ndarray]]:
     parts = {"train": [], "val": []}
-    authentic_parts = {"train": [], "val": []}
+    authentic_parts = {"train": [], "val": []}  # one entry per source photo
     clean_variants = QUICK_CLEAN_VARIANTS if options.quick else dataset.CLEAN_VARIANTS
     for source, split, arrays in dataset.extract_features(
         sources, embed, options.work / "features", options.seed, clean_variants, progress
@@ -110,7 +113,14 @@ def compute_features(options: TrainOptions, sources, embed, progress) -> dict[st
         "synthetic_val": dataset.stack(parts["val"]),
         "authentic_train": dataset.stack(authentic_parts["train"]),
         "authentic_val": dataset.stack(authentic_parts["val"]),
+        # Which source photo each training row came from (cross-validation folds keep them together).
+        "authentic_train_groups": _groups(authentic_parts["train"]),
+        "synthetic_train_groups": _groups(parts["train"]),
     }
+
+
+def _groups(parts: list[dict[str, np.ndarray]]) -> np.ndarray:
+    return np.concatenate([np.full(len(p["features"]), i) for i, p in enumerate(parts)] or [np.zeros(0, int)])
 
 
 def _merge(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -119,19 +129,23 @@ def _merge(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------- 3. heads
-def _fit(model, x, y, x_val, y_val, loss, epochs, checkpoint: Path, sample_weight=None):
+def _fit(model, x, y, x_val, y_val, loss, epochs, checkpoint: Path, sample_weight=None, val_sample_weight=None):
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=loss)
     if checkpoint.exists():
-        log.info("resuming %s from %s", model.name, checkpoint)
-        model.load_weights(checkpoint)
+        try:
+            model.load_weights(checkpoint)
+            log.info("resuming %s from %s", model.name, checkpoint)
+        except ValueError as error:  # a checkpoint of another architecture: start afresh
+            log.warning("not resuming %s from %s: %s", model.name, checkpoint, error)
     callbacks = [
         keras.callbacks.EarlyStopping(patience=EARLY_STOPPING_PATIENCE, restore_best_weights=True),
         keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=True),
     ]
     model.fit(
-        x, y, sample_weight=sample_weight, validation_data=(x_val, y_val), epochs=epochs,
+        x, y, sample_weight=sample_weight,
+        validation_data=(x_val, y_val) if val_sample_weight is None else (x_val, y_val, val_sample_weight), epochs=epochs,
         batch_size=BATCH_SIZE, callbacks=callbacks, verbose=2, shuffle=True,
     )
     return model
@@ -140,7 +154,7 @@ def _fit(model, x, y, x_val, y_val, loss, epochs, checkpoint: Path, sample_weigh
 def train_heads(data: dict, options: TrainOptions):
     import keras
 
-    from .heads import build_stage1_head, build_stage2_head, stage1_loss, stage1_targets
+    from .heads import build_stage1_head, build_stage2_head, fit_ridge_quality
 
     keras.utils.set_random_seed(options.seed)
     epochs = options.epochs or (QUICK_EPOCHS if options.quick else EPOCHS)
@@ -150,17 +164,22 @@ def train_heads(data: dict, options: TrainOptions):
     stage1_train = _merge(data["synthetic_train"], data["authentic_train"])
     stage1_val = _merge(data["synthetic_val"], data["authentic_val"])
     x1 = stage1_train["features"].astype(np.float32)
-    mean, variance = x1.mean(axis=0), x1.var(axis=0)
-    # Good and Poor examples are unbalanced (one photo yields many distortions): weight to balance.
-    poor_target = np.nan_to_num(stage1_train["p_poor"], nan=0.5)
-    poor_share = float(np.mean(poor_target[~np.isnan(stage1_train["p_poor"])]))
-    weights = np.where(poor_target > 0.5, 0.5 / max(poor_share, 1e-3), 0.5 / max(1 - poor_share, 1e-3)).astype(np.float32)
-    stage1 = build_stage1_head(x1.shape[1], mean, variance)
+    authentic = np.arange(len(x1)) >= len(data["synthetic_train"]["features"])
+    stage1 = build_stage1_head(x1.shape[1], x1.mean(axis=0), x1.var(axis=0))
     _fit(
-        stage1, x1, stage1_targets(stage1_train["p_poor"], stage1_train["quality"], stage1_train["quality_weight"]),
-        stage1_val["features"].astype(np.float32),
-        stage1_targets(stage1_val["p_poor"], stage1_val["quality"], stage1_val["quality_weight"]),
-        stage1_loss, epochs, checkpoints / "stage1.weights.h5", sample_weight=weights,
+        stage1, x1, np.nan_to_num(stage1_train["p_poor"])[:, None],
+        stage1_val["features"].astype(np.float32), np.nan_to_num(stage1_val["p_poor"])[:, None],
+        keras.losses.BinaryCrossentropy(from_logits=True), epochs, checkpoints / "stage1.weights.h5",
+        sample_weight=stage1_weights(stage1_train["p_poor"], authentic),
+        val_sample_weight=(~np.isnan(stage1_val["p_poor"])).astype(np.float32),
+    )
+    # The quality score is fitted to human opinion scores; without any (--quick with no --mos-csv)
+    # to the synthetic images' pseudo scores, so the pipeline still runs end to end.
+    scored = "authentic" if len(data["authentic_train"]["features"]) else "synthetic"
+    if scored == "synthetic":
+        log.warning("no photos with human scores: the quality score is fitted to synthetic pseudo scores")
+    ridge = fit_ridge_quality(
+        data[f"{scored}_train"]["features"], data[f"{scored}_train"]["quality"], data[f"{scored}_train_groups"]
     )
 
     x2 = data["synthetic_train"]["features"].astype(np.float32)
@@ -174,7 +193,18 @@ def train_heads(data: dict, options: TrainOptions):
         val2["features"][val_has_defect].astype(np.float32), val2["defect"][val_has_defect],
         keras.losses.SparseCategoricalCrossentropy(from_logits=True), epochs, checkpoints / "stage2.weights.h5",
     )
-    return stage1, stage2, stage1_val
+    return stage1, stage2, stage1_val, ridge
+
+
+def stage1_weights(p_poor: np.ndarray, authentic: np.ndarray) -> np.ndarray:
+    """Per-sample weights: 0 where there is no Good/Poor label (NaN), Good and Poor balanced
+    (one photo yields many distortions), authentic photos up-weighted."""
+    labelled = ~np.isnan(p_poor)
+    poor = np.nan_to_num(p_poor) > 0.5
+    poor_share = max(float(np.mean(poor[labelled])), 1e-3)
+    weights = np.where(poor, 0.5 / poor_share, 0.5 / max(1 - poor_share, 1e-3))
+    weights = weights * np.where(authentic, AUTHENTIC_WEIGHT, 1.0)
+    return (weights * labelled).astype(np.float32)
 
 
 # ---------------------------------------------------------------- 4. calibration and 5. measurement
@@ -187,7 +217,7 @@ def _softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def calibrate_and_measure(stage1, stage2, stage1_val, data) -> tuple[float, float, dict]:
+def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[float, float, dict]:
     from .heads import fit_temperature
 
     metrics: dict = {}
@@ -206,7 +236,8 @@ def calibrate_and_measure(stage1, stage2, stage1_val, data) -> tuple[float, floa
     authentic = data["authentic_val"]
     if len(authentic["features"]):
         logits_a = stage1.predict(authentic["features"].astype(np.float32), verbose=0)
-        quality, mos = _sigmoid(logits_a[:, 1]), authentic["quality"] * 100
+        quality, mos = ridge.predict(authentic["features"].astype(np.float64)), authentic["quality"] * 100
+        metrics["quality_ridge_alpha"] = ridge.alpha
         metrics["authentic_val_count"] = int(len(mos))
         metrics["authentic_val_srcc"] = srcc(quality, mos)
         metrics["authentic_val_plcc"] = plcc(quality, mos)
@@ -240,7 +271,7 @@ def calibrate_and_measure(stage1, stage2, stage1_val, data) -> tuple[float, floa
     metrics["stage2_val_ece_before"] = expected_calibration_error(probs_raw.max(axis=1), probs_raw.argmax(axis=1) == labels2)
     metrics["stage2_val_ece_after"] = expected_calibration_error(probs.max(axis=1), predicted == labels2)
     metrics["stage2_val_confusion"] = confusion_matrix(labels2, predicted, len(DEFECTS)).tolist()
-    metrics["counts"] = {name: int(len(part["features"])) for name, part in data.items()}
+    metrics["counts"] = {name: int(len(part["features"])) for name, part in data.items() if isinstance(part, dict)}
     return t1, t2, metrics
 
 
@@ -267,14 +298,14 @@ def save_confusion_image(matrix: list[list[int]], path: Path) -> None:
     image.save(path)
 
 
-def export(out: Path, extractor, stage1, stage2, t1: float, t2: float, metrics: dict, options: TrainOptions, sources) -> str:
+def export(out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, metrics: dict, options: TrainOptions, sources) -> str:
     from .backbone import export_tflite
     from .heads import calibrated_stage1, calibrated_stage2
 
     out.mkdir(parents=True, exist_ok=True)
     export_tflite(extractor, out / "features.tflite")
     feature_shape = (None, stage1.input_shape[-1])
-    export_tflite(calibrated_stage1(stage1, t1), out / "stage1.tflite", input_shape=feature_shape)
+    export_tflite(calibrated_stage1(stage1, t1, ridge), out / "stage1.tflite", input_shape=feature_shape)
     export_tflite(calibrated_stage2(stage2, t2), out / "stage2.tflite", input_shape=feature_shape)
     digest = hashlib.sha256()
     for name in ("features.tflite", "stage1.tflite", "stage2.tflite"):
@@ -324,8 +355,8 @@ def train(options: TrainOptions, progress_factory=None) -> dict:
     data = compute_features(options, sources, embed, progress.update if progress else (lambda n: None))
     if progress:
         progress.close()
-    stage1, stage2, stage1_val = train_heads(data, options)
-    t1, t2, metrics = calibrate_and_measure(stage1, stage2, stage1_val, data)
-    model_version = export(options.out, extractor, stage1, stage2, t1, t2, metrics, options, sources)
+    stage1, stage2, stage1_val, ridge = train_heads(data, options)
+    t1, t2, metrics = calibrate_and_measure(stage1, stage2, stage1_val, ridge, data)
+    model_version = export(options.out, extractor, stage1, stage2, ridge, t1, t2, metrics, options, sources)
     metrics["model_version"] = model_version
     return metrics
