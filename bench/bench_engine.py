@@ -73,11 +73,14 @@ def decode_throughput(files: list[Path]) -> float:
         with Image.open(path) as image:
             image.load()
 
+    rates = []
     with ThreadPoolExecutor(CORES) as pool:
         list(pool.map(decode, files[:2]))  # warm the page cache
-        start = time.perf_counter()
-        list(pool.map(decode, files))
-    return len(files) / (time.perf_counter() - start)
+        for _ in range(3):  # the best of three: the bar analyze is held to is the fastest decode
+            start = time.perf_counter()
+            list(pool.map(decode, files))
+            rates.append(len(files) / (time.perf_counter() - start))
+    return max(rates)
 
 
 def analyze_run(files: list[Path]) -> dict:
@@ -143,13 +146,16 @@ def main():
         "24 MP JPEG (6000x4000)": make_files(args.workdir / "24mp", args.big, (6000, 4000), 92),
         "500x500 photo": make_files(args.workdir / "500px", args.small, (500, 500), 90),
     }
-    rows = []
+    measured = {}
     for name, files in kinds.items():
         print(f"measuring {name} ...", file=sys.stderr)
-        decode = decode_throughput(files)
-        analyze = analyze_run(files)
+        measured[name] = (decode_throughput(files), analyze_run(files))
+    # The baseline imports TensorFlow into this process: only after every analyze subprocess, or
+    # their peak RSS (ru_maxrss counts the forked parent's pages before exec) would include it.
+    rows = []
+    for name, files in kinds.items():
         baseline = original_design_throughput(files[: args.baseline_files])
-        rows.append((name, len(files), decode, analyze, baseline))
+        rows.append((name, len(files), *measured[name], baseline))
 
     print(f"\nEngine benchmark ({CORES} cores, {os.uname().machine}):\n")
     print("| files | n | full decode img/s | analyze img/s (steady) | analyze img/s (incl. start-up) | "

@@ -113,7 +113,7 @@ class Analyzer:
         ]
 
     def analyze_decoded(self, path: Path | str, decoded: DecodedImage) -> AnalysisResult:
-        (outputs,) = self.predict_views(make_views(decoded.pixels)[None])
+        (outputs,) = self.predict_views(make_views(decoded.image)[None])
         return self._result(str(path), outputs, decoded.corruption)
 
     def analyze_path(self, path: Path | str) -> AnalysisResult:

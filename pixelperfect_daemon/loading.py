@@ -10,6 +10,7 @@ image, raises ``ImageLoadError`` with a one-line reason. The input file is only 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -33,12 +34,11 @@ from PIL import (
 )
 from pillow_heif.as_plugin import HeifImageFile
 
-# Camera RAW extensions; TIFF-based ones (CR2, NEF, ARW, DNG ...) are only told apart by name.
-from .files import RAW_EXTENSIONS
-
 pillow_heif.register_heif_opener()
 
 DEFAULT_MAX_PIXELS = 250_000_000
+# Camera RAW extensions; TIFF-based ones (CR2, NEF, ARW, DNG ...) are only told apart by name.
+RAW_EXTENSIONS = frozenset({".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".dng"})
 EXIFTOOL_TIMEOUT_SECONDS = 30.0
 # ExifTool's names for the JPEGs cameras embed in RAW files; the largest one wins.
 EXIFTOOL_PREVIEW_TAGS = ("JpgFromRaw", "PreviewImage", "OtherImage", "ThumbnailImage")
@@ -83,10 +83,16 @@ class ImageLoadError(Exception):
 
 @dataclass(frozen=True, eq=False)
 class DecodedImage:
-    pixels: np.ndarray  # H x W x 3, uint8, RGB, EXIF orientation applied
+    image: Image.Image  # RGB, EXIF orientation applied
     original_size: tuple[int, int]  # (width, height) after orientation, before any reduced decode
     format: str  # "JPEG", "PNG", "TIFF", "WEBP", "BMP", "HEIF", "RAW:CR2", "RAW:NEF", ..., "DNG"
     corruption: str | None  # a one-line finding when the data is damaged but (partly) decodable
+
+    @functools.cached_property
+    def pixels(self) -> np.ndarray:
+        """H x W x 3 uint8 RGB (read-only). Made on first use: copying 24 megapixels out of
+        Pillow costs as much as decoding them, and the engine needs only a reduced copy and a crop."""
+        return np.asarray(self.image)
 
 
 def load_image(
@@ -344,8 +350,7 @@ def _decode(
         rgb = rgb.transpose(transpose)
     swaps_axes = orientation in (5, 6, 7, 8)
     original_size = (full_height, full_width) if swaps_axes else (full_width, full_height)
-    pixels = np.asarray(rgb)
-    return DecodedImage(pixels=pixels, original_size=original_size, format=kind, corruption=finding)
+    return DecodedImage(image=rgb, original_size=original_size, format=kind, corruption=finding)
 
 
 def _orientation(image: Image.Image, fallback: int) -> int:
@@ -452,7 +457,7 @@ def _load_raw(path: Path, kind: str, max_pixels: int, min_side: int | None) -> D
         image = Image.fromarray(preview.bitmap).convert("RGB")
         check_pixel_budget(image.size, max_pixels)
         decoded = _decode(image, kind, None, min_side, fallback_orientation=preview.orientation)
-        return DecodedImage(decoded.pixels, decoded.original_size, kind, None)
+        return DecodedImage(decoded.image, decoded.original_size, kind, None)
     if sniff_format(preview.data[:_HEAD_BYTES]) != "JPEG":
         raise ImageLoadError(f"{kind}: the embedded preview is not a JPEG")
     try:
@@ -460,7 +465,7 @@ def _load_raw(path: Path, kind: str, max_pixels: int, min_side: int | None) -> D
     except ImageLoadError as error:
         raise ImageLoadError(f"embedded preview: {error}") from None
     finding = f"embedded preview: {decoded.corruption}" if decoded.corruption else None
-    return DecodedImage(decoded.pixels, decoded.original_size, kind, finding)
+    return DecodedImage(decoded.image, decoded.original_size, kind, finding)
 
 
 def read_raw_preview(path: Path) -> RawPreview:
@@ -533,7 +538,7 @@ def _load_dng_main_image(path: Path, max_pixels: int, min_side: int | None) -> D
         raise ImageLoadError(describe_os_error(error)) from None
     except ImageLoadError as error:
         raise ImageLoadError(f"DNG without a readable preview or main image: {error}") from None
-    return DecodedImage(decoded.pixels, decoded.original_size, "DNG", decoded.corruption)
+    return DecodedImage(decoded.image, decoded.original_size, "DNG", decoded.corruption)
 
 
 # --- structural checks: damage the decoders would swallow ---------------------------------

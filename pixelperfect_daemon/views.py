@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from PIL import Image
 
 VIEW_SIZE = 224
 VIEW_NAMES = ("overview", "detail")
@@ -23,13 +24,21 @@ VIEW_NAMES = ("overview", "detail")
 _REDUCED_SHORT_SIDE = 2 * VIEW_SIZE
 
 
-def reduced_copy(pixels: np.ndarray) -> tuple[np.ndarray, float]:
-    """A cheap box-filtered copy for the overview and the detail search, and its scale."""
-    height, width = pixels.shape[:2]
+def reduced_copy(pixels: np.ndarray | Image.Image) -> tuple[np.ndarray, float]:
+    """A cheap box-filtered copy for the overview and the detail search, and its scale.
+
+    Both routes average whole factor x factor blocks (the same numbers, up to rounding); a Pillow
+    image is reduced by Pillow, so a decoded 24-megapixel photo is never copied out whole."""
+    width, height = pixels.size if isinstance(pixels, Image.Image) else pixels.shape[1::-1]
     factor = max(1, min(height, width) // _REDUCED_SHORT_SIDE)
+    if isinstance(pixels, Image.Image):
+        small = pixels.reduce(factor) if factor > 1 else pixels
+        return np.asarray(small.crop((0, 0, width // factor, height // factor))), 1.0 / factor
     if factor == 1:
         return pixels, 1.0
-    small = cv2.resize(pixels, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+    # Whole blocks only (the ragged edge is dropped, as Pillow's reduce + crop above does).
+    whole = pixels[: height // factor * factor, : width // factor * factor]
+    small = cv2.resize(whole, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
     return small, 1.0 / factor
 
 
@@ -39,12 +48,17 @@ def overview_view(pixels: np.ndarray) -> np.ndarray:
     return cv2.resize(pixels, (VIEW_SIZE, VIEW_SIZE), interpolation=interpolation)
 
 
-def detail_origin(pixels: np.ndarray, small: np.ndarray | None = None, scale: float = 1.0) -> tuple[int, int]:
+def _size(pixels: np.ndarray | Image.Image) -> tuple[int, int]:
+    """(height, width) of an array or a Pillow image."""
+    return (pixels.height, pixels.width) if isinstance(pixels, Image.Image) else pixels.shape[:2]
+
+
+def detail_origin(pixels: np.ndarray | Image.Image, small: np.ndarray | None = None, scale: float = 1.0) -> tuple[int, int]:
     """Top-left (y, x) of the full-resolution crop with the most fine detail (Laplacian energy).
 
     ``small``/``scale`` is an optional reduced copy of ``pixels`` to search on.
     """
-    height, width = pixels.shape[:2]
+    height, width = _size(pixels)
     if height <= VIEW_SIZE and width <= VIEW_SIZE:
         return 0, 0
     if small is None:
@@ -68,9 +82,12 @@ def detail_origin(pixels: np.ndarray, small: np.ndarray | None = None, scale: fl
     return min(max(0, y), max(0, height - VIEW_SIZE)), min(max(0, x), max(0, width - VIEW_SIZE))
 
 
-def detail_view(pixels: np.ndarray, small: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
+def detail_view(pixels: np.ndarray | Image.Image, small: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
     y, x = detail_origin(pixels, small, scale)
-    crop = pixels[y : y + VIEW_SIZE, x : x + VIEW_SIZE]
+    if isinstance(pixels, Image.Image):
+        crop = np.asarray(pixels.crop((x, y, min(x + VIEW_SIZE, pixels.width), min(y + VIEW_SIZE, pixels.height))))
+    else:
+        crop = pixels[y : y + VIEW_SIZE, x : x + VIEW_SIZE]
     if crop.shape[0] < VIEW_SIZE or crop.shape[1] < VIEW_SIZE:
         # Small images: mirror-pad rather than upscale, so pixels stay at 100 %.
         crop = cv2.copyMakeBorder(
@@ -79,9 +96,13 @@ def detail_view(pixels: np.ndarray, small: np.ndarray | None = None, scale: floa
     return crop
 
 
-def make_views(pixels: np.ndarray) -> np.ndarray:
-    """(2, 224, 224, 3) uint8: the overview and the detail crop of an RGB uint8 image."""
-    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+def make_views(pixels: np.ndarray | Image.Image) -> np.ndarray:
+    """(2, 224, 224, 3) uint8: the overview and the detail crop of an RGB image (an H x W x 3
+    uint8 array, or an RGB Pillow image, which is never copied out whole)."""
+    if isinstance(pixels, Image.Image):
+        if pixels.mode != "RGB":
+            raise ValueError(f"expected an RGB image, got mode {pixels.mode}")
+    elif pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {pixels.dtype} {pixels.shape}")
     small, scale = reduced_copy(pixels)
     return np.stack([overview_view(small), detail_view(pixels, small, scale)])

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -40,3 +41,16 @@ def test_overview_keeps_the_whole_frame():
 def test_rejects_non_rgb_input():
     with pytest.raises(ValueError):
         make_views(np.zeros((10, 10), np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(3000, 4000), (1000, 1337), (500, 500), (300, 120)])
+def test_a_pillow_image_gives_the_same_views_as_its_array(shape):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    base = cv2.resize(rng.integers(0, 255, (shape[0] // 20 + 2, shape[1] // 20 + 2, 3), dtype=np.uint8), shape[::-1])
+    pixels = textured_patch_image(*shape, (shape[0] // 3, shape[1] // 2)) if min(shape) > VIEW_SIZE else base
+    pixels = np.where(pixels == 128, base, pixels).astype(np.uint8)
+    from_array, from_image = make_views(pixels), make_views(Image.fromarray(pixels))
+    assert np.abs(from_array[0].astype(int) - from_image[0].astype(int)).mean() < 1.0  # overview, up to rounding
+    assert np.array_equal(from_array[1], from_image[1])  # the same 100 % crop

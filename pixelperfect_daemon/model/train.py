@@ -218,7 +218,7 @@ def _softmax(x):
 
 
 def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[float, float, dict]:
-    from .heads import fit_temperature
+    from .heads import blended_quality, fit_temperature
 
     metrics: dict = {}
     logits1 = stage1.predict(stage1_val["features"].astype(np.float32), verbose=0)
@@ -236,7 +236,9 @@ def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[floa
     authentic = data["authentic_val"]
     if len(authentic["features"]):
         logits_a = stage1.predict(authentic["features"].astype(np.float32), verbose=0)
-        quality, mos = ridge.predict(authentic["features"].astype(np.float64)), authentic["quality"] * 100
+        p_poor_a = _sigmoid(stage1.predict(authentic["features"].astype(np.float32), verbose=0)[:, 0] / t1)
+        quality = np.asarray(blended_quality(ridge.predict(authentic["features"].astype(np.float64)), p_poor_a))
+        mos = authentic["quality"] * 100
         metrics["quality_ridge_alpha"] = ridge.alpha
         metrics["authentic_val_count"] = int(len(mos))
         metrics["authentic_val_srcc"] = srcc(quality, mos)
@@ -251,6 +253,10 @@ def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[floa
     if clean.any():
         logits_c = stage1.predict(synthetic["features"][clean].astype(np.float32), verbose=0)
         metrics["synthetic_val_clean_kept_good"] = float(np.mean(_sigmoid(logits_c[:, 0] / t1) < POOR_THRESHOLD))
+
+    p_poor_s = _sigmoid(stage1.predict(synthetic["features"].astype(np.float32), verbose=0)[:, 0] / t1)
+    quality_s = np.asarray(blended_quality(ridge.predict(synthetic["features"].astype(np.float64)), p_poor_s))
+    metrics["synthetic_val_quality_srcc_vs_level"] = srcc(quality_s, -synthetic["level"])
 
     has_defect = synthetic["defect"] >= 0
     logits2 = stage2.predict(synthetic["features"][has_defect].astype(np.float32), verbose=0)
