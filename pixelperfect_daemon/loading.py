@@ -34,11 +34,12 @@ from PIL import (
 )
 from pillow_heif.as_plugin import HeifImageFile
 
+# TIFF-based RAW formats (CR2, NEF, ARW, DNG ...) are only told apart by their extension.
+from .files import RAW_EXTENSIONS
+
 pillow_heif.register_heif_opener()
 
 DEFAULT_MAX_PIXELS = 250_000_000
-# Camera RAW extensions; TIFF-based ones (CR2, NEF, ARW, DNG ...) are only told apart by name.
-RAW_EXTENSIONS = frozenset({".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".dng"})
 EXIFTOOL_TIMEOUT_SECONDS = 30.0
 # ExifTool's names for the JPEGs cameras embed in RAW files; the largest one wins.
 EXIFTOOL_PREVIEW_TAGS = ("JpgFromRaw", "PreviewImage", "OtherImage", "ThumbnailImage")
