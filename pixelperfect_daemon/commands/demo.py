@@ -79,8 +79,10 @@ def demo(no_seed: bool, settings: Settings):
             click.echo(f"seeded {ingest} with {len(seeded)} demo files")
     config_args = ["--config", str(settings.source)] if settings.source else []
     command = [sys.executable, "-c", "from pixelperfect_daemon.cli import main; main()"]
-    daemon = subprocess.Popen([*command, "daemon", *config_args])
-    ui = subprocess.Popen([*command, "ui", *config_args])
+    # Own sessions: Ctrl+C reaches only this process, which then stops each child once, cleanly
+    # (a second signal would make the daemon drop the files in hand).
+    daemon = subprocess.Popen([*command, "daemon", *config_args], start_new_session=True)
+    ui = subprocess.Popen([*command, "ui", *config_args], start_new_session=True)
     click.echo(f"watching {', '.join(map(str, settings.watch.folders))}; review UI on http://{settings.ui.host}:{settings.ui.port}")
 
     def stop(*_):
@@ -101,5 +103,6 @@ def demo(no_seed: bool, settings: Settings):
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-    if daemon.returncode not in (0, -signal.SIGTERM) or ui.returncode not in (0, -signal.SIGTERM, None):
+    stopped = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
+    if daemon.returncode not in stopped or ui.returncode not in stopped:
         raise click.ClickException(f"stopped: daemon exit {daemon.returncode}, ui exit {ui.returncode}")
