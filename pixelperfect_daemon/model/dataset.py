@@ -53,7 +53,7 @@ QUALITY_WEIGHT_SYNTHETIC = 0.25
 # ---------------------------------------------------------------- synthesis settings
 # Clean variants per photo. With few photos the heads learn to recognise the photos themselves,
 # so every variant (clean or distorted) is a different random crop, scale and mirror image.
-CLEAN_VARIANTS = 10
+CLEAN_VARIANTS = 16
 CROP_SIDE_FRACTION = (0.5, 1.0)
 # Images are synthesised at a random working size like the photos people judge on screen.
 WORKING_LONG_SIDE = (480, 1024)
