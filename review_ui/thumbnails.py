@@ -110,7 +110,7 @@ class RenderCache:
     def _reduced(self, path: Path, long_side: int) -> Image.Image:
         # Ask the loader for just enough pixels: its reduced decode is what keeps the grid fast.
         decoded = self._decode(path, max_pixels=self.max_pixels, min_side=max(64, long_side * 3 // 4))
-        image = Image.fromarray(decoded.pixels)
+        image = decoded.image  # a Pillow image already: no round trip through a numpy array
         image.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
         return image
 
