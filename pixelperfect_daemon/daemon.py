@@ -86,6 +86,13 @@ def _open_outputs(settings: Settings, dry_run: bool) -> tuple[MetadataWriter | N
         raise
 
 
+def _close_outputs(writer: MetadataWriter | None, index: ImageIndex | None) -> None:
+    if writer is not None:
+        writer.close()
+    if index is not None:
+        index.close()
+
+
 def _scan_periodically(watcher: FolderWatcher, interval: float, stop: threading.Event) -> None:
     """The first scan catches files added while the daemon was down; later ones, missed events."""
     while not stop.is_set():
@@ -144,10 +151,7 @@ def run_daemon(
             notifier.notify("STOPPING=1")
             watcher.stop()
             pipeline.join()
-            if writer is not None:
-                writer.close()
-            if index is not None:
-                index.close()
+            _close_outputs(writer, index)
     stats = pipeline.stats
     logger.info("daemon stopped: %s", summary_line(stats))
     return stats
@@ -221,10 +225,7 @@ def scan_folder(
             stop.set()
             pipeline.join()
             bar.close()
-            if writer is not None:
-                writer.close()
-            if index is not None:
-                index.close()
+            _close_outputs(writer, index)
     stats = pipeline.stats
     stats.handed_back += len(files) - stats.finished - stats.handed_back
     return stats
