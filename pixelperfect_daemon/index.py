@@ -20,7 +20,7 @@ from .labels import DEFECTS
 from .result import AnalysisResult
 
 TABLE = "images"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
 # Busy writers (daemon + UI) wait for each other instead of failing.
 _BUSY_TIMEOUT_SECONDS = 30.0
@@ -63,8 +63,13 @@ def _create_schema_v1(db: sqlite_utils.Database) -> None:
         db[TABLE].create_index([column], if_not_exists=True)
 
 
+def _index_size(db: sqlite_utils.Database) -> None:
+    # A new file is hashed only when a row of the same size lost its file (a possible move).
+    db[TABLE].create_index(["size"], if_not_exists=True)
+
+
 # MIGRATIONS[n] brings a version-n database to version n + 1; append, never edit.
-MIGRATIONS = [_create_schema_v1]
+MIGRATIONS = [_create_schema_v1, _index_size]
 
 
 def normalise_path(path: Path | str) -> str:
@@ -132,6 +137,11 @@ class ImageIndex:
     def find_by_sha256(self, sha256: str) -> list[dict]:
         with self._lock:
             return list(self.db[TABLE].rows_where("sha256 = ?", [sha256], order_by="path"))
+
+    def find_by_size(self, size: int) -> list[dict]:
+        """Analysed rows of files of ``size`` bytes (a moved file keeps its size)."""
+        with self._lock:
+            return list(self.db[TABLE].rows_where("size = ? AND status = 'ok'", [size], order_by="path"))
 
     def count(self, where: str | None = None, where_args: list | None = None) -> int:
         with self._lock:

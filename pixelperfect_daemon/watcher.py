@@ -21,7 +21,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -33,6 +42,12 @@ logger = logging.getLogger(__name__)
 TEMPORARY_FILE_PATTERNS = (".*", "~$*", "*.tmp", "*.part", "*.crdownload", ".syncthing.*", "*_exiftool_tmp")
 # Folders NAS systems and sync tools keep their own copies in (hidden folders are skipped too).
 IGNORED_FOLDER_NAMES = ("@eaDir", "#recycle", ".stversions")
+# The events that can mean "a file to look at". With inotify, a file written in place is seen when
+# it is closed, not at every write(): a 5 MB copy, or ExifTool writing our tags, sends hundreds of
+# IN_MODIFY events, and the tracker polls a file's size and mtime anyway once it has seen it.
+INOTIFY_EVENTS = (FileCreatedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent, DirMovedEvent)
+# Polling compares snapshots: it has no close event, and reports a rewrite as a modification.
+POLLING_EVENTS = (FileCreatedEvent, FileMovedEvent, FileModifiedEvent, DirCreatedEvent, DirMovedEvent)
 
 
 class WatchError(Exception):
@@ -103,14 +118,23 @@ class FileStabilityTracker:
         self._in_flight: set[Path] = set()
         self._seen_again: set[Path] = set()  # changed while in flight: look again once done
 
+    def _first_look(self, path: Path) -> _Observation:
+        """The wait starts now, with what the file is now (a burst is not delayed by a poll)."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return _Observation(None, None, self._clock())  # the next poll decides
+        return _Observation(st.st_size, st.st_mtime_ns, self._clock())
+
     def observe(self, path: Path) -> None:
         """A file was created, modified or moved here: (re)start its stability wait."""
         path = Path(path)
+        seen = self._first_look(path)
         with self._lock:
             if path in self._in_flight:
                 self._seen_again.add(path)
             else:
-                self._pending[path] = _Observation(None, None, self._clock())
+                self._pending[path] = seen
 
     def poll(self) -> list[Path]:
         """Stat the pending paths; return those now ready, which become in flight until ``done``."""
@@ -154,7 +178,7 @@ class FileStabilityTracker:
             self._in_flight.discard(path)
             if path in self._seen_again:
                 self._seen_again.discard(path)
-                self._pending[path] = _Observation(None, None, self._clock())
+                self._pending[path] = self._first_look(path)
 
     @property
     def pending_count(self) -> int:
@@ -253,13 +277,13 @@ class FolderWatcher:
             raise WatchError(f"watch folder(s) not found: {', '.join(missing)}")
         if self.poll_interval > 0:
             self._observer = PollingObserver(timeout=self.poll_interval)
-            how = f"polling every {self.poll_interval:g} s"
+            how, events = f"polling every {self.poll_interval:g} s", POLLING_EVENTS
         else:
             self._observer = Observer()
-            how = "inotify"
+            how, events = "inotify", INOTIFY_EVENTS
         handler = _EventHandler(self)
         for folder in self.folders:
-            self._observer.schedule(handler, str(folder), recursive=True)
+            self._observer.schedule(handler, str(folder), recursive=True, event_filter=list(events))
             logger.info("watching %s (%s)", folder, how)
         self._observer.start()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import pixelperfect_daemon.pipeline as pipeline_module
 from pixelperfect_daemon.config import Settings
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.labels import DEFECTS
@@ -151,6 +152,26 @@ def test_moved_file_keeps_its_row_and_review(harness, photos):
     assert (row["verdict"], row["reviewed_verdict"], row["reviewed_by"]) == ("poor", "good", "ann")
     assert harness.index.count() == 1
     assert harness.analyzer.calls == [image]
+
+
+def test_a_new_file_is_hashed_only_when_it_could_be_a_move(harness, photos, monkeypatch):
+    hashed = []
+    real_sha256_of = pipeline_module.sha256_of
+    monkeypatch.setattr(pipeline_module, "sha256_of", lambda path: hashed.append(Path(path)) or real_sha256_of(path))
+    first = make_jpeg(photos / "a.jpg", size=SMALL)
+    harness.run(first)
+    assert hashed == [first]  # once, after tagging: the row describes the tagged file
+    hashed.clear()
+    read_only = make_jpeg(photos / "b.jpg", size=SMALL)
+    read_only.chmod(0o444)
+    harness.run(read_only)
+    assert hashed == [read_only]  # tagged in a sidecar: the image itself is hashed once
+    assert harness.index.get(read_only)["sha256"] == real_sha256_of(read_only)
+    hashed.clear()
+    moved = photos / "c.jpg"
+    first.rename(moved)  # a row of the same size lost its file: hash, compare, move
+    assert harness.run(moved).outcomes == {MOVED: 1}
+    assert hashed == [moved]
 
 
 def test_a_copy_is_analysed_on_its_own(harness, photos):

@@ -79,8 +79,8 @@ def test_file_is_ready_only_after_holding_still(tmp_path):
     tracker = FileStabilityTracker(2.0, clock=clock)
     image = tmp_path / "a.jpg"
     image.write_bytes(b"first chunk")
-    tracker.observe(image)
-    assert tracker.poll() == []  # first look: size and mtime recorded
+    tracker.observe(image)  # first look: size and mtime recorded, the wait starts
+    assert tracker.poll() == []
     clock.advance(1.5)
     with image.open("ab") as f:
         f.write(b"second chunk")
@@ -92,6 +92,16 @@ def test_file_is_ready_only_after_holding_still(tmp_path):
     assert tracker.pending_count == 0 and tracker.in_flight_count == 1
     clock.advance(10)
     assert tracker.poll() == []  # in flight: never handed out twice
+
+
+def test_the_wait_counts_from_the_event_not_from_the_first_poll(tmp_path):
+    clock = FakeClock()
+    tracker = FileStabilityTracker(2.0, clock=clock)
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"complete")
+    tracker.observe(image)
+    clock.advance(2.0)
+    assert tracker.poll() == [image]
 
 
 def test_repeated_events_queue_a_file_once(tmp_path):
@@ -130,7 +140,6 @@ def test_done_without_a_new_event_forgets_the_file(tmp_path):
     image = tmp_path / "a.jpg"
     image.write_bytes(b"x")
     tracker.observe(image)
-    tracker.poll()
     assert tracker.poll() == [image]
     tracker.done(image)
     assert (tracker.pending_count, tracker.in_flight_count) == (0, 0)
@@ -192,6 +201,16 @@ def test_slow_chunked_copy_is_ready_once_complete(watcher):
     assert image.stat().st_size == 6 * 4096
 
 
+def test_file_rewritten_in_place_is_seen_again(watcher):
+    image = watcher.folders[0] / "IMG_0003.jpg"
+    image.write_bytes(os.urandom(5000))
+    assert wait_for_ready(watcher.tracker, timeout=5, expected=1) == [image]
+    watcher.tracker.done(image)
+    with image.open("r+b") as f:  # an editor saving over the file: no create event, only writes
+        f.write(os.urandom(100))
+    assert wait_for_ready(watcher.tracker, timeout=5, expected=1) == [image]
+
+
 def test_rename_into_place_is_seen_once_under_the_final_name(watcher):
     partial = watcher.folders[0] / "IMG_0002.jpg.part"
     partial.write_bytes(os.urandom(10000))
@@ -242,7 +261,6 @@ def test_scan_finds_files_present_before_the_start_and_skips_known_ones(tmp_path
         [watch], tracker, IgnoreRules(), known_files=lambda: {str(known): (st.st_size, st.st_mtime)}
     )
     assert folder_watcher.scan() == 1
-    tracker.poll()
     assert tracker.poll() == [watch / "2024" / "new.jpg"]
 
 
