@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 MODEL_FILES = ("features.tflite", "stage1.tflite", "stage2.tflite", "labels.json")
 # How strongly a decoder's corruption finding outweighs the pixels' own defect scores.
 DECODER_EVIDENCE_WEIGHT = 0.9
+# A black-and-white image has no colour to distort: Color Distortion is ruled out for it. Grey
+# means the channels differ by at most this much (JPEG rounding) in 99 % of the views' pixels.
+MONOCHROME_CHANNEL_SPREAD = 3
 
 
 class ModelsNotFoundError(RuntimeError):
@@ -63,6 +66,12 @@ def _run(interpreter, batch: np.ndarray) -> np.ndarray:
     interpreter.set_tensor(input_detail["index"], batch.astype(input_detail["dtype"], copy=False))
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+
+
+def is_monochrome(views: np.ndarray) -> bool:
+    """True when the views (uint8 RGB) are grey: a black-and-white photo, however it was stored."""
+    spread = views.max(axis=-1) - views.min(axis=-1)  # uint8: max >= min, no overflow
+    return np.count_nonzero(spread > MONOCHROME_CHANNEL_SPREAD) <= 0.01 * spread.size
 
 
 class Analyzer:
@@ -113,8 +122,9 @@ class Analyzer:
         ]
 
     def analyze_decoded(self, path: Path | str, decoded: DecodedImage) -> AnalysisResult:
-        (outputs,) = self.predict_views(make_views(decoded.image)[None])
-        return self._result(str(path), outputs, decoded.corruption)
+        views = make_views(decoded.image)
+        (outputs,) = self.predict_views(views[None])
+        return self._result(str(path), outputs, decoded.corruption, monochrome=is_monochrome(views))
 
     def analyze_path(self, path: Path | str) -> AnalysisResult:
         """Decode and analyse one file; bad input gives an "error" result, never an exception."""
@@ -124,8 +134,12 @@ class Analyzer:
             return AnalysisResult.failed(str(path), str(error), self.model_version)
         return self.analyze_decoded(path, decoded)
 
-    def _result(self, path: str, outputs: ModelOutputs, corruption: str | None) -> AnalysisResult:
+    def _result(
+        self, path: str, outputs: ModelOutputs, corruption: str | None, *, monochrome: bool = False
+    ) -> AnalysisResult:
         scores = outputs.defect_scores
+        if monochrome and scores["color_distortion"] < 1.0:
+            scores = {**scores, "color_distortion": 0.0}
         if corruption:
             # The decoder has certain evidence of damaged data: it outweighs what the pixels suggest.
             scores = {

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pixelperfect_daemon.cli import main
-from pixelperfect_daemon.engine import Analyzer, ModelsNotFoundError
+from pixelperfect_daemon.engine import Analyzer, ModelOutputs, ModelsNotFoundError, is_monochrome
 from pixelperfect_daemon.labels import DEFECTS
+from pixelperfect_daemon.views import make_views
 from tests import fixtures_images as fx
 
 DEMO_PHOTOS = Path(__file__).resolve().parent.parent / "pixelperfect_daemon" / "data" / "demo"
@@ -97,6 +98,23 @@ def test_human_output_without_json(trained_models_dir, tmp_path):
     fx.make_zero_byte(tmp_path / "empty.jpg")
     result = CliRunner().invoke(main, ["analyze", str(tmp_path / "empty.jpg")])
     assert result.exit_code == 1 and result.stdout.startswith("ERROR") and "empty.jpg" in result.stdout
+
+
+def test_monochrome_views_are_recognised_whatever_the_storage(demo_photo):
+    grey = cv2.cvtColor(demo_photo, cv2.COLOR_RGB2GRAY)
+    assert is_monochrome(make_views(np.repeat(grey[:, :, None], 3, axis=2)))
+    sepia = np.stack([grey, (grey * 0.85).astype(np.uint8), (grey * 0.6).astype(np.uint8)], axis=2)
+    assert not is_monochrome(make_views(sepia))  # toned, not grey: it has a colour to get wrong
+    assert not is_monochrome(make_views(demo_photo))
+
+
+def test_a_black_and_white_photo_is_never_called_color_distortion(analyzer):
+    outputs = ModelOutputs(p_poor=0.9, quality=0.2, defect_scores={k: (0.6 if k == "color_distortion" else 0.4 / 6) for k in DEFECTS})
+    colour = analyzer._result("a.jpg", outputs, None)
+    grey = analyzer._result("a.jpg", outputs, None, monochrome=True)
+    assert colour.defect == "color_distortion"
+    assert grey.defect != "color_distortion" and grey.defect_scores["color_distortion"] == 0.0
+    assert sum(grey.defect_scores.values()) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_views_of_a_file_are_deterministic(analyzer, tmp_path):

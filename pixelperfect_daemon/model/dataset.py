@@ -56,7 +56,11 @@ QUALITY_WEIGHT_SYNTHETIC = 0.25
 CLEAN_VARIANTS = 16
 CROP_SIDE_FRACTION = (0.5, 1.0)
 # Images are synthesised at a random working size like the photos people judge on screen.
-WORKING_LONG_SIDE = (480, 1024)
+WORKING_LONG_SIDE = (384, 1024)
+# Black-and-white photos are good photos too: this share of the variants (clean, and damaged by
+# any defect but colour distortion, which needs colour) starts from a monochrome copy, so a grey
+# photo is not mistaken for washed-out colour and noise in one is still called noise.
+MONOCHROME_FRACTION = 0.15
 VALIDATION_FRACTION = 0.2
 
 
@@ -128,17 +132,26 @@ def _mild_jpeg(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
+def monochrome(pixels: np.ndarray) -> np.ndarray:
+    """A black-and-white version, still three channels (as B&W JPEGs from cameras are)."""
+    grey = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
 def samples_from_pristine(pixels: np.ndarray, rng: np.random.Generator, clean_variants: int = CLEAN_VARIANTS) -> Samples:
     views, defect, level, p_poor, quality, quality_weight, subtype = [], [], [], [], [], [], []
 
-    def working_copy() -> np.ndarray:
+    def working_copy(may_be_monochrome: bool = True) -> np.ndarray:
         height, width = pixels.shape[:2]
         crop_h = round(height * rng.uniform(*CROP_SIDE_FRACTION))
         crop_w = round(width * rng.uniform(*CROP_SIDE_FRACTION))
         top, left = int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1))
         image = pixels[top : top + crop_h, left : left + crop_w]
         image = _resize_long_side(image, int(rng.integers(*WORKING_LONG_SIDE)))
-        return np.ascontiguousarray(image[:, ::-1] if rng.random() < 0.5 else image)
+        image = image[:, ::-1] if rng.random() < 0.5 else image
+        if may_be_monochrome and rng.random() < MONOCHROME_FRACTION:
+            image = monochrome(image)
+        return np.ascontiguousarray(image)
 
     for _ in range(clean_variants):
         image = working_copy()
@@ -149,7 +162,8 @@ def samples_from_pristine(pixels: np.ndarray, rng: np.random.Generator, clean_va
         quality.append(QUALITY_CLEAN), quality_weight.append(QUALITY_WEIGHT_SYNTHETIC)
     for defect_index, defect_name in enumerate(DEFECTS):
         for lvl in LEVELS:
-            name, image = distortions.random_distortion(working_copy(), defect_name, lvl, rng)
+            source = working_copy(may_be_monochrome=defect_name != "color_distortion")
+            name, image = distortions.random_distortion(source, defect_name, lvl, rng)
             views.append(make_views(image))
             defect.append(defect_index), level.append(lvl), subtype.append(name)
             p_poor.append(np.nan if lvl < POOR_MIN_LEVEL else 1.0)

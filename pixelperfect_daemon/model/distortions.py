@@ -373,7 +373,9 @@ def saturation_up(image, level, rng):
 
 @_distortion("color_distortion", "saturation_down")
 def saturation_down(image, level, rng):
-    factor = _band(rng, [(0.72, 0.8), (0.52, 0.6), (0.34, 0.42), (0.17, 0.24), (0.0, 0.07)], level)
+    """Washed-out colours. Some colour always remains: a black-and-white photo is a choice the
+    photographer made, not a defect, and must not look like this distortion's strongest level."""
+    factor = _band(rng, [(0.72, 0.8), (0.55, 0.62), (0.4, 0.46), (0.27, 0.32), (0.15, 0.2)], level)
     return _scale_saturation(image, factor)
 
 
@@ -487,6 +489,20 @@ def darken(image, level, rng):
         return np.clip((darker - black) / (1 - black), 0, 1)
 
     return _apply_tone_curve(image, curve)
+
+
+@_distortion("luminance_contrast", "low_light")
+def low_light(image, level, rng):
+    """A scene shot in too little light: several stops under, the sensor's shot and read noise
+    at that low signal (lifted by the camera's gain, so mild next to the darkness), in-camera JPEG.
+    """
+    stops = _band(rng, [(1.0, 1.4), (1.8, 2.2), (2.6, 3.0), (3.3, 3.8), (4.0, 4.6)], level)
+    linear = _to_linear(image) * np.float32(2.0**-stops)
+    gain = 2.0 ** (stops - 1)  # the ISO boost that makes the noise of a dim signal visible
+    shot = float(rng.uniform(0.0001, 0.0003)) * gain
+    deviation = np.sqrt(shot * linear + 0.02 * shot * shot)
+    noisy = linear + deviation * _gaussian_noise_field(rng, image.shape, 0.6)
+    return _decode(_encode_jpeg(_from_linear(noisy), int(rng.integers(85, 95))))
 
 
 @_distortion("luminance_contrast", "mean_shift")

@@ -3,7 +3,7 @@
 1. gather source photos (pristine + authentic with MOS), split by source photo;
 2. features: synthesise distortions, build the two views, run the frozen ImageNet backbone
    (cached per source photo: an interrupted run resumes where it stopped);
-3. train the stage-1 and stage-2 heads (checkpointed every epoch);
+3. train the stage-1 and stage-2 heads (checkpointed every epoch; an interrupted run resumes);
 4. calibrate both with temperature scaling on the validation split;
 5. measure on the validation split;
 6. export LiteRT models, labels.json and metrics.json into the output folder.
@@ -129,19 +129,32 @@ def _merge(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------- 3. heads
-def _fit(model, x, y, x_val, y_val, loss, epochs, checkpoint: Path, sample_weight=None, val_sample_weight=None):
+def _run_fingerprint(x: np.ndarray, y: np.ndarray, seed: int, epochs: int) -> str:
+    """Identifies one training run of a head: its data, labels, seed, epochs and this code. A
+    checkpoint is only ever resumed by the same run, never by a run on other data."""
+    from . import heads
+
+    digest = hashlib.sha256(f"{x.shape}:{seed}:{epochs}".encode())
+    digest.update(np.ascontiguousarray(y).tobytes())
+    digest.update(np.ascontiguousarray(x[:: max(1, len(x) // 256)]).tobytes())
+    for module_file in (__file__, heads.__file__):
+        digest.update(Path(module_file).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _fit(model, x, y, x_val, y_val, loss, epochs, checkpoints: Path, seed: int, sample_weight=None,
+         val_sample_weight=None):
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=loss)
-    if checkpoint.exists():
-        try:
-            model.load_weights(checkpoint)
-            log.info("resuming %s from %s", model.name, checkpoint)
-        except ValueError as error:  # a checkpoint of another architecture: start afresh
-            log.warning("not resuming %s from %s: %s", model.name, checkpoint, error)
+    # BackupAndRestore saves the weights, optimizer state and epoch after every epoch, resumes an
+    # interrupted run from them, and deletes them once the run is complete.
+    backup = checkpoints / f"{model.name}-{_run_fingerprint(x, y, seed, epochs)}"
+    if backup.exists():
+        log.info("resuming %s from %s", model.name, backup)
     callbacks = [
         keras.callbacks.EarlyStopping(patience=EARLY_STOPPING_PATIENCE, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=True),
+        keras.callbacks.BackupAndRestore(str(backup)),
     ]
     model.fit(
         x, y, sample_weight=sample_weight,
@@ -169,7 +182,7 @@ def train_heads(data: dict, options: TrainOptions):
     _fit(
         stage1, x1, np.nan_to_num(stage1_train["p_poor"])[:, None],
         stage1_val["features"].astype(np.float32), np.nan_to_num(stage1_val["p_poor"])[:, None],
-        keras.losses.BinaryCrossentropy(from_logits=True), epochs, checkpoints / "stage1.weights.h5",
+        keras.losses.BinaryCrossentropy(from_logits=True), epochs, checkpoints, options.seed,
         sample_weight=stage1_weights(stage1_train["p_poor"], authentic),
         val_sample_weight=(~np.isnan(stage1_val["p_poor"])).astype(np.float32),
     )
@@ -191,7 +204,7 @@ def train_heads(data: dict, options: TrainOptions):
     _fit(
         stage2, x2[has_defect], y2[has_defect],
         val2["features"][val_has_defect].astype(np.float32), val2["defect"][val_has_defect],
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True), epochs, checkpoints / "stage2.weights.h5",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True), epochs, checkpoints, options.seed,
     )
     return stage1, stage2, stage1_val, ridge
 

@@ -1,0 +1,59 @@
+"""Are black-and-white photos kept Good? A check of installed models on photos they never saw.
+
+A black-and-white photo is a choice the photographer made, not a defect. This runs the engine on
+the validation photos of the training split (``--pristine``, split with the training seed) and on
+the demo photos, each in colour and converted to black and white (Pillow's ``L`` mode, saved as
+a JPEG at quality 92 like a camera's), and prints the share kept Good for both.
+
+Run: python -m pixelperfect_daemon.model.check_black_and_white --pristine DIR --models models/
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from ..engine import Analyzer
+from . import dataset
+
+DEMO_PHOTOS = Path(__file__).resolve().parent.parent / "data" / "demo"
+JPEG_QUALITY = 92
+
+
+def unseen_photos(pristine: Path, seed: int) -> list[Path]:
+    """The demo photos and the pristine photos of the validation split."""
+    sources = dataset.find_pristine(pristine)
+    splits = dataset.assign_splits(sources, seed)
+    return sorted(DEMO_PHOTOS.glob("*.jpg")) + [s.path for s in sources if splits[s.path] == "val"]
+
+
+def kept_good(analyzer: Analyzer, photos: list[Path]) -> dict[str, float]:
+    """Share of ``photos`` called Good, in colour and in black and white."""
+    good = {"colour": 0, "black_and_white": 0}
+    with tempfile.TemporaryDirectory() as scratch:
+        for number, photo in enumerate(photos):
+            colour = Image.open(photo).convert("RGB")
+            for kind, image in (("colour", colour), ("black_and_white", colour.convert("L"))):
+                path = Path(scratch) / f"{number}-{kind}.jpg"
+                image.save(path, quality=JPEG_QUALITY)
+                good[kind] += analyzer.analyze_path(path).verdict == "good"
+    return {kind: count / len(photos) for kind, count in good.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pristine", type=Path, required=True, help="the folder the models were trained on")
+    parser.add_argument("--models", type=Path, default=Path("models"), help="models folder (default models/)")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed (decides the split)")
+    args = parser.parse_args()
+    photos = unseen_photos(args.pristine, args.seed)
+    shares = kept_good(Analyzer(args.models), photos)
+    print(f"{len(photos)} unseen good photos, kept Good: colour {shares['colour']:.2f}, "
+          f"black and white {shares['black_and_white']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
