@@ -56,6 +56,16 @@ def test_missing_models_give_a_clear_error(tmp_path):
         Analyzer(tmp_path)
 
 
+def test_models_trained_on_other_view_statistics_are_refused(trained_models_dir, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(trained_models_dir, models)
+    card = json.loads((models / "labels.json").read_text())
+    card["view_statistics"] = card["view_statistics"][:-1]
+    (models / "labels.json").write_text(json.dumps(card))
+    with pytest.raises(ModelsNotFoundError, match="other view statistics"):
+        Analyzer(models)
+
+
 def test_mixed_folder_yields_one_contract_line_per_file(trained_models_dir, tmp_path):
     folder = tmp_path / "shoot"
     (folder / "sub").mkdir(parents=True)

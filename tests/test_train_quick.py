@@ -11,6 +11,7 @@ from PIL import Image
 from pixelperfect_daemon.cli import main
 from pixelperfect_daemon.engine import Analyzer
 from pixelperfect_daemon.labels import DEFECTS
+from pixelperfect_daemon.view_statistics import STATISTIC_NAMES
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,7 @@ def test_quick_training_writes_every_artifact(quick_models):
         assert (quick_models / name).stat().st_size > 0, name
     labels = json.loads((quick_models / "labels.json").read_text())
     assert labels["defects"] == list(DEFECTS) and labels["model_version"].endswith("-quick")
+    assert labels["view_statistics"] == list(STATISTIC_NAMES)
     metrics = json.loads((quick_models / "metrics.json").read_text())
     assert 0 <= metrics["stage2_val_top1"] <= 1 and metrics["stage1_temperature"] > 0
 

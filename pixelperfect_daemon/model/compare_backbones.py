@@ -67,7 +67,7 @@ def compare(pristine: Path, seed: int = 0, max_photos: int = 80, epochs: int = E
     import keras
 
     from .backbone import build_efficientnet_lite0, build_feature_extractor
-    from .heads import build_stage2_head
+    from .heads import build_stage2_backbone_head
 
     keras.utils.set_random_seed(seed)
     sources = dataset.find_pristine(pristine)[:max_photos]
@@ -75,11 +75,12 @@ def compare(pristine: Path, seed: int = 0, max_photos: int = 80, epochs: int = E
     x_train, y_train, x_val, y_val = x[~val].astype(np.float32), y[~val], x[val].astype(np.float32), y[val]
     results = {"train_samples": int(len(y_train)), "val_samples": int(len(y_val)), "crop": CROP, "epochs": epochs}
 
-    # Pretrained, frozen: features once, then the stage-2 head.
+    # Pretrained, frozen: features once, then the stage-2 backbone head (the network is compared,
+    # so the measured view statistics are left out).
     extractor = build_feature_extractor(weights="imagenet")
     start = time.perf_counter()
     f_train, f_val = extractor.predict(x_train, verbose=0), extractor.predict(x_val, verbose=0)
-    head = build_stage2_head(f_train.shape[1], f_train.mean(axis=0), f_train.var(axis=0))
+    head = build_stage2_backbone_head(f_train.shape[1], f_train.mean(axis=0), f_train.var(axis=0), statistics_dim=0)
     head.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     head.fit(f_train, y_train, batch_size=BATCH, epochs=epochs, verbose=0, shuffle=True)
     results["lite0_imagenet_frozen"] = {

@@ -31,6 +31,7 @@ from PIL import Image
 from ..files import IMAGE_EXTENSIONS
 from ..labels import DEFECTS
 from ..loading import ImageLoadError, load_image
+from ..view_statistics import statistics_of_views
 from ..views import make_views
 from . import distortions
 
@@ -61,6 +62,13 @@ WORKING_LONG_SIDE = (384, 1024)
 # any defect but colour distortion, which needs colour) starts from a monochrome copy, so a grey
 # photo is not mistaken for washed-out colour and noise in one is still called noise.
 MONOCHROME_FRACTION = 0.15
+# The last step of most real pipelines is a JPEG encoder (cameras, phones and the web, at quality
+# 70-96; 75 is libjpeg's default): this share of the clean variants, and of those damaged by any
+# defect but Compression and Transmission Errors (which bring their own codec), is re-encoded, so
+# mild JPEG blocking on a blurred, dark or noisy photo is not taken for Compression.
+FINAL_JPEG_FRACTION = 0.5
+FINAL_JPEG_QUALITY = (70, 97)
+OWN_CODEC_DEFECTS = ("compression", "transmission_errors")
 VALIDATION_FRACTION = 0.2
 
 
@@ -125,10 +133,10 @@ def _resize_long_side(pixels: np.ndarray, long_side: int) -> np.ndarray:
     return cv2.resize(pixels, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
 
 
-def _mild_jpeg(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Good photos are usually JPEGs: a clean variant may be re-encoded at a high quality."""
+def _final_jpeg(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Re-encoded as a camera, phone or website would (see FINAL_JPEG_QUALITY)."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=int(rng.integers(82, 97)))
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=int(rng.integers(*FINAL_JPEG_QUALITY)))
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
@@ -155,8 +163,8 @@ def samples_from_pristine(pixels: np.ndarray, rng: np.random.Generator, clean_va
 
     for _ in range(clean_variants):
         image = working_copy()
-        if rng.random() < 0.5:
-            image = _mild_jpeg(image, rng)
+        if rng.random() < FINAL_JPEG_FRACTION:
+            image = _final_jpeg(image, rng)
         views.append(make_views(image))
         defect.append(-1), level.append(0), p_poor.append(0.0), subtype.append("clean")
         quality.append(QUALITY_CLEAN), quality_weight.append(QUALITY_WEIGHT_SYNTHETIC)
@@ -164,6 +172,8 @@ def samples_from_pristine(pixels: np.ndarray, rng: np.random.Generator, clean_va
         for lvl in LEVELS:
             source = working_copy(may_be_monochrome=defect_name != "color_distortion")
             name, image = distortions.random_distortion(source, defect_name, lvl, rng)
+            if defect_name not in OWN_CODEC_DEFECTS and rng.random() < FINAL_JPEG_FRACTION:
+                image = _final_jpeg(image, rng)
             views.append(make_views(image))
             defect.append(defect_index), level.append(lvl), subtype.append(name)
             p_poor.append(np.nan if lvl < POOR_MIN_LEVEL else 1.0)
@@ -202,11 +212,11 @@ FEATURE_FIELDS = ("features", "defect", "level", "p_poor", "quality", "quality_w
 def code_version() -> str:
     """A hash of the code that decides what a cached sample holds: change any of it and the
     cache is rebuilt, so a rerun can never mix samples made by different code."""
-    from .. import loading, views
+    from .. import loading, view_statistics, views
     from . import backbone
 
     digest = hashlib.sha256()
-    for module in (loading, views, distortions, backbone):
+    for module in (loading, views, view_statistics, distortions, backbone):
         digest.update(Path(module.__file__).read_bytes())
     digest.update(Path(__file__).read_bytes())
     return digest.hexdigest()[:12]
@@ -239,7 +249,8 @@ def extract_features(
 ) -> Iterator[tuple[SourceImage, str, dict[str, np.ndarray]]]:
     """Yield (source, split, arrays) per source photo, computing features only where not cached.
 
-    ``embed`` maps views (M, 224, 224, 3) uint8 to features (M, D). Synthesis runs on a thread pool
+    ``embed`` maps views (M, 224, 224, 3) uint8 to features (M, D); a sample's features are both
+    views' backbone features followed by their statistics (``view_statistics.py``). Synthesis runs on a thread pool
     while the main thread runs the backbone, so both cores stay busy.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -263,7 +274,10 @@ def extract_features(
                 continue  # unreadable training photos are skipped (and counted by the caller's log)
             if samples is not None:
                 n = samples.views.shape[0]
-                features = embed(samples.views.reshape(n * 2, *samples.views.shape[2:])).reshape(n, -1)
+                features = np.concatenate([
+                    embed(samples.views.reshape(n * 2, *samples.views.shape[2:])).reshape(n, -1),
+                    statistics_of_views(samples.views),
+                ], axis=1)
                 arrays = {
                     "features": features.astype(np.float16),
                     "defect": samples.defect,

