@@ -26,7 +26,8 @@ import numpy as np
 
 from ..labels import DEFECTS
 from ..metrics import balanced_accuracy, confusion_matrix, expected_calibration_error, plcc, srcc
-from ..view_statistics import STATISTIC_NAMES
+from ..view_statistics import STATISTIC_NAMES, STATISTICS_PER_VIEW
+from ..views import VIEW_NAMES
 from . import dataset
 
 log = logging.getLogger(__name__)
@@ -196,20 +197,18 @@ def train_heads(data: dict, options: TrainOptions):
         data[f"{scored}_train"]["features"], data[f"{scored}_train"]["quality"], data[f"{scored}_train_groups"]
     )
 
-    x2 = data["synthetic_train"]["features"].astype(np.float32)
-    y2 = data["synthetic_train"]["defect"]
-    has_defect = y2 >= 0
-    val2 = data["synthetic_val"]
-    val_has_defect = val2["defect"] >= 0
-    # Stage 2: a classifier on the backbone features and one on the measured statistics, trained
-    # apart and averaged (heads.py says why).
-    statistics_dim = len(STATISTIC_NAMES) * 2
+    # Stage 2, on damaged samples only: a classifier on the backbone features and one on the
+    # measured statistics, trained apart on the same arrays and averaged (heads.py says why).
+    train2, val2 = data["synthetic_train"], data["synthetic_val"]
+    damaged, val_damaged = train2["defect"] >= 0, val2["defect"] >= 0
+    x2, y2 = train2["features"][damaged].astype(np.float32), train2["defect"][damaged]
+    x2_val, y2_val = val2["features"][val_damaged].astype(np.float32), val2["defect"][val_damaged]
+    mean2, variance2 = x2.mean(axis=0), x2.var(axis=0)
+    statistics_dim = STATISTICS_PER_VIEW * len(VIEW_NAMES)
     stage2_parts = []
     for build in (build_stage2_backbone_head, build_stage2_measured_head):
-        part = build(x2.shape[1], x2[has_defect].mean(axis=0), x2[has_defect].var(axis=0), statistics_dim)
         stage2_parts.append(_fit(
-            part, x2[has_defect], y2[has_defect],
-            val2["features"][val_has_defect].astype(np.float32), val2["defect"][val_has_defect],
+            build(x2.shape[1], mean2, variance2, statistics_dim), x2, y2, x2_val, y2_val,
             keras.losses.SparseCategoricalCrossentropy(from_logits=True), epochs, checkpoints, options.seed,
         ))
     return stage1, combine_stage2(*stage2_parts), stage1_val, ridge
@@ -339,7 +338,7 @@ def export(out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, me
     (out / "labels.json").write_text(json.dumps({
         "model_version": model_version,
         "defects": list(DEFECTS),
-        "views": ["overview", "detail"],
+        "views": list(VIEW_NAMES),
         "view_size": 224,
         # The heads' inputs: both views' backbone features, then these statistics of each view.
         "view_statistics": list(STATISTIC_NAMES),
