@@ -26,7 +26,7 @@ from .config import AnalysisSettings
 from .labels import DEFECTS
 from .loading import DecodedImage, ImageLoadError, load_image
 from .result import AnalysisResult
-from .view_statistics import STATISTIC_NAMES, statistics_of_views
+from .view_statistics import STATISTIC_NAMES, head_inputs
 from .views import VIEW_SIZE, make_views
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,7 @@ class Analyzer:
         """Run the models on a batch of view pairs, shape (N, 2, 224, 224, 3) uint8."""
         features_model, stage1_model, stage2_model = self._models()
         n = views.shape[0]
-        features = _run(features_model, views.reshape(n * 2, VIEW_SIZE, VIEW_SIZE, 3).astype(np.float32))
-        features = np.concatenate([features.reshape(n, -1), statistics_of_views(views)], axis=1)
+        features = head_inputs(_run(features_model, views.reshape(n * 2, VIEW_SIZE, VIEW_SIZE, 3).astype(np.float32)), views)
         stage1 = _run(stage1_model, features)  # columns: P(poor), quality
         defect_probs = _run(stage2_model, features)
         return [

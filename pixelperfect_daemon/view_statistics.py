@@ -4,7 +4,7 @@ Frozen ImageNet features describe content well but exposure, colour cast, noise 
 blocking only indirectly (they were trained to ignore them). These are the readings a photo
 editor's histogram, a noise meter and a blockiness meter give; the heads learn how much to trust
 them next to the deep features. Training (``model/dataset.py``) and inference (``engine.py``) both
-call :func:`statistics_of_views`, so they see the same numbers.
+call :func:`head_inputs`, so they see the same numbers in the same columns.
 
 Every value is scale-free (a fraction, a ratio or a logarithm) so a standardising layer handles it.
 """
@@ -143,6 +143,15 @@ def view_statistics(view: np.ndarray) -> np.ndarray:
         ],
         dtype=np.float32,
     )
+
+
+def head_inputs(backbone_features: np.ndarray, views: np.ndarray) -> np.ndarray:
+    """What both heads take, per image: the backbone features of its views, then their statistics.
+
+    ``backbone_features`` is (N * 2, D) or (N, 2 * D) for ``views`` of shape (N, 2, H, W, 3).
+    """
+    n = views.shape[0]
+    return np.concatenate([backbone_features.reshape(n, -1), statistics_of_views(views)], axis=1)
 
 
 def statistics_of_views(views: np.ndarray) -> np.ndarray:

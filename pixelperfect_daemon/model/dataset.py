@@ -31,7 +31,7 @@ from PIL import Image
 from ..files import IMAGE_EXTENSIONS
 from ..labels import DEFECTS
 from ..loading import ImageLoadError, load_image
-from ..view_statistics import statistics_of_views
+from ..view_statistics import head_inputs
 from ..views import make_views
 from . import distortions
 
@@ -274,10 +274,7 @@ def extract_features(
                 continue  # unreadable training photos are skipped (and counted by the caller's log)
             if samples is not None:
                 n = samples.views.shape[0]
-                features = np.concatenate([
-                    embed(samples.views.reshape(n * 2, *samples.views.shape[2:])).reshape(n, -1),
-                    statistics_of_views(samples.views),
-                ], axis=1)
+                features = head_inputs(embed(samples.views.reshape(n * 2, *samples.views.shape[2:])), samples.views)
                 arrays = {
                     "features": features.astype(np.float16),
                     "defect": samples.defect,
