@@ -33,6 +33,9 @@ def test_quick_training_writes_every_artifact(quick_models):
     assert labels["view_statistics"] == list(STATISTIC_NAMES)
     metrics = json.loads((quick_models / "metrics.json").read_text())
     assert 0 <= metrics["stage2_val_top1"] <= 1 and metrics["stage1_temperature"] > 0
+    # Stage 2 is measured per sub-type: "<defect>/<sub-type>" for every defect class.
+    measured_defects = {name.split("/")[0] for name in metrics["stage2_val_per_subtype_accuracy"]}
+    assert measured_defects == set(DEFECTS)
 
 
 def test_engine_runs_the_quick_models(quick_models, tmp_path):
