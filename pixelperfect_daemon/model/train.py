@@ -276,7 +276,7 @@ def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[floa
     authentic = data["authentic_val"]
     if len(authentic["features"]):
         logits_a = stage1.predict(authentic["features"].astype(np.float32), verbose=0)
-        p_poor_a = _sigmoid(stage1.predict(authentic["features"].astype(np.float32), verbose=0)[:, 0] / t1)
+        p_poor_a = _sigmoid(logits_a[:, 0] / t1)
         quality = np.asarray(blended_quality(ridge.predict(authentic["features"].astype(np.float64)), p_poor_a))
         mos = authentic["quality"] * 100
         metrics["quality_ridge_alpha"] = ridge.alpha
@@ -286,7 +286,7 @@ def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[floa
         clear = (mos >= 65) | (mos <= 40)
         if clear.any():
             metrics["authentic_val_balanced_accuracy_clear"] = balanced_accuracy(
-                mos[clear] <= 40, _sigmoid(logits_a[clear, 0] / t1) >= POOR_THRESHOLD
+                mos[clear] <= 40, p_poor_a[clear] >= POOR_THRESHOLD
             )
     synthetic = _stage1_rows(data["synthetic_val"])
     clean = synthetic["defect"] < 0
@@ -309,12 +309,12 @@ def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[floa
     probs_raw, probs = _softmax(logits2), _softmax(logits2 / t2)
     predicted = probs.argmax(axis=1)
     metrics["stage2_temperature"] = t2
-    metrics["stage2_val_top1"] = float(np.mean(predicted == labels2))
-    metrics["stage2_val_top1_level2plus"] = float(np.mean((predicted == labels2)[levels2 >= 2]))
-    metrics["stage2_val_per_class_accuracy"] = {
-        name: float(np.mean(predicted[labels2 == i] == i)) for i, name in enumerate(DEFECTS) if (labels2 == i).any()
-    }
     right = predicted == labels2
+    metrics["stage2_val_top1"] = float(np.mean(right))
+    metrics["stage2_val_top1_level2plus"] = float(np.mean(right[levels2 >= 2]))
+    metrics["stage2_val_per_class_accuracy"] = {
+        name: float(np.mean(right[labels2 == i])) for i, name in enumerate(DEFECTS) if (labels2 == i).any()
+    }
     names2 = np.array([f"{DEFECTS[defect]}/{subtype}" for defect, subtype in zip(labels2, subtypes2)])
     classic = np.isin(names2, [f"{defect}/{subtype}" for defect, subtype in CLASSIC_SUBTYPES])
     if classic.any():
@@ -322,10 +322,10 @@ def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[floa
         metrics["stage2_val_top1_classic_level3plus"] = float(np.mean(right[classic & (levels2 >= 3)]))
     metrics["stage2_val_per_subtype_accuracy"] = {name: float(np.mean(right[names2 == name])) for name in sorted(set(names2))}
     metrics["stage2_val_per_level_accuracy"] = {
-        str(level): float(np.mean(predicted[levels2 == level] == labels2[levels2 == level])) for level in dataset.LEVELS
+        str(level): float(np.mean(right[levels2 == level])) for level in dataset.LEVELS
     }
     metrics["stage2_val_ece_before"] = expected_calibration_error(probs_raw.max(axis=1), probs_raw.argmax(axis=1) == labels2)
-    metrics["stage2_val_ece_after"] = expected_calibration_error(probs.max(axis=1), predicted == labels2)
+    metrics["stage2_val_ece_after"] = expected_calibration_error(probs.max(axis=1), right)
     metrics["stage2_val_confusion"] = confusion_matrix(labels2, predicted, len(DEFECTS)).tolist()
     metrics["counts"] = {name: int(len(part["features"])) for name, part in data.items() if isinstance(part, dict)}
     return t1, t2, metrics
