@@ -87,12 +87,13 @@ def ensure_sources(folder: Path, names: list[str], first_seed: int) -> list[Path
 # --- measuring --------------------------------------------------------------------------------
 
 
-def time_analyze(sources: Path, workers: int, config: Path) -> tuple[float, float, int]:
+def time_analyze(sources: list[Path], workers: int, config: Path) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, peak RSS bytes) of ``pixelperfect analyze --json`` over ``sources``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
+    # The files themselves, not their folder: the cache may hold more than --count.
     analyze = subprocess.Popen(
-        [*CLI, "analyze", "--json", "--workers", str(workers), "--config", str(config), str(sources)],
+        [*CLI, "analyze", "--json", "--workers", str(workers), "--config", str(config), *map(str, sources)],
         cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
     )
     memory = PeakMemory(analyze.pid)
@@ -244,13 +245,13 @@ def bench(args) -> dict:
                              first_seed=100_000)
     config = write_config(workdir, args.workers, args.stable_seconds)  # analyze reads [analysis] only
     print("timing pixelperfect analyze ...", file=sys.stderr, flush=True)
-    analyses = [time_analyze(workdir / "source", args.workers, config)]
+    analyses = [time_analyze(sources, args.workers, config)]
     runs = []
     for number in range(1, args.runs + 1):
         print(f"timing pixelperfect daemon (run {number} of {args.runs}) ...", file=sys.stderr, flush=True)
         daemon = time_daemon(workdir, sources, singles, args)
         print("timing pixelperfect analyze ...", file=sys.stderr, flush=True)
-        analyses.append(time_analyze(workdir / "source", args.workers, config))
+        analyses.append(time_analyze(sources, args.workers, config))
         around = analyses[-2:]
         daemon["analyze_seconds"] = statistics.mean(a[0] for a in around)
         daemon["analyze_seconds_before_after"] = [a[0] for a in around]
