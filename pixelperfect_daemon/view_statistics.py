@@ -37,6 +37,9 @@ STATISTIC_NAMES = (
     "column_streaks",
     "flat_blocks",  # 8 x 8 blocks with no variation (grey fill, lost blocks)
     "impulses",  # pixels far from their 3 x 3 median (salt and pepper)
+    # A damaged JPEG or JPEG 2000 stream decodes to bands of wrong colour, which luma misses:
+    "chroma_row_streaks",  # the strongest colour jump between neighbouring rows
+    "chroma_column_streaks",
 )
 STATISTICS_PER_VIEW = len(STATISTIC_NAMES)
 
@@ -125,6 +128,7 @@ def view_statistics(view: np.ndarray) -> np.ndarray:
     distance = cv2.max(cv2.max(distance[0], distance[1]), distance[2])
     impulses = np.count_nonzero(distance > 76) / distance.size
     column_steps, row_steps = _steps(luma_float)
+    (rg_column_steps, rg_row_steps), (yb_column_steps, yb_row_steps) = _steps(red_green), _steps(yellow_blue)
 
     return np.array(
         [
@@ -140,6 +144,8 @@ def view_statistics(view: np.ndarray) -> np.ndarray:
             _streaks(column_steps),
             flat_blocks,
             impulses,
+            _streaks(rg_row_steps + yb_row_steps),
+            _streaks(rg_column_steps + yb_column_steps),
         ],
         dtype=np.float32,
     )

@@ -53,3 +53,49 @@ def test_stage2_averages_the_heads_log_probabilities():
     probabilities = calibrated_stage2(combine_stage2(backbone_head, measured_head), 1.5).predict(x, verbose=0)
     assert probabilities.shape == (5, len(DEFECTS))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_head_input_columns_leave_out_the_named_statistics_of_every_view():
+    from pixelperfect_daemon.model.train import head_input_columns
+    from pixelperfect_daemon.view_statistics import STATISTIC_NAMES, STATISTICS_PER_VIEW
+
+    backbone_dim = 10
+    feature_dim = backbone_dim + 2 * STATISTICS_PER_VIEW
+    left_out = ("chroma_row_streaks", "chroma_column_streaks")
+    columns = head_input_columns(feature_dim, 2, without=left_out)
+
+    assert len(columns) == feature_dim - 2 * len(left_out)
+    assert list(columns[:backbone_dim]) == list(range(backbone_dim))
+    statistic_names = [STATISTIC_NAMES[(c - backbone_dim) % STATISTICS_PER_VIEW] for c in columns[backbone_dim:]]
+    assert not set(left_out) & set(statistic_names)
+    assert statistic_names.count("flat_blocks") == 2
+
+
+def test_selected_columns_are_c_ordered_so_their_statistics_match_a_fresh_array():
+    from pixelperfect_daemon.model.train import select_columns
+
+    x = np.random.default_rng(0).normal(size=(300, 40)).astype(np.float32)
+    columns = np.arange(0, 40, 2)
+    selected = select_columns(x, columns)
+
+    assert selected.flags.c_contiguous
+    fresh = np.array(x[:, columns].tolist(), dtype=np.float32)  # built row by row: C order
+    np.testing.assert_array_equal(selected.mean(axis=0), fresh.mean(axis=0))
+    np.testing.assert_array_equal(selected.var(axis=0), fresh.var(axis=0))
+
+
+def test_a_head_reading_columns_sees_only_those_columns():
+    import keras
+
+    from pixelperfect_daemon.model.heads import reading_columns
+
+    columns = np.array([0, 2, 3])
+    inner_inputs = keras.Input((len(columns),))
+    inner = keras.Model(inner_inputs, keras.layers.Dense(1, kernel_initializer="ones")(inner_inputs))
+    wrapped = reading_columns(inner, FEATURE_DIM, columns)
+    x = features()
+    changed = x.copy()
+    changed[:, 1] += 5.0  # a column the head does not read
+
+    np.testing.assert_allclose(wrapped.predict(x, verbose=0), inner.predict(x[:, columns], verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(wrapped.predict(changed, verbose=0), wrapped.predict(x, verbose=0))

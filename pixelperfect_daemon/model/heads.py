@@ -57,6 +57,16 @@ def build_stage1_head(feature_dim: int, mean: np.ndarray, variance: np.ndarray) 
     return keras.Model(inputs, logit, name="stage1_head")
 
 
+def _select(inputs, columns: np.ndarray | None):
+    return inputs if columns is None else ops.take(inputs, np.asarray(columns, dtype=np.int32), axis=1)
+
+
+def reading_columns(head: keras.Model, feature_dim: int, columns: np.ndarray) -> keras.Model:
+    """``head``, trained on the feature ``columns`` only, as a model of the whole feature vector."""
+    inputs = keras.Input((feature_dim,), name="features")
+    return keras.Model(inputs, head(_select(inputs, columns)), name=head.name)
+
+
 def build_stage2_backbone_head(feature_dim: int, mean: np.ndarray, variance: np.ndarray, statistics_dim: int) -> keras.Model:
     """features -> seven defect logits (order: labels.DEFECTS), from the backbone columns only."""
     inputs = keras.Input((feature_dim,), name="features")
@@ -98,8 +108,10 @@ class RidgeQuality:
     weights: np.ndarray
     bias: float
     alpha: float
+    columns: np.ndarray | None = None  # the feature columns read (all when None)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
+        features = features if self.columns is None else features[:, self.columns]
         return ((features - self.mean) / self.scale) @ self.weights + self.bias
 
 
@@ -109,12 +121,12 @@ def _ridge_solve(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     return z.T @ dual
 
 
-def fit_ridge_quality(features: np.ndarray, quality: np.ndarray, groups: np.ndarray) -> RidgeQuality:
+def fit_ridge_quality(features: np.ndarray, quality: np.ndarray, groups: np.ndarray, columns: np.ndarray | None = None) -> RidgeQuality:
     """Ridge regression with its strength chosen by cross-validated Spearman correlation; folds
     are by ``groups`` (the source photo), so a photo and its mirror image never straddle folds."""
     from ..metrics import srcc
 
-    x = features.astype(np.float64)
+    x = (features if columns is None else np.ascontiguousarray(features[:, columns])).astype(np.float64)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     z = (x - mean) / scale
     fold_of = np.unique(groups, return_inverse=True)[1] % RIDGE_FOLDS
@@ -129,7 +141,8 @@ def fit_ridge_quality(features: np.ndarray, quality: np.ndarray, groups: np.ndar
         if score > best_score:
             best_alpha, best_score = alpha, score
     weights = _ridge_solve(z, quality, best_alpha)
-    return RidgeQuality(mean=mean, scale=scale, weights=weights, bias=float(quality.mean()), alpha=best_alpha)
+    return RidgeQuality(mean=mean, scale=scale, weights=weights, bias=float(quality.mean()), alpha=best_alpha,
+                        columns=columns)
 
 
 class _Temperature(layers.Layer):
@@ -159,7 +172,9 @@ def blended_quality(ridge_quality, p_poor):
 def calibrated_stage1(head: keras.Model, temperature: float, ridge: RidgeQuality) -> keras.Model:
     """features -> (N, 2): [P(poor), quality in 0..1]."""
     p_poor = layers.Activation("sigmoid", name="p_poor")(_Temperature(temperature, name="poor_temperature")(head.output))
-    standardised = layers.Normalization(mean=ridge.mean, variance=ridge.scale**2, name="quality_standardise")(head.input)
+    standardised = layers.Normalization(mean=ridge.mean, variance=ridge.scale**2, name="quality_standardise")(
+        _select(head.input, ridge.columns)
+    )
     quality_layer = layers.Dense(1, name="quality_ridge")
     ridge_quality = quality_layer(standardised)
     quality_layer.set_weights([ridge.weights[:, None].astype(np.float32), np.array([ridge.bias], np.float32)])

@@ -45,6 +45,10 @@ POOR_THRESHOLD = 0.5
 # Stage 1 sees far more synthetic samples than authentic photos with human scores; the latter
 # are what real ingest looks like, so each counts this many times more.
 AUTHENTIC_WEIGHT = 3.0
+# Statistics only stage 2 reads. The colour streaks were added for stage 2's transmission errors;
+# stage 1 retrained with them kept fewer good photos Good (model card), so it reads what it read
+# before they existed, and trains to the same weights.
+STAGE1_SKIPPED_STATISTICS = ("chroma_row_streaks", "chroma_column_streaks")
 # The distortions of the kinds named by the models' goal for stage 2 ("real and classic-benchmark
 # distortions: blur, JPEG, white noise, transmission errors, low light, real noise"), as
 # (defect, sub-type); stage 2's accuracy on these is reported apart from the all-sub-type figure.
@@ -188,7 +192,14 @@ def _fit(model, x, y, x_val, y_val, loss, epochs, checkpoints: Path, seed: int, 
 def train_heads(data: dict, options: TrainOptions):
     import keras
 
-    from .heads import build_stage1_head, build_stage2_backbone_head, build_stage2_measured_head, combine_stage2, fit_ridge_quality
+    from .heads import (
+        build_stage1_head,
+        build_stage2_backbone_head,
+        build_stage2_measured_head,
+        combine_stage2,
+        fit_ridge_quality,
+        reading_columns,
+    )
 
     keras.utils.set_random_seed(options.seed)
     epochs = options.epochs or (QUICK_EPOCHS if options.quick else EPOCHS)
@@ -198,21 +209,24 @@ def train_heads(data: dict, options: TrainOptions):
     synthetic_train1 = _stage1_rows(data["synthetic_train"])
     stage1_train = _merge(synthetic_train1, data["authentic_train"])
     stage1_val = _merge(_stage1_rows(data["synthetic_val"]), data["authentic_val"])
-    x1 = stage1_train["features"].astype(np.float32)
+    feature_dim = stage1_train["features"].shape[1]
+    columns1 = head_input_columns(feature_dim, len(VIEW_NAMES), without=STAGE1_SKIPPED_STATISTICS)
+    x1 = select_columns(stage1_train["features"], columns1).astype(np.float32)
     authentic = np.arange(len(x1)) >= len(synthetic_train1["features"])
     stage1 = build_stage1_head(x1.shape[1], x1.mean(axis=0), x1.var(axis=0))
     _fit(
         stage1, x1, np.nan_to_num(stage1_train["p_poor"])[:, None],
-        stage1_val["features"].astype(np.float32), np.nan_to_num(stage1_val["p_poor"])[:, None],
+        select_columns(stage1_val["features"], columns1).astype(np.float32), np.nan_to_num(stage1_val["p_poor"])[:, None],
         keras.losses.BinaryCrossentropy(from_logits=True), epochs, checkpoints, options.seed,
         sample_weight=stage1_weights(stage1_train["p_poor"], authentic),
         val_sample_weight=(~np.isnan(stage1_val["p_poor"])).astype(np.float32),
     )
+    stage1 = reading_columns(stage1, feature_dim, columns1)
     # The quality score is fitted to human opinion scores; without any (--quick with no --mos-csv)
     # to the synthetic images' pseudo scores, so the pipeline still runs end to end.
     if len(data["authentic_train"]["features"]):
         ridge = fit_ridge_quality(data["authentic_train"]["features"], data["authentic_train"]["quality"],
-                                  data["authentic_train_groups"])
+                                  data["authentic_train_groups"], columns1)
     else:
         log.warning("no photos with human scores: the quality score is fitted to synthetic pseudo scores")
         groups = data["synthetic_train_groups"][~data["synthetic_train"]["stage2_only"]]
@@ -234,6 +248,21 @@ def train_heads(data: dict, options: TrainOptions):
             keras.losses.SparseCategoricalCrossentropy(from_logits=True), epochs, checkpoints, options.seed,
         ))
     return stage1, combine_stage2(*stage2_parts), stage1_val, ridge
+
+
+def head_input_columns(feature_dim: int, views: int, without: tuple[str, ...] = ()) -> np.ndarray:
+    """The columns of a head input (backbone features, then each view's statistics) that are not
+    the statistics named in ``without``."""
+    backbone_dim = feature_dim - views * STATISTICS_PER_VIEW
+    kept = np.array([i for i, name in enumerate(STATISTIC_NAMES) if name not in without], dtype=np.int64)
+    return np.concatenate([np.arange(backbone_dim)] + [backbone_dim + view * STATISTICS_PER_VIEW + kept for view in range(views)])
+
+
+def select_columns(features: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``features[:, columns]`` in C order. Fancy indexing returns a Fortran-ordered array, whose
+    column means and variances round differently in the last bits; the standardising layer bakes
+    those in, and training then drifts from the run on the full array."""
+    return np.ascontiguousarray(features[:, columns])
 
 
 def stage1_weights(p_poor: np.ndarray, authentic: np.ndarray) -> np.ndarray:
