@@ -1,0 +1,42 @@
+"""The backbone comparison: the same samples however many workers make them, and every network runs."""
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from pixelperfect_daemon.labels import DEFECTS
+from pixelperfect_daemon.model import compare_backbones, dataset
+from pixelperfect_daemon.model.compare_backbones import ComparisonOptions
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pristine")
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.jpg", quality=95)
+    return folder
+
+
+def test_views_do_not_depend_on_the_number_of_workers(photo_folder):
+    sources = dataset.find_pristine(photo_folder)
+    options = ComparisonOptions(crop=32, levels_per_class=1)
+    x1, y1, val1 = compare_backbones.build_views(sources, options)
+    x2, y2, val2 = compare_backbones.build_views(sources, ComparisonOptions(crop=32, levels_per_class=1, workers=2))
+
+    assert x1.shape == (len(sources) * len(DEFECTS), 32, 32, 3) and x1.dtype == np.uint8
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(val1, val2)
+    assert sorted(set(y1)) == list(range(len(DEFECTS)))
+    assert val1.any() and not val1.all()  # split by photo: both sides have one
+
+
+def test_every_network_trains_and_is_measured(photo_folder):
+    options = ComparisonOptions(crop=32, levels_per_class=1, epochs=1, batch=8)
+    results = compare_backbones.compare(photo_folder, options)
+
+    assert results["train_samples"] + results["val_samples"] == 3 * len(DEFECTS)
+    for name in compare_backbones.NETWORKS:
+        assert 0.0 <= results[name]["val_top1"] <= 1.0
+        assert results[name]["train_seconds"] > 0
