@@ -29,9 +29,14 @@ from ..labels import DEFECTS
 HIDDEN_UNITS = 128
 DROPOUT = 0.6
 L2 = 1e-3
-# The stage-2 classifier on the 44 measured statistics: few inputs, so wider and less regularised.
-MEASURED_HIDDEN_UNITS = (128, 128)
-MEASURED_DROPOUT = 0.3
+# Stage 2 learns from three times as many samples as stage 1, so its backbone classifier is wider
+# and less dropped out (over three seeds: top-1 0.776 -> 0.780, the goal's kinds 0.851 -> 0.860).
+STAGE2_HIDDEN_UNITS = 256
+STAGE2_DROPOUT = 0.5
+# The stage-2 classifier on the 48 measured statistics: few inputs, so wider, deeper and less
+# regularised (chosen with the line above, from (128, 128) with dropout 0.3).
+MEASURED_HIDDEN_UNITS = (256, 256, 256)
+MEASURED_DROPOUT = 0.2
 MEASURED_L2 = 1e-4
 # The measured classifier's share in stage 2's averaged log-probabilities (an even split).
 MEASURED_WEIGHT = 0.5
@@ -42,11 +47,12 @@ RIDGE_FOLDS = 5
 QUALITY_POOR_PENALTY = 0.5
 
 
-def _trunk(inputs, mean: np.ndarray, variance: np.ndarray, name: str):
+def _trunk(inputs, mean: np.ndarray, variance: np.ndarray, name: str, units: int = HIDDEN_UNITS,
+           dropout: float = DROPOUT):
     x = layers.Normalization(mean=mean, variance=np.maximum(variance, 1e-6), name=f"{name}_standardise")(inputs)
-    x = layers.Dropout(DROPOUT, name=f"{name}_dropout_in")(x)
-    x = layers.Dense(HIDDEN_UNITS, activation="relu", kernel_regularizer=keras.regularizers.l2(L2), name=f"{name}_hidden")(x)
-    return layers.Dropout(DROPOUT, name=f"{name}_dropout_hidden")(x)
+    x = layers.Dropout(dropout, name=f"{name}_dropout_in")(x)
+    x = layers.Dense(units, activation="relu", kernel_regularizer=keras.regularizers.l2(L2), name=f"{name}_hidden")(x)
+    return layers.Dropout(dropout, name=f"{name}_dropout_hidden")(x)
 
 
 def build_stage1_head(feature_dim: int, mean: np.ndarray, variance: np.ndarray) -> keras.Model:
@@ -71,7 +77,8 @@ def build_stage2_backbone_head(feature_dim: int, mean: np.ndarray, variance: np.
     """features -> seven defect logits (order: labels.DEFECTS), from the backbone columns only."""
     inputs = keras.Input((feature_dim,), name="features")
     backbone_columns = feature_dim - statistics_dim
-    x = _trunk(inputs[:, :backbone_columns], mean[:backbone_columns], variance[:backbone_columns], "stage2_backbone")
+    x = _trunk(inputs[:, :backbone_columns], mean[:backbone_columns], variance[:backbone_columns], "stage2_backbone",
+               units=STAGE2_HIDDEN_UNITS, dropout=STAGE2_DROPOUT)
     logits = layers.Dense(len(DEFECTS), name="stage2_backbone_logits")(x)
     return keras.Model(inputs, logits, name="stage2_backbone_head")
 
