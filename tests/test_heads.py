@@ -72,7 +72,7 @@ def test_head_input_columns_leave_out_the_named_statistics_of_every_view():
 
 
 def test_selected_columns_are_c_ordered_so_their_statistics_match_a_fresh_array():
-    from pixelperfect_daemon.model.train import select_columns
+    from pixelperfect_daemon.model.heads import select_columns
 
     x = np.random.default_rng(0).normal(size=(300, 40)).astype(np.float32)
     columns = np.arange(0, 40, 2)

@@ -128,12 +128,19 @@ def _ridge_solve(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     return z.T @ dual
 
 
+def select_columns(features: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``features[:, columns]`` in C order. Fancy indexing returns a Fortran-ordered array, whose
+    column means and variances round differently in the last bits; the standardising layers bake
+    those in, and training then drifts from the run on the full array."""
+    return np.ascontiguousarray(features[:, columns])
+
+
 def fit_ridge_quality(features: np.ndarray, quality: np.ndarray, groups: np.ndarray, columns: np.ndarray | None = None) -> RidgeQuality:
     """Ridge regression with its strength chosen by cross-validated Spearman correlation; folds
     are by ``groups`` (the source photo), so a photo and its mirror image never straddle folds."""
     from ..metrics import srcc
 
-    x = (features if columns is None else np.ascontiguousarray(features[:, columns])).astype(np.float64)
+    x = (features if columns is None else select_columns(features, columns)).astype(np.float64)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     z = (x - mean) / scale
     fold_of = np.unique(groups, return_inverse=True)[1] % RIDGE_FOLDS

@@ -199,6 +199,7 @@ def train_heads(data: dict, options: TrainOptions):
         combine_stage2,
         fit_ridge_quality,
         reading_columns,
+        select_columns,
     )
 
     keras.utils.set_random_seed(options.seed)
@@ -256,13 +257,6 @@ def head_input_columns(feature_dim: int, views: int, without: tuple[str, ...] = 
     backbone_dim = feature_dim - views * STATISTICS_PER_VIEW
     kept = np.array([i for i, name in enumerate(STATISTIC_NAMES) if name not in without], dtype=np.int64)
     return np.concatenate([np.arange(backbone_dim)] + [backbone_dim + view * STATISTICS_PER_VIEW + kept for view in range(views)])
-
-
-def select_columns(features: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """``features[:, columns]`` in C order. Fancy indexing returns a Fortran-ordered array, whose
-    column means and variances round differently in the last bits; the standardising layer bakes
-    those in, and training then drifts from the run on the full array."""
-    return np.ascontiguousarray(features[:, columns])
 
 
 def stage1_weights(p_poor: np.ndarray, authentic: np.ndarray) -> np.ndarray:
