@@ -42,3 +42,28 @@ def test_extra_damaged_rounds_leave_the_samples_stage1_learns_from_unchanged():
     # The extra round is another draw of every class and level, not a copy of the first.
     assert sorted(with_extra.defect[first:].tolist()) == sorted(without.defect[1:].tolist())
     assert not np.array_equal(with_extra.views[first:], without.views[1:])
+
+
+def test_well_scored_authentic_photos_are_also_pristine_sources_on_the_same_side_of_the_split(tmp_path):
+    from PIL import Image
+
+    from pixelperfect_daemon.model.dataset import SourceImage, split_of
+    from pixelperfect_daemon.model.train import AUTHENTIC_AS_PRISTINE_MIN_MOS, TrainOptions, gather_sources, source_counts
+
+    pristine = tmp_path / "pristine"
+    pristine.mkdir()
+    Image.new("RGB", (64, 48), "grey").save(pristine / "p.jpg")
+    scores = {"great.jpg": AUTHENTIC_AS_PRISTINE_MIN_MOS + 5, "edge.jpg": AUTHENTIC_AS_PRISTINE_MIN_MOS,
+              "fair.jpg": AUTHENTIC_AS_PRISTINE_MIN_MOS - 0.5, "bad.jpg": 20.0}
+    lines = ["file,set,mos"] + [f"clive/{name},clive_train,{mos}" for name, mos in scores.items()]
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+
+    sources = gather_sources(TrainOptions(out=tmp_path / "out", pristine=pristine, mos_csv=tmp_path / "manifest.csv"))
+
+    as_pristine = {s.path.name for s in sources if s.kind == "pristine"} - {"p.jpg"}
+    assert as_pristine == {"great.jpg", "edge.jpg"}
+    assert {s.path.name for s in sources if s.kind == "authentic"} == set(scores)
+    assert source_counts(sources) == {"pristine": 1, "authentic": 4, "authentic_as_pristine": 2}
+    # The split is decided by the file, not its use, so a photo's two uses are on the same side.
+    for source in sources:
+        assert split_of(SourceImage(source.path, "pristine"), seed=0) == split_of(SourceImage(source.path, "authentic", 50.0), seed=0)
