@@ -36,6 +36,8 @@ def test_quick_training_writes_every_artifact(quick_models):
     # Stage 2 is measured per sub-type: "<defect>/<sub-type>" for every defect class.
     measured_defects = {name.split("/")[0] for name in metrics["stage2_val_per_subtype_accuracy"]}
     assert measured_defects == set(DEFECTS)
+    # Flagged Poor with the right defect needs the right defect: never above stage 2's top-1.
+    assert 0 <= metrics["classic_flagged_with_right_defect"] <= metrics["stage2_val_top1_classic"]
 
 
 def test_engine_runs_the_quick_models(quick_models, tmp_path):

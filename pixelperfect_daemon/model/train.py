@@ -355,6 +355,11 @@ def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[floa
     if classic.any():
         metrics["stage2_val_top1_classic"] = float(np.mean(right[classic]))
         metrics["stage2_val_top1_classic_level3plus"] = float(np.mean(right[classic & (levels2 >= 3)]))
+        # The goal's "flagged Poor with the right defect": stage 1 must flag it and stage 2 name it.
+        features2 = damaged["features"][has_defect].astype(np.float32)
+        flagged = _sigmoid(stage1.predict(features2, verbose=0)[:, 0] / t1) >= POOR_THRESHOLD
+        metrics["classic_flagged_with_right_defect"] = float(np.mean((flagged & right)[classic]))
+        metrics["classic_flagged_with_right_defect_level3plus"] = float(np.mean((flagged & right)[classic & (levels2 >= 3)]))
     metrics["stage2_val_per_subtype_accuracy"] = {name: float(np.mean(right[names2 == name])) for name in sorted(set(names2))}
     metrics["stage2_val_per_level_accuracy"] = {
         str(level): float(np.mean(right[levels2 == level])) for level in dataset.LEVELS
