@@ -114,6 +114,12 @@ def gather_sources(options: TrainOptions) -> list[dataset.SourceImage]:
     return pristine + authentic + well_scored
 
 
+def authentic_as_pristine(sources: list[dataset.SourceImage]) -> set[Path]:
+    """The photos among ``sources`` used both as authentic and as pristine ones."""
+    authentic = {s.path for s in sources if s.kind == "authentic"}
+    return {s.path for s in sources if s.kind == "pristine" and s.path in authentic}
+
+
 # ---------------------------------------------------------------- 2. features
 def make_embedder() -> tuple[Callable[[np.ndarray], np.ndarray], "object"]:
     from .backbone import build_feature_extractor
@@ -132,11 +138,11 @@ def compute_features(options: TrainOptions, sources, embed, progress) -> dict[st
     authentic_parts = {"train": [], "val": []}  # one entry per source photo
     clean_variants = QUICK_CLEAN_VARIANTS if options.quick else dataset.CLEAN_VARIANTS
     extra_rounds = QUICK_EXTRA_DAMAGED_ROUNDS if options.quick else dataset.EXTRA_DAMAGED_ROUNDS
-    scored = {source.path for source in sources if source.kind == "authentic"}
+    stage2_only = authentic_as_pristine(sources)  # see AUTHENTIC_AS_PRISTINE_MIN_MOS
     for source, split, arrays in dataset.extract_features(
         sources, embed, options.work / "features", options.seed, clean_variants, extra_rounds, progress
     ):
-        if source.kind == "pristine" and source.path in scored:  # see AUTHENTIC_AS_PRISTINE_MIN_MOS
+        if source.kind == "pristine" and source.path in stage2_only:
             arrays = {**arrays, "stage2_only": np.ones_like(arrays["stage2_only"])}
         (authentic_parts if source.kind == "authentic" else parts)[split].append(arrays)
     return {
@@ -431,11 +437,10 @@ def export(out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, me
 
 def source_counts(sources: list[dataset.SourceImage]) -> dict[str, int]:
     """Source photos by kind; an authentic photo also used as pristine is counted once as each."""
-    authentic = {s.path for s in sources if s.kind == "authentic"}
-    as_pristine = sum(s.kind == "pristine" and s.path in authentic for s in sources)
+    as_pristine = len(authentic_as_pristine(sources))
     return {
         "pristine": sum(s.kind == "pristine" for s in sources) - as_pristine,
-        "authentic": len(authentic),
+        "authentic": sum(s.kind == "authentic" for s in sources),
         "authentic_as_pristine": as_pristine,
     }
 
