@@ -118,7 +118,7 @@ class RidgeQuality:
     columns: np.ndarray | None = None  # the feature columns read (all when None)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        features = features if self.columns is None else features[:, self.columns]
+        features = features if self.columns is None else select_columns(features, self.columns)
         return ((features - self.mean) / self.scale) @ self.weights + self.bias
 
 

@@ -342,7 +342,8 @@ def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[floa
     # Stage 2 on every damaged validation sample, the extra rounds included (three times the samples).
     damaged = data["synthetic_val"]
     has_defect = damaged["defect"] >= 0
-    logits2 = stage2.predict(damaged["features"][has_defect].astype(np.float32), verbose=0)
+    features2 = damaged["features"][has_defect].astype(np.float32)
+    logits2 = stage2.predict(features2, verbose=0)
     labels2 = damaged["defect"][has_defect]
     levels2 = damaged["level"][has_defect]
     subtypes2 = damaged["subtype"][has_defect]
@@ -362,7 +363,6 @@ def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[floa
         metrics["stage2_val_top1_classic"] = float(np.mean(right[classic]))
         metrics["stage2_val_top1_classic_level3plus"] = float(np.mean(right[classic & (levels2 >= 3)]))
         # The goal's "flagged Poor with the right defect": stage 1 must flag it and stage 2 name it.
-        features2 = damaged["features"][has_defect].astype(np.float32)
         flagged = _sigmoid(stage1.predict(features2, verbose=0)[:, 0] / t1) >= POOR_THRESHOLD
         metrics["classic_flagged_with_right_defect"] = float(np.mean((flagged & right)[classic]))
         metrics["classic_flagged_with_right_defect_level3plus"] = float(np.mean((flagged & right)[classic & (levels2 >= 3)]))
