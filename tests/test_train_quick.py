@@ -11,6 +11,7 @@ from PIL import Image
 from pixelperfect_daemon.cli import main
 from pixelperfect_daemon.engine import Analyzer
 from pixelperfect_daemon.labels import DEFECTS
+from pixelperfect_daemon.model.train import TRAINING_PACKAGES
 from pixelperfect_daemon.view_statistics import STATISTIC_NAMES
 
 pytestmark = pytest.mark.slow
@@ -38,6 +39,8 @@ def test_quick_training_writes_every_artifact(quick_models):
     assert measured_defects == set(DEFECTS)
     # Flagged Poor with the right defect needs the right defect: never above stage 2's top-1.
     assert 0 <= metrics["classic_flagged_with_right_defect"] <= metrics["stage2_val_top1_classic"]
+    # The environment is recorded: retrained elsewhere, numbers can only be compared knowing it.
+    assert set(metrics["packages"]) == set(TRAINING_PACKAGES) and metrics["packages"]["numpy"] == np.__version__
 
 
 def test_engine_runs_the_quick_models(quick_models, tmp_path):

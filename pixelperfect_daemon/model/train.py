@@ -57,6 +57,8 @@ AUTHENTIC_AS_PRISTINE_MIN_MOS = 70.0
 # stage 1 retrained with them kept fewer good photos Good (model card), so it reads what it read
 # before they existed, and trains to the same weights.
 STAGE1_SKIPPED_STATISTICS = ("chroma_row_streaks", "chroma_column_streaks")
+# Recorded in metrics.json: the packages whose versions change what training computes.
+TRAINING_PACKAGES = ("tensorflow-cpu", "keras", "numpy", "opencv-python-headless", "pillow", "scikit-image", "ai-edge-litert")
 # The distortions of the kinds named by the models' goal for stage 2 ("real and classic-benchmark
 # distortions: blur, JPEG, white noise, transmission errors, low light, real noise"), as
 # (defect, sub-type); stage 2's accuracy on these is reported apart from the all-sub-type figure.
@@ -428,6 +430,7 @@ def export(out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, me
         "command": options_command(options),
         "seed": options.seed,
         "sources": source_counts(sources),
+        "packages": package_versions(),
         **metrics,
     }
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -443,6 +446,21 @@ def source_counts(sources: list[dataset.SourceImage]) -> dict[str, int]:
         "authentic": sum(s.kind == "authentic" for s in sources),
         "authentic_as_pristine": as_pristine,
     }
+
+
+def package_versions() -> dict[str, str]:
+    """The versions of the packages that shape the models' numbers. Training is deterministic in
+    one environment; with other versions (numpy's, OpenCV's and Keras' are not pinned) the backbone
+    features differ in the last bits and the heads train to other, equally good weights."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in TRAINING_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
 
 
 def options_command(options: TrainOptions) -> str:
