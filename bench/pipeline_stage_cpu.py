@@ -23,7 +23,9 @@ import psutil
 
 from pixelperfect_daemon import pipeline
 from pixelperfect_daemon.config import load_settings
-from pixelperfect_daemon.daemon import _open_outputs, load_analyzer
+from pixelperfect_daemon.daemon import load_analyzer
+from pixelperfect_daemon.index import ImageIndex
+from pixelperfect_daemon.metadata import MetadataWriter
 
 STAGE_STEPS = ("identify", "decode", "analyse", "write_metadata", "record")
 HASHING = "  of which SHA-256 of the file"
@@ -78,9 +80,10 @@ def main() -> None:
     cpu, lock = Counter(), threading.Lock()
     measure_thread_cpu(cpu, lock)
     analyzer = load_analyzer(settings)
-    writer, index = _open_outputs(settings, dry_run=False)
-    exiftool_process = psutil.Process(writer._exiftool._process.pid)
+    writer, index = MetadataWriter(settings.metadata), ImageIndex(settings.index.database)
     this_process = psutil.Process()
+    writer.version()  # starts ExifTool, this process's one child running it
+    (exiftool_process,) = [child for child in this_process.children(recursive=True) if "exiftool" in " ".join(child.cmdline())]
     exiftool_before, process_before, started = process_cpu(exiftool_process), process_cpu(this_process), time.monotonic()
     stages = pipeline.Pipeline(settings, analyzer, writer=writer, index=index, stop=threading.Event())
     stages.start()

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from pixelperfect_daemon.config import load_settings
-from pixelperfect_daemon.daemon import run_daemon, scan_folder, stability_poll_seconds
+from pixelperfect_daemon.daemon import run_daemon, scan_folder
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.pipeline import ANALYSED, ERROR
@@ -275,7 +275,9 @@ def test_polling_mode_for_network_shares(tmp_path):
     assert [Path(r["path"]).name for r in rows] == ["share.jpg"]
 
 
-def test_single_file_latency_is_under_stable_seconds_plus_one(tmp_path):
+def test_a_new_file_is_tagged_from_its_watch_event_once_stable(tmp_path):
+    # The periodic rescan is off (rescan_interval 0), so only the watch event can bring the file in;
+    # the latency itself (target < 3 s) is measured by bench/bench_daemon.py, not asserted here.
     staging = tmp_path / "staging"
     staging.mkdir()
     (source,) = make_small_jpegs(staging, 1)
@@ -285,9 +287,9 @@ def test_single_file_latency_is_under_stable_seconds_plus_one(tmp_path):
         shutil.copy(source, daemon.ingest / "one.jpg")
         rows = daemon.wait_for_rows(1, timeout=20)
         latency = time.monotonic() - started
-    assert len(rows) == 1
-    # Rows are written after the tags: when the row is there, the tags are too.
-    assert latency < STABLE_SECONDS + 1.0 + stability_poll_seconds(STABLE_SECONDS), latency
+    assert len(rows) == 1 and rows[0]["status"] == "ok"
+    # Not before its size and mtime had been unchanged for stable_seconds.
+    assert latency >= STABLE_SECONDS, latency
 
 
 @pytest.mark.slow
