@@ -36,9 +36,11 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
+# constraints.txt pins every package to the versions the models were trained and tested with,
+# so a new release of numpy, OpenCV or Keras cannot change decoded pixels or a retrain's weights.
 if [ $dev = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
 else
-  .venv/bin/python -m pip install -q -e .
+  .venv/bin/python -m pip install -q -c constraints.txt -e .
 fi
 echo "setup: done (.venv/bin/pixelperfect is the command)"
