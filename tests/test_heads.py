@@ -1,4 +1,4 @@
-"""Stage 2's two heads each read their own columns, and their log-probabilities are averaged."""
+"""Each stage's two heads read their own columns, and their outputs are averaged."""
 
 import numpy as np
 from keras import ops
@@ -6,9 +6,13 @@ from keras import ops
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.model.heads import (
     MEASURED_WEIGHT,
+    STAGE1_MEASURED_WEIGHT,
+    build_stage1_head,
+    build_stage1_measured_head,
     build_stage2_backbone_head,
     build_stage2_measured_head,
     calibrated_stage2,
+    combine_stage1,
     combine_stage2,
 )
 
@@ -99,3 +103,26 @@ def test_a_head_reading_columns_sees_only_those_columns():
 
     np.testing.assert_allclose(wrapped.predict(x, verbose=0), inner.predict(x[:, columns], verbose=0), rtol=1e-6)
     np.testing.assert_allclose(wrapped.predict(changed, verbose=0), wrapped.predict(x, verbose=0))
+
+
+def test_stage1_measured_head_reads_only_the_statistics():
+    mean, variance = np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM)
+    measured_head = build_stage1_measured_head(FEATURE_DIM, mean, variance, STATISTICS_DIM)
+    x = features(2)
+    other_backbone, other_statistics = x.copy(), x.copy()
+    other_backbone[:, :BACKBONE_DIM] += 5.0
+    other_statistics[:, BACKBONE_DIM:] += 5.0
+    assert measured_head.predict(x, verbose=0).shape == (5, 1)
+    np.testing.assert_allclose(measured_head.predict(x, verbose=0), measured_head.predict(other_backbone, verbose=0))
+    assert not np.allclose(measured_head.predict(x, verbose=0), measured_head.predict(other_statistics, verbose=0))
+
+
+def test_stage1_averages_each_kind_of_head_then_weights_the_two_kinds():
+    mean, variance = np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM)
+    heads1 = [build_stage1_head(FEATURE_DIM, mean, variance, name=f"head{i}") for i in range(2)]
+    measured = [build_stage1_measured_head(FEATURE_DIM, mean, variance, STATISTICS_DIM, name=f"measured{i}") for i in range(3)]
+    x = features(3)
+    head_mean = np.mean([head.predict(x, verbose=0) for head in heads1], axis=0)
+    measured_mean = np.mean([head.predict(x, verbose=0) for head in measured], axis=0)
+    expected = (1 - STAGE1_MEASURED_WEIGHT) * head_mean + STAGE1_MEASURED_WEIGHT * measured_mean
+    np.testing.assert_allclose(combine_stage1(heads1, measured).predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)

@@ -213,16 +213,18 @@ def train_heads(data: dict, options: TrainOptions):
     import keras
 
     from .heads import (
+        STAGE1_SEEDS,
         build_stage1_head,
+        build_stage1_measured_head,
         build_stage2_backbone_head,
         build_stage2_measured_head,
+        combine_stage1,
         combine_stage2,
         fit_ridge_quality,
         reading_columns,
         select_columns,
     )
 
-    keras.utils.set_random_seed(options.seed)
     epochs = options.epochs or (QUICK_EPOCHS if options.quick else EPOCHS)
     checkpoints = options.work / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -233,16 +235,29 @@ def train_heads(data: dict, options: TrainOptions):
     feature_dim = stage1_train["features"].shape[1]
     columns1 = head_input_columns(feature_dim, len(VIEW_NAMES), without=STAGE1_SKIPPED_STATISTICS)
     x1 = select_columns(stage1_train["features"], columns1).astype(np.float32)
+    x1_val = select_columns(stage1_val["features"], columns1).astype(np.float32)
     authentic = np.arange(len(x1)) >= len(synthetic_train1["features"])
-    stage1 = build_stage1_head(x1.shape[1], x1.mean(axis=0), x1.var(axis=0))
-    _fit(
-        stage1, x1, np.nan_to_num(stage1_train["p_poor"])[:, None],
-        select_columns(stage1_val["features"], columns1).astype(np.float32), np.nan_to_num(stage1_val["p_poor"])[:, None],
-        keras.losses.BinaryCrossentropy(from_logits=True), epochs, checkpoints, options.seed,
-        sample_weight=stage1_weights(stage1_train["p_poor"], authentic),
-        val_sample_weight=(~np.isnan(stage1_val["p_poor"])).astype(np.float32),
-    )
-    stage1 = reading_columns(stage1, feature_dim, columns1)
+    mean1, variance1 = x1.mean(axis=0), x1.var(axis=0)
+    statistics_dim1 = x1.shape[1] - (feature_dim - STATISTICS_PER_VIEW * len(VIEW_NAMES))
+    # Two kinds of classifier, each trained from STAGE1_SEEDS seeds on the same rows, then
+    # averaged (heads.py says why).
+    heads1 = {"stage1_head": [], "stage1_measured_head": []}
+    for member in range(STAGE1_SEEDS):
+        seed = options.seed + member
+        for name, build in (
+            ("stage1_head", lambda name: build_stage1_head(x1.shape[1], mean1, variance1, name=name)),
+            ("stage1_measured_head",
+             lambda name: build_stage1_measured_head(x1.shape[1], mean1, variance1, statistics_dim1, name=name)),
+        ):
+            # Seeded per head, so each head trains to the same weights whatever is trained before it.
+            keras.utils.set_random_seed(seed)
+            heads1[name].append(_fit(
+                build(f"{name}{member}"), x1, np.nan_to_num(stage1_train["p_poor"])[:, None], x1_val,
+                np.nan_to_num(stage1_val["p_poor"])[:, None], keras.losses.BinaryCrossentropy(from_logits=True),
+                epochs, checkpoints, seed, sample_weight=stage1_weights(stage1_train["p_poor"], authentic),
+                val_sample_weight=(~np.isnan(stage1_val["p_poor"])).astype(np.float32),
+            ))
+    stage1 = reading_columns(combine_stage1(*heads1.values()), feature_dim, columns1)
     # The quality score is fitted to human opinion scores; without any (--quick with no --mos-csv)
     # to the synthetic images' pseudo scores, so the pipeline still runs end to end.
     if len(data["authentic_train"]["features"]):
@@ -264,11 +279,12 @@ def train_heads(data: dict, options: TrainOptions):
     statistics_dim = STATISTICS_PER_VIEW * len(VIEW_NAMES)
     stage2_parts = []
     for build in (build_stage2_backbone_head, build_stage2_measured_head):
+        keras.utils.set_random_seed(options.seed)
         stage2_parts.append(_fit(
             build(x2.shape[1], mean2, variance2, statistics_dim), x2, y2, x2_val, y2_val,
             keras.losses.SparseCategoricalCrossentropy(from_logits=True), epochs, checkpoints, options.seed,
         ))
-    return stage1, combine_stage2(*stage2_parts), stage1_val, ridge
+    return stage1, combine_stage2(*stage2_parts), ridge
 
 
 def head_input_columns(feature_dim: int, views: int, without: tuple[str, ...] = ()) -> np.ndarray:
@@ -295,31 +311,42 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
+def _predict_logit(model, features: np.ndarray) -> np.ndarray:
+    """The stage-1 logit of each row (an empty array for no rows)."""
+    if not len(features):
+        return np.zeros(0, np.float32)
+    return model.predict(features.astype(np.float32), verbose=0)[:, 0]
+
+
 def _softmax(x):
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
-def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[float, float, dict]:
+def calibrate_and_measure(stage1, stage2, ridge, data) -> tuple[float, float, dict]:
     from .heads import blended_quality, fit_temperature
 
     metrics: dict = {}
-    logits1 = stage1.predict(stage1_val["features"].astype(np.float32), verbose=0)
-    target = stage1_val["p_poor"]
+    # Stage 1 runs once over every validation row; the measures below pick rows by masks.
+    synthetic_all, authentic = data["synthetic_val"], data["authentic_val"]
+    logits_s = _predict_logit(stage1, synthetic_all["features"])
+    logits_a = _predict_logit(stage1, authentic["features"])
+    stage1_rows = ~synthetic_all["stage2_only"]  # see _stage1_rows
+    logits1 = np.concatenate([logits_s[stage1_rows], logits_a])
+    target = np.concatenate([synthetic_all["p_poor"][stage1_rows], authentic["p_poor"]])
     hard = ~np.isnan(target)
     labels1 = (target[hard] > 0.5).astype(float)
-    t1 = fit_temperature(logits1[hard, 0], labels1, binary=True)
-    p_raw, p_cal = _sigmoid(logits1[hard, 0]), _sigmoid(logits1[hard, 0] / t1)
+    t1 = fit_temperature(logits1[hard], labels1, binary=True)
+    p_raw, p_cal = _sigmoid(logits1[hard]), _sigmoid(logits1[hard] / t1)
     predicted_poor = p_cal >= POOR_THRESHOLD
     metrics["stage1_temperature"] = t1
     metrics["stage1_val_balanced_accuracy"] = balanced_accuracy(labels1.astype(bool), predicted_poor)
     metrics["stage1_val_ece_before"] = expected_calibration_error(np.maximum(p_raw, 1 - p_raw), (p_raw >= 0.5) == labels1)
     metrics["stage1_val_ece_after"] = expected_calibration_error(np.maximum(p_cal, 1 - p_cal), predicted_poor == labels1)
+    p_poor_all = _sigmoid(logits_s / t1)  # every synthetic validation row, the stage-2-only rounds too
 
-    authentic = data["authentic_val"]
     if len(authentic["features"]):
-        logits_a = stage1.predict(authentic["features"].astype(np.float32), verbose=0)
-        p_poor_a = _sigmoid(logits_a[:, 0] / t1)
+        p_poor_a = _sigmoid(logits_a / t1)
         quality = np.asarray(blended_quality(ridge.predict(authentic["features"].astype(np.float64)), p_poor_a))
         mos = authentic["quality"] * 100
         metrics["quality_ridge_alpha"] = ridge.alpha
@@ -331,13 +358,11 @@ def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[floa
             metrics["authentic_val_balanced_accuracy_clear"] = balanced_accuracy(
                 mos[clear] <= 40, p_poor_a[clear] >= POOR_THRESHOLD
             )
-    synthetic = _stage1_rows(data["synthetic_val"])
+    synthetic = _stage1_rows(synthetic_all)
+    p_poor_s = p_poor_all[stage1_rows]
     clean = synthetic["defect"] < 0
     if clean.any():
-        logits_c = stage1.predict(synthetic["features"][clean].astype(np.float32), verbose=0)
-        metrics["synthetic_val_clean_kept_good"] = float(np.mean(_sigmoid(logits_c[:, 0] / t1) < POOR_THRESHOLD))
-
-    p_poor_s = _sigmoid(stage1.predict(synthetic["features"].astype(np.float32), verbose=0)[:, 0] / t1)
+        metrics["synthetic_val_clean_kept_good"] = float(np.mean(p_poor_s[clean] < POOR_THRESHOLD))
     quality_s = np.asarray(blended_quality(ridge.predict(synthetic["features"].astype(np.float64)), p_poor_s))
     metrics["synthetic_val_quality_srcc_vs_level"] = srcc(quality_s, -synthetic["level"])
 
@@ -365,7 +390,7 @@ def calibrate_and_measure(stage1, stage2, stage1_val, ridge, data) -> tuple[floa
         metrics["stage2_val_top1_classic"] = float(np.mean(right[classic]))
         metrics["stage2_val_top1_classic_level3plus"] = float(np.mean(right[classic & (levels2 >= 3)]))
         # The goal's "flagged Poor with the right defect": stage 1 must flag it and stage 2 name it.
-        flagged = _sigmoid(stage1.predict(features2, verbose=0)[:, 0] / t1) >= POOR_THRESHOLD
+        flagged = p_poor_all[has_defect] >= POOR_THRESHOLD
         metrics["classic_flagged_with_right_defect"] = float(np.mean((flagged & right)[classic]))
         metrics["classic_flagged_with_right_defect_level3plus"] = float(np.mean((flagged & right)[classic & (levels2 >= 3)]))
     metrics["stage2_val_per_subtype_accuracy"] = {name: float(np.mean(right[names2 == name])) for name in sorted(set(names2))}
@@ -487,8 +512,8 @@ def train(options: TrainOptions, progress_factory=None) -> dict:
     data = compute_features(options, sources, embed, progress.update if progress else (lambda n: None))
     if progress:
         progress.close()
-    stage1, stage2, stage1_val, ridge = train_heads(data, options)
-    t1, t2, metrics = calibrate_and_measure(stage1, stage2, stage1_val, ridge, data)
+    stage1, stage2, ridge = train_heads(data, options)
+    t1, t2, metrics = calibrate_and_measure(stage1, stage2, ridge, data)
     model_version = export(options.out, extractor, stage1, stage2, ridge, t1, t2, metrics, options, sources)
     metrics["model_version"] = model_version
     return metrics
