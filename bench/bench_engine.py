@@ -11,7 +11,7 @@ files in the same run:
 * **original design**: Pillow decode + resize to 224, a full VGG16 (random weights) for stage 1
   plus a small CNN for stage 2, in TensorFlow, one image at a time.
 
-Usage: .venv/bin/python bench/bench_engine.py [--big 24] [--small 200] [--workdir /tmp/pixelperfect-bench]
+Usage: .venv/bin/python bench/bench_engine.py [--big 24] [--small 200] [--workdir /tmp/pixelperfect-bench] [--config FILE]
 Prints a markdown table. Needs the training extras (TensorFlow) for the original-design baseline.
 """
 
@@ -83,9 +83,10 @@ def decode_throughput(files: list[Path]) -> float:
     return max(rates)
 
 
-def analyze_run(files: list[Path]) -> dict:
+def analyze_run(files: list[Path], config: Path | None = None) -> dict:
     """Run `pixelperfect analyze --json` on the files; time every result line."""
-    command = [str(REPO / ".venv" / "bin" / "pixelperfect"), "analyze", "--json", *map(str, files)]
+    options = ["--config", str(config)] if config else []
+    command = [str(REPO / ".venv" / "bin" / "pixelperfect"), "analyze", "--json", *options, *map(str, files)]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
     stamps = []
@@ -140,6 +141,7 @@ def main():
     parser.add_argument("--small", type=int, default=200, help="number of 500x500 photos")
     parser.add_argument("--baseline-files", type=int, default=12, help="files per kind for the slow original design")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pixelperfect-bench"))
+    parser.add_argument("--config", type=Path, help="settings file for analyze, e.g. to time other models ([analysis] models_dir)")
     args = parser.parse_args()
 
     kinds = {
@@ -149,7 +151,7 @@ def main():
     measured = {}
     for name, files in kinds.items():
         print(f"measuring {name} ...", file=sys.stderr)
-        measured[name] = (decode_throughput(files), analyze_run(files))
+        measured[name] = (decode_throughput(files), analyze_run(files, args.config))
     # The baseline imports TensorFlow into this process: only after every analyze subprocess, or
     # their peak RSS (ru_maxrss counts the forked parent's pages before exec) would include it.
     rows = []
