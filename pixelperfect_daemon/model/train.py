@@ -50,11 +50,11 @@ AUTHENTIC_WEIGHT = 3.0
 # from their synthetic distortions, as from a pristine photo's: more scenes, and the kind of photo
 # people ingest. Stage 1 does not: taught that distorted authentic photos are Poor, it flagged
 # more of the good authentic photos. From 60 up, stage 2 gained a point more on synthetic damage
-# but grew less sure of real low-light photos (model card). They keep their split (decided by the
+# but grew less sure of real low-light photos (models/EXPERIMENTS.md). They keep their split (decided by the
 # file), so no scene crosses it.
 AUTHENTIC_AS_PRISTINE_MIN_MOS = 70.0
 # Statistics only stage 2 reads. The colour streaks were added for stage 2's transmission errors;
-# stage 1 retrained with them kept fewer good photos Good (model card), so it reads what it read
+# stage 1 retrained with them kept fewer good photos Good (models/EXPERIMENTS.md), so it reads what it read
 # before they existed, and trains to the same weights.
 STAGE1_SKIPPED_STATISTICS = ("chroma_row_streaks", "chroma_column_streaks")
 # Recorded in metrics.json: the packages whose versions change what training computes.
