@@ -11,7 +11,7 @@ from PIL import Image
 from pixelperfect_daemon.cli import main
 from pixelperfect_daemon.engine import Analyzer
 from pixelperfect_daemon.labels import DEFECTS
-from pixelperfect_daemon.model.train import TRAINING_PACKAGES
+from pixelperfect_daemon.model.train import TRAINING_PACKAGES, TrainOptions, gather_sources, report_stale_cache
 from pixelperfect_daemon.view_statistics import STATISTIC_NAMES
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,11 @@ pytestmark = pytest.mark.slow
 def quick_models(tmp_path_factory):
     work = tmp_path_factory.mktemp("train")
     out = work / "models"
-    result = CliRunner().invoke(main, ["train", "--quick", "--out", str(out), "--work", str(work / "cache"), "--epochs", "3"])
+    # Features of another recipe, seed or photo, as an earlier run would have left them.
+    (work / "cache" / "features").mkdir(parents=True)
+    (work / "cache" / "features" / "other-recipe-0123456789abcdef0123.npz").write_bytes(b"stale")
+    result = CliRunner().invoke(main, ["train", "--quick", "--out", str(out), "--work", str(work / "cache"), "--epochs", "3",
+                                       "--prune-cache"])
     assert result.exit_code == 0, result.output
     return out
 
@@ -60,3 +64,20 @@ def test_eval_command_on_the_quick_models(quick_models, tmp_path):
     result = CliRunner().invoke(main, ["eval", "--manifest", str(manifest), "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "tiny: 1 files, 0 errors" in result.output and "defect_top1_accuracy" in result.output
+
+
+def test_prune_cache_deletes_only_features_the_run_does_not_use(quick_models):
+    cache = quick_models.parent / "cache"
+    features = cache / "features"
+    assert not (features / "other-recipe-0123456789abcdef0123.npz").exists()  # pruned by the fixture's run
+    in_use = sorted(features.glob("*.npz"))
+    assert in_use  # the run's own features were kept
+
+    stale = features / "another-recipe-0123456789abcdef0123.npz"
+    stale.write_bytes(b"stale")
+    options = TrainOptions(out=quick_models, work=cache, quick=True)
+    assert report_stale_cache(options, gather_sources(options)) == [stale]
+    assert stale.exists()  # reported only: deleting needs --prune-cache
+    options = TrainOptions(out=quick_models, work=cache, quick=True, prune_cache=True)
+    assert report_stale_cache(options, gather_sources(options)) == [stale]
+    assert not stale.exists() and sorted(features.glob("*.npz")) == in_use

@@ -24,8 +24,10 @@ from .options import config_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the split, synthesis and training.")
 @click.option("--epochs", type=int, default=None, help="Maximum epochs per head (early stopping decides).")
 @click.option("--quick", is_flag=True, help="A tiny run in minutes (a few photos; scikit-image samples when no --pristine).")
+@click.option("--prune-cache", is_flag=True,
+              help="Delete the cached features in --work that this run does not use (other recipes, seeds or photos).")
 @config_option
-def train(pristine, mos_csv, out, work, seed, epochs, quick, settings):
+def train(pristine, mos_csv, out, work, seed, epochs, quick, prune_cache, settings):
     """Train the stage-1 (Good/Poor, quality) and stage-2 (defect) models.
 
     Needs the training extras (`pip install -e .[train]`). Reproducible for a seed; interrupted
@@ -35,12 +37,14 @@ def train(pristine, mos_csv, out, work, seed, epochs, quick, settings):
     Examples:
       pixelperfect train --pristine ../shared/data/pristine --mos-csv ../shared/data/manifest.csv --out models/
       pixelperfect train --quick --out /tmp/quick-models
+      pixelperfect train --pristine photos/ --out models/ --prune-cache   # and drop other recipes' features
     """
     try:
         from ..model.train import TrainOptions, train as run_training
     except ImportError as error:
         raise click.ClickException(f"training needs the train extras (pip install -e '.[train]'): {error}") from None
-    options = TrainOptions(out=out, pristine=pristine, mos_csv=mos_csv, work=work, seed=seed, quick=quick, epochs=epochs)
+    options = TrainOptions(out=out, pristine=pristine, mos_csv=mos_csv, work=work, seed=seed, quick=quick, epochs=epochs,
+                           prune_cache=prune_cache)
     try:
         metrics = run_training(
             options,

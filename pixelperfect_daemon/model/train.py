@@ -81,6 +81,7 @@ class TrainOptions:
     seed: int = 0
     quick: bool = False
     epochs: int | None = None
+    prune_cache: bool = False  # delete cached features this run does not use (other recipes, seeds)
 
 
 # ---------------------------------------------------------------- 1. sources
@@ -135,11 +136,17 @@ def make_embedder() -> tuple[Callable[[np.ndarray], np.ndarray], "object"]:
     return embed, extractor
 
 
+def _synthesis_counts(options: TrainOptions) -> tuple[int, int]:
+    """(clean variants, extra damaged rounds) per photo."""
+    if options.quick:
+        return QUICK_CLEAN_VARIANTS, QUICK_EXTRA_DAMAGED_ROUNDS
+    return dataset.CLEAN_VARIANTS, dataset.EXTRA_DAMAGED_ROUNDS
+
+
 def compute_features(options: TrainOptions, sources, embed, progress) -> dict[str, dict[str, np.ndarray]]:
     parts = {"train": [], "val": []}
     authentic_parts = {"train": [], "val": []}  # one entry per source photo
-    clean_variants = QUICK_CLEAN_VARIANTS if options.quick else dataset.CLEAN_VARIANTS
-    extra_rounds = QUICK_EXTRA_DAMAGED_ROUNDS if options.quick else dataset.EXTRA_DAMAGED_ROUNDS
+    clean_variants, extra_rounds = _synthesis_counts(options)
     stage2_only = authentic_as_pristine(sources)  # see AUTHENTIC_AS_PRISTINE_MIN_MOS
     for source, split, arrays in dataset.extract_features(
         sources, embed, options.work / "features", options.seed, clean_variants, extra_rounds, progress
@@ -156,6 +163,25 @@ def compute_features(options: TrainOptions, sources, embed, progress) -> dict[st
         "authentic_train_groups": _groups(authentic_parts["train"]),
         "synthetic_train_groups": _groups(parts["train"]),
     }
+
+
+def report_stale_cache(options: TrainOptions, sources) -> list[Path]:
+    """Log the cached features this run did not use, and delete them with ``prune_cache``.
+
+    The cache keeps every recipe's features, so going back to an earlier recipe is quick; a full
+    run's features take about 1.5 GB. Returns the stale files (deleted or not)."""
+    stale = dataset.stale_cache_files(options.work / "features", sources, options.seed, *_synthesis_counts(options))
+    if not stale:
+        return stale
+    size_gb = sum(path.stat().st_size for path in stale) / 1e9
+    if options.prune_cache:
+        for path in stale:
+            path.unlink(missing_ok=True)
+        log.info("deleted %d cached feature files (%.1f GB) this run does not use", len(stale), size_gb)
+    else:
+        log.info("the feature cache holds %d files (%.1f GB) this run does not use (other recipes, seeds or "
+                 "photos) in %s: --prune-cache deletes them", len(stale), size_gb, options.work / "features")
+    return stale
 
 
 def _groups(parts: list[dict[str, np.ndarray]]) -> np.ndarray:
@@ -512,6 +538,7 @@ def train(options: TrainOptions, progress_factory=None) -> dict:
     data = compute_features(options, sources, embed, progress.update if progress else (lambda n: None))
     if progress:
         progress.close()
+    report_stale_cache(options, sources)
     stage1, stage2, ridge = train_heads(data, options)
     t1, t2, metrics = calibrate_and_measure(stage1, stage2, ridge, data)
     model_version = export(options.out, extractor, stage1, stage2, ridge, t1, t2, metrics, options, sources)
