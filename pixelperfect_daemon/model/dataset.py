@@ -251,15 +251,6 @@ def _cache_file(cache_dir: Path, source: SourceImage, seed: int, clean_variants:
     return cache_dir / f"{source.path.stem[:40]}-{key}.npz"
 
 
-def stale_cache_files(cache_dir: Path, sources: list[SourceImage], seed: int, clean_variants: int,
-                      extra_damaged_rounds: int) -> list[Path]:
-    """The cached feature files in ``cache_dir`` that a run on ``sources`` with these settings does
-    not read: made by other code (a changed recipe), for other seeds, settings or photos, or left
-    half-written by a killed run. Nothing else ever removes them."""
-    in_use = {_cache_file(cache_dir, source, seed, clean_variants, extra_damaged_rounds) for source in sources}
-    return sorted(path for path in cache_dir.glob("*.npz") if path not in in_use)
-
-
 def make_samples(source: SourceImage, split: str, seed: int, clean_variants: int, extra_damaged_rounds: int) -> Samples:
     pixels = load_image(source.path).pixels
     if source.kind == "authentic":

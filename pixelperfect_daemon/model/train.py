@@ -170,7 +170,12 @@ def report_stale_cache(options: TrainOptions, sources) -> list[Path]:
 
     The cache keeps every recipe's features, so going back to an earlier recipe is quick; a full
     run's features take about 1.5 GB. Returns the stale files (deleted or not)."""
-    stale = dataset.stale_cache_files(options.work / "features", sources, options.seed, *_synthesis_counts(options))
+    cache_dir = options.work / "features"
+    # The cache key hashes dataset.py's own source (dataset.code_version), so this lives here:
+    # a helper added there would have made every cached feature stale.
+    in_use = {dataset._cache_file(cache_dir, source, options.seed, *_synthesis_counts(options)) for source in sources}
+    # Partial files of a killed run are stale too.
+    stale = sorted(path for path in cache_dir.glob("*.npz") if path not in in_use)
     if not stale:
         return stale
     size_gb = sum(path.stat().st_size for path in stale) / 1e9
