@@ -1,0 +1,78 @@
+"""How much grain does it take to be flagged? A check of installed models on photos they never saw.
+
+Real noisy photos (scans with film grain, old JPEGs) are the models' weakest case. This adds
+luminance grain of a given strength (its standard deviation in grey levels) and coarseness (the
+grain field blurred by a gaussian of that many pixels; 0 is pixel noise) to black-and-white
+copies of the photos ``check_black_and_white`` uses, saves each as a JPEG at quality 85 like a
+camera or a scanner would, and prints how many the engine flags Poor and how many it gives Noise
+as the most likely defect.
+
+Run: python -m pixelperfect_daemon.model.check_grain --pristine DIR --models models/
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..engine import Analyzer
+from .check_black_and_white import unseen_photos
+
+JPEG_QUALITY = 85
+COARSENESS_PX = (0.0, 1.0, 2.0)
+STRENGTHS = (0.0, 6.0, 10.0, 15.0)  # grey levels; white noise at level 3 (the first Poor one) is 11-13.5
+
+
+def add_grain(grey: np.ndarray, strength: float, coarseness_px: float, rng: np.random.Generator) -> np.ndarray:
+    """``grey`` (H, W) uint8 plus gaussian grain of standard deviation ``strength``, blurred by
+    ``coarseness_px`` before it is scaled (so the strength is the grain's, whatever its size)."""
+    if strength == 0:
+        return grey.copy()
+    grain = rng.standard_normal(grey.shape).astype(np.float32)
+    if coarseness_px > 0:
+        grain = cv2.GaussianBlur(grain, (0, 0), coarseness_px)
+    grain *= strength / max(float(grain.std()), 1e-6)
+    return np.clip(grey.astype(np.float32) + grain, 0, 255).round().astype(np.uint8)
+
+
+def grain_table(analyzer: Analyzer, photos: list[Path], seed: int = 0) -> list[tuple[float, float, int, int]]:
+    """(coarseness, strength, flagged Poor, Noise most likely) for each setting."""
+    greys = [np.asarray(Image.open(photo).convert("L")) for photo in photos]
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for coarseness in COARSENESS_PX:
+            for strength in STRENGTHS:
+                if strength == 0 and coarseness != COARSENESS_PX[0]:
+                    continue  # no grain is the same at every coarseness
+                rng = np.random.default_rng(seed)
+                flagged = named_noise = 0
+                for number, grey in enumerate(greys):
+                    path = Path(scratch) / f"{number}.jpg"
+                    Image.fromarray(add_grain(grey, strength, coarseness, rng)).save(path, quality=JPEG_QUALITY)
+                    result = analyzer.analyze_path(path)
+                    flagged += result.verdict == "poor"
+                    named_noise += max(result.defect_scores, key=result.defect_scores.get) == "noise"
+                rows.append((coarseness, strength, flagged, named_noise))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pristine", type=Path, required=True, help="the folder the models were trained on")
+    parser.add_argument("--models", type=Path, default=Path("models"), help="models folder (default models/)")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed (decides the split)")
+    args = parser.parse_args()
+    photos = unseen_photos(args.pristine, args.seed)
+    print(f"{len(photos)} unseen good photos in black and white, JPEG quality {JPEG_QUALITY}")
+    print("| grain size (blur, px) | strength (grey levels) | flagged Poor | Noise most likely |\n|---|---|---|---|")
+    for coarseness, strength, flagged, named_noise in grain_table(Analyzer(args.models), photos, args.seed):
+        print(f"| {coarseness:g} | {strength:g} | {flagged} | {named_noise} |")
+
+
+if __name__ == "__main__":
+    main()
