@@ -43,14 +43,19 @@ def kept_good(analyzer: Analyzer, photos: list[Path]) -> dict[str, float]:
     return {kind: count / len(photos) for kind, count in good.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_check_arguments(description: str) -> tuple[list[Path], Analyzer, int]:
+    """The command line of a check on unseen photos: (the photos, the engine on --models, --seed)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--pristine", type=Path, required=True, help="the folder the models were trained on")
     parser.add_argument("--models", type=Path, default=Path("models"), help="models folder (default models/)")
     parser.add_argument("--seed", type=int, default=0, help="the training seed (decides the split)")
     args = parser.parse_args()
-    photos = unseen_photos(args.pristine, args.seed)
-    shares = kept_good(Analyzer(args.models), photos)
+    return unseen_photos(args.pristine, args.seed), Analyzer(args.models), args.seed
+
+
+def main() -> None:
+    photos, analyzer, _ = parse_check_arguments(__doc__.split("\n\n")[0])
+    shares = kept_good(analyzer, photos)
     print(f"{len(photos)} unseen good photos, kept Good: colour {shares['colour']:.2f}, "
           f"black and white {shares['black_and_white']:.2f}")
 

@@ -12,7 +12,6 @@ Run: python -m pixelperfect_daemon.model.check_grain --pristine DIR --models mod
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..engine import Analyzer
-from .check_black_and_white import unseen_photos
+from .check_black_and_white import parse_check_arguments
 
 JPEG_QUALITY = 85
 COARSENESS_PX = (0.0, 1.0, 2.0)
@@ -62,15 +61,10 @@ def grain_table(analyzer: Analyzer, photos: list[Path], seed: int = 0) -> list[t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pristine", type=Path, required=True, help="the folder the models were trained on")
-    parser.add_argument("--models", type=Path, default=Path("models"), help="models folder (default models/)")
-    parser.add_argument("--seed", type=int, default=0, help="the training seed (decides the split)")
-    args = parser.parse_args()
-    photos = unseen_photos(args.pristine, args.seed)
+    photos, analyzer, seed = parse_check_arguments(__doc__.split("\n\n")[0])
     print(f"{len(photos)} unseen good photos in black and white, JPEG quality {JPEG_QUALITY}")
     print("| grain size (blur, px) | strength (grey levels) | flagged Poor | Noise most likely |\n|---|---|---|---|")
-    for coarseness, strength, flagged, named_noise in grain_table(Analyzer(args.models), photos, args.seed):
+    for coarseness, strength, flagged, named_noise in grain_table(analyzer, photos, seed):
         print(f"| {coarseness:g} | {strength:g} | {flagged} | {named_noise} |")
 
 
