@@ -198,9 +198,15 @@ def _merge(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: np.concatenate([p[name] for p in parts]) for name in dataset.FEATURE_FIELDS}
 
 
+def _stage1_mask(part: dict[str, np.ndarray]) -> np.ndarray:
+    """Which rows stage 1 learns from and is measured on: all but the extra damaged rounds (and the
+    well-scored authentic photos' pristine-style samples)."""
+    return ~part["stage2_only"]
+
+
 def _stage1_rows(part: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The rows stage 1 learns from and is measured on: all but the extra damaged rounds."""
-    keep = ~part["stage2_only"]
+    """``part`` without the rows stage 1 does not see (``_stage1_mask``)."""
+    keep = _stage1_mask(part)
     return {name: values[keep] for name, values in part.items()}
 
 
@@ -296,7 +302,7 @@ def train_heads(data: dict, options: TrainOptions):
                                   data["authentic_train_groups"], columns1)
     else:
         log.warning("no photos with human scores: the quality score is fitted to synthetic pseudo scores")
-        groups = data["synthetic_train_groups"][~data["synthetic_train"]["stage2_only"]]
+        groups = data["synthetic_train_groups"][_stage1_mask(data["synthetic_train"])]
         ridge = fit_ridge_quality(synthetic_train1["features"], synthetic_train1["quality"], groups)
 
     # Stage 2, on damaged samples only (the extra rounds too): a classifier on the backbone
@@ -362,7 +368,7 @@ def calibrate_and_measure(stage1, stage2, ridge, data) -> tuple[float, float, di
     synthetic_all, authentic = data["synthetic_val"], data["authentic_val"]
     logits_s = _predict_logit(stage1, synthetic_all["features"])
     logits_a = _predict_logit(stage1, authentic["features"])
-    stage1_rows = ~synthetic_all["stage2_only"]  # see _stage1_rows
+    stage1_rows = _stage1_mask(synthetic_all)
     logits1 = np.concatenate([logits_s[stage1_rows], logits_a])
     target = np.concatenate([synthetic_all["p_poor"][stage1_rows], authentic["p_poor"]])
     hard = ~np.isnan(target)
