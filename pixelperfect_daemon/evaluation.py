@@ -108,7 +108,7 @@ def report_for_set(name: str, rows: list[ManifestRow], results: dict[Path, Analy
         report.counts["expected_poor"] = len(poor)
         with_defect = [r for r in poor if r.expected_defect]
         if with_defect:
-            top1 = [_top_defect(results[r.path]) == r.expected_defect for r in with_defect]
+            top1 = [results[r.path].most_likely_defect == r.expected_defect for r in with_defect]
             flagged_right = [
                 results[r.path].verdict == "poor" and results[r.path].defect == r.expected_defect for r in with_defect
             ]
@@ -119,10 +119,6 @@ def report_for_set(name: str, rows: list[ManifestRow], results: dict[Path, Analy
         predicted = [results[r.path].verdict == "poor" for r in good + poor]
         report.metrics["balanced_accuracy_verdict"] = balanced_accuracy(truth, predicted)
     return report
-
-
-def _top_defect(result: AnalysisResult) -> str:
-    return max(result.defect_scores, key=result.defect_scores.get)
 
 
 def evaluate_manifest(

@@ -38,6 +38,13 @@ class AnalysisResult:
         if self.verdict != "poor" and self.defect is not None:
             raise ValueError("only poor verdicts carry a defect")
 
+    @property
+    def most_likely_defect(self) -> str | None:
+        """The defect with the highest probability, Good or Poor (None for errors)."""
+        if self.defect_scores is None:
+            return None
+        return max(self.defect_scores, key=self.defect_scores.get)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -61,3 +61,9 @@ def test_errors_are_counted_not_scored(tmp_path):
     manifest.write_text(HEADER + "bad.jpg,s,,,,good,,,\n")
     (report,) = evaluate_manifest(manifest, lambda p: AnalysisResult.failed(str(p), "not an image", "test"))
     assert report.errors == 1 and "good_kept_good" not in report.metrics
+
+
+def test_most_likely_defect_is_the_top_score_good_or_poor_and_none_for_errors(tmp_path):
+    assert result(tmp_path / "a.jpg", "good", 0.8, top="noise").most_likely_defect == "noise"
+    assert result(tmp_path / "b.jpg", "poor", 0.2, defect="blur", top="blur").most_likely_defect == "blur"
+    assert AnalysisResult.failed("c.jpg", "not an image", "test").most_likely_defect is None

@@ -55,7 +55,7 @@ def grain_table(analyzer: Analyzer, photos: list[Path], seed: int = 0) -> list[t
                     Image.fromarray(add_grain(grey, strength, coarseness, rng)).save(path, quality=JPEG_QUALITY)
                     result = analyzer.analyze_path(path)
                     flagged += result.verdict == "poor"
-                    named_noise += max(result.defect_scores, key=result.defect_scores.get) == "noise"
+                    named_noise += result.most_likely_defect == "noise"
                 rows.append((coarseness, strength, flagged, named_noise))
     return rows
 
