@@ -11,8 +11,8 @@
   and one on the measured view statistics (``view_statistics.py``). Each alone was right about
   71 % of the time on a validation split; they err on different images (the backbone one on
   exposure and colour, the measured one on compression and transmission errors), and together
-  they reached 78 % (models/EXPERIMENTS.md). One classifier on both inputs did no better than on the
-  backbone features alone: the few statistics are drowned among 8 256 heavily regularised ones.
+  they reached 78 % (models/EXPERIMENTS.md). One classifier on both inputs did no better than on
+  the backbone features alone: the few statistics are drowned among 8 256 heavily regularised ones.
 
 For export, ``calibrated_stage1``/``calibrated_stage2`` wrap the trained parts so that they output
 probabilities with the fitted temperature folded in: the runtime needs no extra arithmetic.
@@ -46,7 +46,8 @@ MEASURED_L2 = 1e-4
 MEASURED_WEIGHT = 0.5
 # The measured classifiers' share in stage 1's averaged Poor logit: alone they are the weaker
 # (clear Good/Poor on authentic photos 0.78 against 0.88), and at an even split stage 1 flagged
-# fewer clearly poor authentic photos and fewer real noisy ones (five seeds each, models/EXPERIMENTS.md).
+# fewer clearly poor authentic photos and fewer real noisy ones (five seeds each,
+# models/EXPERIMENTS.md).
 STAGE1_MEASURED_WEIGHT = 0.25
 # Each kind of stage-1 classifier is trained from this many seeds (seed, seed + 1, ...) and their
 # logits averaged: one seed's figures vary by 2-4 points on the small authentic validation set.

@@ -50,12 +50,12 @@ AUTHENTIC_WEIGHT = 3.0
 # from their synthetic distortions, as from a pristine photo's: more scenes, and the kind of photo
 # people ingest. Stage 1 does not: taught that distorted authentic photos are Poor, it flagged
 # more of the good authentic photos. From 60 up, stage 2 gained a point more on synthetic damage
-# but grew less sure of real low-light photos (models/EXPERIMENTS.md). They keep their split (decided by the
-# file), so no scene crosses it.
+# but grew less sure of real low-light photos (models/EXPERIMENTS.md). They keep their split
+# (decided by the file), so no scene crosses it.
 AUTHENTIC_AS_PRISTINE_MIN_MOS = 70.0
 # Statistics only stage 2 reads. The colour streaks were added for stage 2's transmission errors;
-# stage 1 retrained with them kept fewer good photos Good (models/EXPERIMENTS.md), so it reads what it read
-# before they existed, and trains to the same weights.
+# stage 1 retrained with them kept fewer good photos Good (models/EXPERIMENTS.md), so it reads
+# what it read before they existed.
 STAGE1_SKIPPED_STATISTICS = ("chroma_row_streaks", "chroma_column_streaks")
 # Recorded in metrics.json: the packages whose versions change what training computes.
 TRAINING_PACKAGES = ("tensorflow-cpu", "keras", "numpy", "opencv-python-headless", "pillow", "scikit-image", "ai-edge-litert")
@@ -185,7 +185,7 @@ def report_stale_cache(options: TrainOptions, sources) -> list[Path]:
         log.info("deleted %d cached feature files (%.1f GB) this run does not use", len(stale), size_gb)
     else:
         log.info("the feature cache holds %d files (%.1f GB) this run does not use (other recipes, seeds or "
-                 "photos) in %s: --prune-cache deletes them", len(stale), size_gb, options.work / "features")
+                 "photos) in %s: --prune-cache deletes them", len(stale), size_gb, cache_dir)
     return stale
 
 
@@ -274,6 +274,9 @@ def train_heads(data: dict, options: TrainOptions):
     x1 = select_columns(stage1_train["features"], columns1).astype(np.float32)
     x1_val = select_columns(stage1_val["features"], columns1).astype(np.float32)
     authentic = np.arange(len(x1)) >= len(synthetic_train1["features"])
+    y1, y1_val = np.nan_to_num(stage1_train["p_poor"])[:, None], np.nan_to_num(stage1_val["p_poor"])[:, None]
+    weights1 = stage1_weights(stage1_train["p_poor"], authentic)
+    val_weights1 = (~np.isnan(stage1_val["p_poor"])).astype(np.float32)  # rows with a Good/Poor label
     mean1, variance1 = x1.mean(axis=0), x1.var(axis=0)
     statistics_dim1 = x1.shape[1] - (feature_dim - STATISTICS_PER_VIEW * len(VIEW_NAMES))
     # Two kinds of classifier, each trained from STAGE1_SEEDS seeds on the same rows, then
@@ -289,10 +292,8 @@ def train_heads(data: dict, options: TrainOptions):
             # Seeded per head, so each head trains to the same weights whatever is trained before it.
             keras.utils.set_random_seed(seed)
             heads1[name].append(_fit(
-                build(f"{name}{member}"), x1, np.nan_to_num(stage1_train["p_poor"])[:, None], x1_val,
-                np.nan_to_num(stage1_val["p_poor"])[:, None], keras.losses.BinaryCrossentropy(from_logits=True),
-                epochs, checkpoints, seed, sample_weight=stage1_weights(stage1_train["p_poor"], authentic),
-                val_sample_weight=(~np.isnan(stage1_val["p_poor"])).astype(np.float32),
+                build(f"{name}{member}"), x1, y1, x1_val, y1_val, keras.losses.BinaryCrossentropy(from_logits=True),
+                epochs, checkpoints, seed, sample_weight=weights1, val_sample_weight=val_weights1,
             ))
     stage1 = reading_columns(combine_stage1(*heads1.values()), feature_dim, columns1)
     # The quality score is fitted to human opinion scores; without any (--quick with no --mos-csv)
@@ -512,8 +513,9 @@ def source_counts(sources: list[dataset.SourceImage]) -> dict[str, int]:
 
 def package_versions() -> dict[str, str]:
     """The versions of the packages that shape the models' numbers. Training is deterministic in
-    one environment; with other versions (numpy's, OpenCV's and Keras' are not pinned) the backbone
-    features differ in the last bits and the heads train to other, equally good weights."""
+    one environment; with other versions (constraints.txt pins them for setup.sh, but not for
+    every install) the backbone features differ in the last bits and the heads train to other,
+    equally good weights."""
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
