@@ -169,7 +169,7 @@ def report_stale_cache(options: TrainOptions, sources) -> list[Path]:
     """Log the cached features this run did not use, and delete them with ``prune_cache``.
 
     The cache keeps every recipe's features, so going back to an earlier recipe is quick; a full
-    run's features take about 1.5 GB. Returns the stale files (deleted or not)."""
+    run's features take 0.75 GB. Returns the stale files (deleted or not)."""
     cache_dir = options.work / "features"
     # The cache key hashes dataset.py's own source (dataset.code_version), so this lives here:
     # a helper added there would have made every cached feature stale.
