@@ -11,10 +11,19 @@ view — on the same photos, split by source photo, with the same number of epoc
   be had here), trained end to end.
 
 The defaults fit a 2-core CPU: centre crops of 112 x 112 at full resolution, two random levels per
-class, 80 photos. With an accelerator the same code runs the full comparison, e.g.
+class, 80 photos. The full comparison (every photo, every level, 224 x 224, 25 epochs) needs an
+accelerator: on 2 CPU cores one epoch of one end-to-end network takes about 7 minutes. It was run
+on a lent H100 (``models/backbone_comparison_full.json``), where only PyTorch is installed, as
 
-    KERAS_BACKEND=torch python -m pixelperfect_daemon.model.compare_backbones --pristine DIR \\
-        --max-photos 194 --levels-per-class 5 --crop 224 --epochs 25 --batch 128 --workers 16
+    python -m pixelperfect_daemon.model.compare_backbones --pristine ../shared/data/pristine \\
+        --write-working-copies copies/     # 768-px JPEGs: the photos fit the transfer
+    KERAS_BACKEND=torch python -m pixelperfect_daemon.model.compare_backbones --pristine copies/ \\
+        --max-photos 194 --levels-per-class 5 --crop 224 --epochs 25 --batch 128 --workers 16 \\
+        --networks lite0_imagenet_frozen vgg16_from_scratch lite0_from_scratch lite0_imagenet_fine_tuned
+
+Each result is written to ``--out`` as soon as its network finishes, so a run cut short keeps
+what it finished. ``samples_sha256`` identifies the samples, so runs on different machines or
+library versions can be checked to have seen the same data.
 
 The numbers compare the networks under one budget; they are not the accuracy of the shipped
 models (the model card has those).
@@ -25,6 +34,7 @@ Run: python -m pixelperfect_daemon.model.compare_backbones --pristine DIR --out 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -99,6 +109,28 @@ def build_views(sources, options: ComparisonOptions) -> tuple[np.ndarray, np.nda
         labels += photo_labels
         is_val += [splits[source.path] == "val"] * len(photo_labels)
     return np.stack(crops), np.array(labels), np.array(is_val)
+
+
+def samples_digest(x: np.ndarray, y: np.ndarray, is_val: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in (x, y.astype(np.int64), is_val.astype(np.uint8)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def write_working_copies(pristine: Path, destination: Path) -> int:
+    """The photos shrunk to the comparison's working size, as quality-95 JPEGs under the same
+    names (a copy small enough to send to a borrowed machine; ``photo_views`` leaves them as they
+    are). Returns the number written."""
+    from PIL import Image
+
+    sources = dataset.find_pristine(pristine)
+    for source in sources:
+        target = destination / source.path.relative_to(pristine)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pixels = dataset._resize_long_side(load_image(source.path).pixels, WORKING_LONG_SIDE)
+        Image.fromarray(pixels).save(target, "JPEG", quality=95)
+    return len(sources)
 
 
 # --- the networks -----------------------------------------------------------------------------
@@ -213,6 +245,8 @@ def compare(pristine: Path, options: ComparisonOptions, networks=tuple(NETWORKS)
         "photos": len(sources),
         "train_samples": int(len(y_train)),
         "val_samples": int(len(y_val)),
+        # Runs on other machines (or library versions) compare only if they saw the same samples.
+        "samples_sha256": samples_digest(x, y, val),
         "data_seconds": time.perf_counter() - start,
         "device": device_description(),
         "chance": float(np.max(np.bincount(y_val)) / len(y_val)),
@@ -236,8 +270,15 @@ def main():
     parser.add_argument("--levels-per-class", type=int, default=LEVELS_PER_CLASS, choices=range(1, 6))
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--workers", type=int, default=1, help="processes synthesising the distortions")
-    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
+    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS),
+                        help="which networks, in this order (each result is saved as it finishes)")
+    parser.add_argument("--write-working-copies", type=Path, metavar="DIR",
+                        help="only write the photos, shrunk to the working size, to DIR, and stop")
     args = parser.parse_args()
+    if args.write_working_copies:
+        count = write_working_copies(args.pristine, args.write_working_copies)
+        print(f"{count} photos written to {args.write_working_copies}")
+        return
     options = ComparisonOptions(args.seed, args.max_photos, args.epochs, args.crop, args.levels_per_class,
                                 args.batch, args.workers)
     args.out.parent.mkdir(parents=True, exist_ok=True)
