@@ -32,6 +32,7 @@ from pixelperfect_daemon.model.backbone import (  # noqa: E402
     load_torch_weights,
     torch_prefixes_by_layer,
 )
+from pixelperfect_daemon.model.train import backbone_tap_columns  # noqa: E402
 from pixelperfect_daemon.model.torch_state_dict import (  # noqa: E402
     LEGACY_MAGIC_NUMBER,
     StateDictError,
@@ -345,6 +346,24 @@ def test_feature_extractor_accepts_a_subset_of_taps_and_rejects_unknown_ones():
     assert model.output.shape == (None, 2 * (TAP_CHANNELS["stage1"] + HEAD_FILTERS))
     with pytest.raises(ValueError, match="unknown taps"):
         build_feature_extractor(weights=None, taps=("stage9",))
+
+
+@pytest.mark.parametrize("taps", [("head",), ("stage2", "stage7"), ("stage1",)])
+def test_tap_columns_find_a_taps_features_in_each_view(feature_extractor, taps):
+    pixels = np.stack([sample_pixels("chelsea"), sample_pixels("coffee")])
+    features = feature_extractor(pixels, training=False).numpy()
+    per_tap = keras.Model(feature_extractor.input, [feature_extractor.get_layer(f"{tap}_mean_std").output for tap in taps])
+    outputs = per_tap(pixels, training=False)
+    alone = np.concatenate([np.asarray(t) for t in (outputs if isinstance(outputs, (list, tuple)) else [outputs])], axis=1)
+    two_views = np.concatenate([features, features[::-1]], axis=1)  # (image, view) side by side
+
+    columns = backbone_tap_columns(taps, views=2)
+
+    assert len(columns) == 2 * feature_dim(taps)
+    np.testing.assert_allclose(two_views[:, columns[: feature_dim(taps)]], alone, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(two_views[:, columns[feature_dim(taps) :]], alone[::-1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown taps"):
+        backbone_tap_columns(("stage9",), views=1)
 
 
 def test_litert_export_matches_keras(feature_extractor, tmp_path):

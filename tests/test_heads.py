@@ -117,6 +117,22 @@ def test_stage1_measured_head_reads_only_the_statistics():
     assert not np.allclose(measured_head.predict(x, verbose=0), measured_head.predict(other_statistics, verbose=0))
 
 
+def test_stage1_head_reads_only_its_columns_standardised_by_their_own_statistics():
+    columns = np.array([0, 1, 5, BACKBONE_DIM, FEATURE_DIM - 1])  # some backbone columns and statistics
+    mean, variance = np.arange(FEATURE_DIM, dtype=float), np.full(FEATURE_DIM, 4.0)
+    head = build_stage1_head(FEATURE_DIM, mean, variance, columns=columns)
+    x = features(3)
+    unread, read = x.copy(), x.copy()
+    unread[:, np.setdiff1d(np.arange(FEATURE_DIM), columns)] += 5.0
+    read[:, columns[2]] += 5.0
+
+    assert head.predict(x, verbose=0).shape == (5, 1)
+    np.testing.assert_allclose(head.predict(unread, verbose=0), head.predict(x, verbose=0))
+    assert not np.allclose(head.predict(read, verbose=0), head.predict(x, verbose=0))
+    standardise = head.get_layer("stage1_standardise")
+    np.testing.assert_allclose(np.ravel(standardise.mean), mean[columns])
+
+
 def test_stage1_averages_each_kind_of_head_then_weights_the_two_kinds():
     mean, variance = np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM)
     heads1 = [build_stage1_head(FEATURE_DIM, mean, variance, name=f"head{i}") for i in range(2)]

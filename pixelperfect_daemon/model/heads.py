@@ -1,8 +1,8 @@
 """The heads trained on top of the frozen backbone features, and their calibration.
 
 * stage 1: the Poor logit is a weighted average of two kinds of classifier, three of each
-  (trained from three seeds): one on the backbone features and the measured statistics, one on
-  the measured statistics alone. Over five seeds, adding the second kept more good photos Good
+  (trained from three seeds): one on the backbone features (all taps but the last, see
+  train.STAGE1_SKIPPED_TAPS) and the measured statistics, one on the measured statistics alone. Over five seeds, adding the second kept more good photos Good
   and flagged more damage than the first alone, and averaging three seeds removes most of the
   luck of one seed (models/EXPERIMENTS.md). A ridge regression gives the quality score (a linear
   model on the features, fitted in closed form to human opinion scores: on a few hundred scored
@@ -67,10 +67,13 @@ def _trunk(inputs, mean: np.ndarray, variance: np.ndarray, name: str, units: int
     return layers.Dropout(dropout, name=f"{name}_dropout_hidden")(x)
 
 
-def build_stage1_head(feature_dim: int, mean: np.ndarray, variance: np.ndarray, name: str = "stage1_head") -> keras.Model:
-    """features -> the Poor logit."""
+def build_stage1_head(feature_dim: int, mean: np.ndarray, variance: np.ndarray, name: str = "stage1_head",
+                      columns: np.ndarray | None = None) -> keras.Model:
+    """features -> the Poor logit, from the feature ``columns`` (all when None)."""
     inputs = keras.Input((feature_dim,), name="features")
-    x = _trunk(inputs, mean, variance, "stage1")
+    if columns is not None:
+        mean, variance = mean[columns], variance[columns]
+    x = _trunk(_select(inputs, columns), mean, variance, "stage1")
     logit = layers.Dense(1, name="poor_logit")(x)
     return keras.Model(inputs, logit, name=name)
 
