@@ -2,9 +2,9 @@
 
 * stage 1: the Poor logit is a weighted average of two kinds of classifier, three of each
   (trained from three seeds): one on the backbone features (all taps but the last, see
-  train.STAGE1_SKIPPED_TAPS) and the measured statistics, one on the measured statistics alone. Over five seeds, adding the second kept more good photos Good
-  and flagged more damage than the first alone, and averaging three seeds removes most of the
-  luck of one seed (models/EXPERIMENTS.md). A ridge regression gives the quality score (a linear
+  train.STAGE1_SKIPPED_TAPS) and the measured statistics, one on the measured statistics alone.
+  Over five seeds, adding the second kept more good photos Good and flagged more damage than the
+  first alone, and averaging three seeds removes most of the luck of one seed (models/EXPERIMENTS.md). A ridge regression gives the quality score (a linear
   model on the features, fitted in closed form to human opinion scores: on a few hundred scored
   photos it ranks quality better than the classifier's hidden layer does);
 * stage 2: two classifiers whose log-probabilities are averaged: one on the backbone features

@@ -60,7 +60,7 @@ STAGE1_SKIPPED_STATISTICS = ("chroma_row_streaks", "chroma_column_streaks")
 # Backbone taps stage 1's backbone classifier does not read: the last one (backbone.HEAD_TAP, the
 # 1 280 channels ImageNet's classifier reads) says what is in the photo, and from it the classifier
 # learnt to recognise its 155 training scenes. Without it, over three seeds, stage 1 kept more
-# good photos Good (clean validation variants 0.87 -> 0.91) and flagged as much damage
+# good photos Good (clean validation variants 0.867 -> 0.905) and flagged as much damage
 # (models/EXPERIMENTS.md). The quality regression still reads it: content matters to people.
 STAGE1_SKIPPED_TAPS = ("head",)
 # Recorded in metrics.json: the packages whose versions change what training computes.
@@ -337,12 +337,12 @@ def backbone_tap_columns(taps, views: int) -> np.ndarray:
     """Where ``taps`` lie in the backbone features of ``views`` views side by side (each view's
     ``backbone.FEATURE_DIM`` values in ``DEFAULT_TAPS`` order, a tap's means then its standard
     deviations). It lives here, not in backbone.py, whose source is part of the feature cache's key."""
-    from .backbone import DEFAULT_TAPS, FEATURE_DIM, TAP_CHANNELS
+    from .backbone import DEFAULT_TAPS, FEATURE_DIM, TAP_CHANNELS, feature_dim
 
     unknown = [tap for tap in taps if tap not in TAP_CHANNELS]
     if unknown:
         raise ValueError(f"unknown taps {unknown}; choose from {', '.join(DEFAULT_TAPS)}")
-    starts = np.cumsum([0] + [2 * TAP_CHANNELS[tap] for tap in DEFAULT_TAPS])
+    starts = np.cumsum([0] + [feature_dim((tap,)) for tap in DEFAULT_TAPS])
     per_view = [np.arange(starts[i], starts[i + 1]) for i, tap in enumerate(DEFAULT_TAPS) if tap in taps]
     per_view = np.concatenate(per_view) if per_view else np.zeros(0, dtype=np.int64)
     return np.concatenate([view * FEATURE_DIM + per_view for view in range(views)])
