@@ -46,17 +46,35 @@ def test_each_head_reads_only_its_own_columns():
 
 
 def test_stage2_averages_the_heads_log_probabilities():
-    backbone_head, measured_head = heads()
+    mean, variance = np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM)
+    backbone_heads = [build_stage2_backbone_head(FEATURE_DIM, mean, variance, STATISTICS_DIM, name=f"b{i}") for i in range(2)]
+    measured_heads = [build_stage2_measured_head(FEATURE_DIM, mean, variance, STATISTICS_DIM, name=f"m{i}") for i in range(3)]
     x = features(1)
-    combined = combine_stage2(backbone_head, measured_head).predict(x, verbose=0)
-    expected = (1 - MEASURED_WEIGHT) * ops.convert_to_numpy(
-        ops.log_softmax(backbone_head.predict(x, verbose=0), axis=-1)
-    ) + MEASURED_WEIGHT * ops.convert_to_numpy(ops.log_softmax(measured_head.predict(x, verbose=0), axis=-1))
+
+    def mean_log_probabilities(models):
+        return np.mean([ops.convert_to_numpy(ops.log_softmax(m.predict(x, verbose=0), axis=-1)) for m in models], axis=0)
+
+    combined = combine_stage2(backbone_heads, measured_heads).predict(x, verbose=0)
+    expected = ((1 - MEASURED_WEIGHT) * mean_log_probabilities(backbone_heads)
+                + MEASURED_WEIGHT * mean_log_probabilities(measured_heads))
     np.testing.assert_allclose(combined, expected, rtol=1e-5, atol=1e-5)
 
-    probabilities = calibrated_stage2(combine_stage2(backbone_head, measured_head), 1.5).predict(x, verbose=0)
+    probabilities = calibrated_stage2(combine_stage2(backbone_heads, measured_heads), 1.5).predict(x, verbose=0)
     assert probabilities.shape == (5, len(DEFECTS))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_stage2_backbone_head_reads_only_its_columns():
+    mean, variance = np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM)
+    columns = np.array([0, 3, 7])
+    head = build_stage2_backbone_head(FEATURE_DIM, mean, variance, STATISTICS_DIM, columns=columns)
+    x = features(2)
+    elsewhere, inside = x.copy(), x.copy()
+    elsewhere[:, np.setdiff1d(np.arange(FEATURE_DIM), columns)] += 5.0
+    inside[:, columns] += 5.0
+
+    np.testing.assert_allclose(head.predict(x, verbose=0), head.predict(elsewhere, verbose=0))
+    assert not np.allclose(head.predict(x, verbose=0), head.predict(inside, verbose=0))
 
 
 def test_head_input_columns_leave_out_the_named_statistics_of_every_view():
