@@ -55,9 +55,13 @@ def camera_like(photo: np.ndarray, size: tuple[int, int], rng: np.random.Generat
     return Image.fromarray(pixels)
 
 
+def file_names(folder: Path, count: int) -> list[Path]:
+    return [folder / f"img_{i:04d}.jpg" for i in range(count)]
+
+
 def make_files(folder: Path, count: int, size: tuple[int, int], quality: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    files = [folder / f"img_{i:04d}.jpg" for i in range(count)]
+    files = file_names(folder, count)
     missing = [f for f in files if not f.exists()]
     if missing:
         sources, rng = _photo_sources(), np.random.default_rng(0)
@@ -148,7 +152,7 @@ def main():
         "24 MP JPEG (6000x4000)": (args.workdir / "24mp", args.big, (6000, 4000), 92),
         "500x500 photo": (args.workdir / "500px", args.small, (500, 500), 90),
     }
-    generating = any(not (folder / f"img_{i:04d}.jpg").exists() for folder, count, _, _ in specs.values() for i in range(count))
+    generating = any(not path.exists() for folder, count, _, _ in specs.values() for path in file_names(folder, count))
     kinds = {name: make_files(*spec) for name, spec in specs.items()}
     if generating:
         # Making the files grew this process by about a gigabyte, and a child's ru_maxrss counts the

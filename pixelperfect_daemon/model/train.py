@@ -296,21 +296,17 @@ def train_heads(data: dict, options: TrainOptions):
     read_by_stage1_head = np.setdiff1d(np.arange(x1.shape[1]), backbone_tap_columns(STAGE1_SKIPPED_TAPS, len(VIEW_NAMES)))
     # Two kinds of classifier, each trained from STAGE1_SEEDS seeds on the same rows, then
     # averaged (heads.py says why).
-    heads1 = {"stage1_head": [], "stage1_measured_head": []}
-    for member in range(STAGE1_SEEDS):
-        seed = options.seed + member
-        for name, build in (
-            ("stage1_head",
-             lambda name: build_stage1_head(x1.shape[1], mean1, variance1, name=name, columns=read_by_stage1_head)),
-            ("stage1_measured_head",
-             lambda name: build_stage1_measured_head(x1.shape[1], mean1, variance1, statistics_dim1, name=name)),
-        ):
-            # Seeded per head, so each head trains to the same weights whatever is trained before it.
-            keras.utils.set_random_seed(seed)
-            heads1[name].append(_fit(
-                build(f"{name}{member}"), x1, y1, x1_val, y1_val, keras.losses.BinaryCrossentropy(from_logits=True),
-                epochs, checkpoints, seed, sample_weight=weights1, val_sample_weight=val_weights1,
-            ))
+    heads1 = _train_seeded(
+        {
+            "stage1_head":
+                lambda name: build_stage1_head(x1.shape[1], mean1, variance1, name=name, columns=read_by_stage1_head),
+            "stage1_measured_head":
+                lambda name: build_stage1_measured_head(x1.shape[1], mean1, variance1, statistics_dim1, name=name),
+        },
+        STAGE1_SEEDS, options.seed,
+        lambda model, seed: _fit(model, x1, y1, x1_val, y1_val, keras.losses.BinaryCrossentropy(from_logits=True),
+                                 epochs, checkpoints, seed, sample_weight=weights1, val_sample_weight=val_weights1),
+    )
     stage1 = reading_columns(combine_stage1(*heads1.values()), feature_dim, columns1)
     # The quality score is fitted to human opinion scores; without any (--quick with no --mos-csv)
     # to the synthetic images' pseudo scores, so the pipeline still runs end to end.
@@ -333,21 +329,33 @@ def train_heads(data: dict, options: TrainOptions):
     statistics_dim = STATISTICS_PER_VIEW * len(VIEW_NAMES)
     read_by_stage2_head = np.setdiff1d(np.arange(x2.shape[1] - statistics_dim),
                                        backbone_tap_columns(STAGE2_SKIPPED_TAPS, len(VIEW_NAMES)))
-    heads2 = {"stage2_backbone_head": [], "stage2_measured_head": []}
-    for member in range(STAGE2_SEEDS):
-        seed = options.seed + member
-        for name, build in (
-            ("stage2_backbone_head", lambda name: build_stage2_backbone_head(
-                x2.shape[1], mean2, variance2, statistics_dim, name=name, columns=read_by_stage2_head)),
-            ("stage2_measured_head", lambda name: build_stage2_measured_head(
-                x2.shape[1], mean2, variance2, statistics_dim, name=name)),
-        ):
-            keras.utils.set_random_seed(seed)
-            heads2[name].append(_fit(
-                build(f"{name}{member}"), x2, y2, x2_val, y2_val,
-                keras.losses.SparseCategoricalCrossentropy(from_logits=True), epochs, checkpoints, seed,
-            ))
+    heads2 = _train_seeded(
+        {
+            "stage2_backbone_head": lambda name: build_stage2_backbone_head(
+                x2.shape[1], mean2, variance2, statistics_dim, name=name, columns=read_by_stage2_head),
+            "stage2_measured_head": lambda name: build_stage2_measured_head(
+                x2.shape[1], mean2, variance2, statistics_dim, name=name),
+        },
+        STAGE2_SEEDS, options.seed,
+        lambda model, seed: _fit(model, x2, y2, x2_val, y2_val, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                                 epochs, checkpoints, seed),
+    )
     return stage1, combine_stage2(*heads2.values()), ridge
+
+
+def _train_seeded(builders: dict[str, Callable], seeds: int, first_seed: int, fit: Callable) -> dict[str, list]:
+    """Each of ``builders`` (name -> build(model name) -> model) trained from ``seeds`` seeds
+    (first_seed, first_seed + 1, ...) by ``fit(model, seed)``; returns name -> trained models.
+    Each head is seeded on its own, so it trains to the same weights whatever is trained before it."""
+    import keras
+
+    trained = {name: [] for name in builders}
+    for member in range(seeds):
+        seed = first_seed + member
+        for name, build in builders.items():
+            keras.utils.set_random_seed(seed)
+            trained[name].append(fit(build(f"{name}{member}"), seed))
+    return trained
 
 
 def backbone_tap_columns(taps, views: int) -> np.ndarray:
