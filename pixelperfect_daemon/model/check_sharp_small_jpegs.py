@@ -1,0 +1,67 @@
+"""Are sharp photos kept Good when they are small, strongly compressed JPEGs? A check of installed
+models on photos they never saw.
+
+The blur pairs of ``real_dev`` should measure how well sharp and blurred camera photos are told
+apart, but this copy holds their blurred halves only: 500 x 667 phone photos saved at JPEG quality
+75. This stands in for the missing sharp halves. It shrinks the good photos ``check_black_and_white``
+uses (the validation split's and the demo photos) to the blur pairs' long side, saves them at their
+quality, and prints the share kept Good and what the flagged ones were called; other sizes and
+qualities are printed next to it for comparison.
+
+Run: python -m pixelperfect_daemon.model.check_sharp_small_jpegs --pristine DIR --models models/
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from PIL import Image
+
+from ..engine import Analyzer
+from .check_black_and_white import parse_check_arguments
+
+BLUR_PAIRS_FORMAT = (667, 75)  # (long side in pixels, JPEG quality) of real_dev/blur_pairs
+# (long side or None for the photo's own size, JPEG quality); the blur pairs' format first
+FORMATS = (BLUR_PAIRS_FORMAT, (667, 92), (1024, 75), (None, 75), (None, 92))
+
+
+def resized_to_long_side(image: Image.Image, long_side: int | None) -> Image.Image:
+    """``image`` shrunk (never enlarged) so that its longer side is ``long_side``, aspect kept."""
+    if long_side is None or max(image.size) <= long_side:
+        return image.copy()
+    scale = long_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def kept_good_in_format(analyzer: Analyzer, photos: list[Path], long_side: int | None,
+                        quality: int) -> tuple[float, Counter]:
+    """(share of ``photos`` called Good, the defects of those called Poor) once each photo is
+    shrunk to ``long_side`` and saved as a JPEG of ``quality``."""
+    good, flagged = 0, Counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        for number, photo in enumerate(photos):
+            path = Path(scratch) / f"{number}.jpg"
+            resized_to_long_side(Image.open(photo).convert("RGB"), long_side).save(path, quality=quality)
+            result = analyzer.analyze_path(path)
+            if result.verdict == "good":
+                good += 1
+            else:
+                flagged[result.defect or result.verdict] += 1
+    return good / len(photos), flagged
+
+
+def main() -> None:
+    photos, analyzer, _ = parse_check_arguments(__doc__.split("\n\n")[0])
+    print(f"{len(photos)} unseen good photos")
+    print("| long side | JPEG quality | kept Good | flagged as |\n|---|---|---|---|")
+    for long_side, quality in FORMATS:
+        share, flagged = kept_good_in_format(analyzer, photos, long_side, quality)
+        called = ", ".join(f"{defect} {count}" for defect, count in flagged.most_common()) or "-"
+        print(f"| {long_side or 'as taken'} | {quality} | {share:.2f} | {called} |")
+
+
+if __name__ == "__main__":
+    main()
