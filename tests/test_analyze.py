@@ -174,6 +174,32 @@ def test_heavy_jpeg_compression_is_found(analyzer, tmp_path, demo_photo):
     assert (result.verdict, result.defect) == ("poor", "compression"), result
 
 
+def test_the_quality_regression_reads_no_content_tap(analyzer, demo_photo):
+    """What a photo shows (the head and stage-7 taps) reaches the quality score only through
+    P(poor): the shipped regression reads neither (train.QUALITY_SKIPPED_TAPS), but does read the
+    lower taps."""
+    from pixelperfect_daemon.engine import _run
+    from pixelperfect_daemon.model.train import QUALITY_SKIPPED_TAPS, backbone_tap_columns
+    from pixelperfect_daemon.view_statistics import head_inputs
+
+    features_model, stage1, _ = analyzer._models()
+    views = make_views(demo_photo)[None]
+    features = head_inputs(_run(features_model, views.reshape(2, 224, 224, 3).astype(np.float32)), views)
+
+    def regression(inputs):  # quality = clip(ridge) * (1 - 0.5 P(poor)), so the ridge part is:
+        p_poor, quality = _run(stage1, inputs.astype(np.float32))[0]
+        return quality / (1 - 0.5 * p_poor)
+
+    def scaled(taps, factor=1.5):
+        changed = features.copy()
+        changed[:, backbone_tap_columns(taps, 2)] *= factor
+        return changed
+
+    assert 0.05 < regression(features) < 0.95  # not clipped, so a change would show
+    assert regression(scaled(QUALITY_SKIPPED_TAPS)) == pytest.approx(regression(features), abs=1e-4)
+    assert abs(regression(scaled(("stage3",))) - regression(features)) > 1e-3
+
+
 @pytest.mark.shared_data
 def test_real_photos_end_to_end(trained_models_dir, shared_data):
     files = sorted((shared_data / "real_dev" / "noise_RNI6").glob("*.png"))[:3] + sorted(
