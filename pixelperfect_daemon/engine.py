@@ -113,11 +113,17 @@ class Analyzer:
             self._local.models = models
         return models
 
+    def head_inputs_of(self, views: np.ndarray) -> np.ndarray:
+        """What both heads read for a batch of view pairs (N, 2, 224, 224, 3) uint8: the backbone
+        features of both views, then their statistics."""
+        features_model = self._models()[0]
+        return head_inputs(_run(features_model, views.reshape(-1, VIEW_SIZE, VIEW_SIZE, 3).astype(np.float32)), views)
+
     def predict_views(self, views: np.ndarray) -> list[ModelOutputs]:
         """Run the models on a batch of view pairs, shape (N, 2, 224, 224, 3) uint8."""
-        features_model, stage1_model, stage2_model = self._models()
+        _, stage1_model, stage2_model = self._models()
         n = views.shape[0]
-        features = head_inputs(_run(features_model, views.reshape(n * 2, VIEW_SIZE, VIEW_SIZE, 3).astype(np.float32)), views)
+        features = self.head_inputs_of(views)
         stage1 = _run(stage1_model, features)  # columns: P(poor), quality
         defect_probs = _run(stage2_model, features)
         return [

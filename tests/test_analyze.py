@@ -179,20 +179,20 @@ def test_the_quality_regression_reads_no_content_tap(analyzer, demo_photo):
     P(poor): the shipped regression reads neither (train.QUALITY_SKIPPED_TAPS), but does read the
     lower taps."""
     from pixelperfect_daemon.engine import _run
+    from pixelperfect_daemon.model.heads import QUALITY_POOR_PENALTY
     from pixelperfect_daemon.model.train import QUALITY_SKIPPED_TAPS, backbone_tap_columns
-    from pixelperfect_daemon.view_statistics import head_inputs
+    from pixelperfect_daemon.views import VIEW_NAMES
 
-    features_model, stage1, _ = analyzer._models()
-    views = make_views(demo_photo)[None]
-    features = head_inputs(_run(features_model, views.reshape(2, 224, 224, 3).astype(np.float32)), views)
+    stage1 = analyzer._models()[1]
+    features = analyzer.head_inputs_of(make_views(demo_photo)[None])
 
-    def regression(inputs):  # quality = clip(ridge) * (1 - 0.5 P(poor)), so the ridge part is:
+    def regression(inputs):  # quality = clip(ridge) * (1 - penalty * P(poor)), so the ridge part is:
         p_poor, quality = _run(stage1, inputs.astype(np.float32))[0]
-        return quality / (1 - 0.5 * p_poor)
+        return quality / (1 - QUALITY_POOR_PENALTY * p_poor)
 
     def scaled(taps, factor=1.5):
         changed = features.copy()
-        changed[:, backbone_tap_columns(taps, 2)] *= factor
+        changed[:, backbone_tap_columns(taps, len(VIEW_NAMES))] *= factor
         return changed
 
     assert 0.05 < regression(features) < 0.95  # not clipped, so a change would show

@@ -297,7 +297,7 @@ def train_heads(data: dict, options: TrainOptions):
     val_weights1 = (~np.isnan(stage1_val["p_poor"])).astype(np.float32)  # rows with a Good/Poor label
     mean1, variance1 = x1.mean(axis=0), x1.var(axis=0)
     statistics_dim1 = x1.shape[1] - (feature_dim - STATISTICS_PER_VIEW * len(VIEW_NAMES))
-    read_by_stage1_head = np.setdiff1d(np.arange(x1.shape[1]), backbone_tap_columns(STAGE1_SKIPPED_TAPS, len(VIEW_NAMES)))
+    read_by_stage1_head = without_taps(np.arange(x1.shape[1]), STAGE1_SKIPPED_TAPS)
     # Two kinds of classifier, each trained from STAGE1_SEEDS seeds on the same rows, then
     # averaged (heads.py says why).
     heads1 = _train_seeded(
@@ -315,7 +315,7 @@ def train_heads(data: dict, options: TrainOptions):
     # The quality score is fitted to human opinion scores; without any (--quick with no --mos-csv)
     # to the synthetic images' pseudo scores, so the pipeline still runs end to end.
     if len(data["authentic_train"]["features"]):
-        read_by_quality = np.setdiff1d(columns1, backbone_tap_columns(QUALITY_SKIPPED_TAPS, len(VIEW_NAMES)))
+        read_by_quality = without_taps(columns1, QUALITY_SKIPPED_TAPS)
         ridge = fit_ridge_quality(data["authentic_train"]["features"], data["authentic_train"]["quality"],
                                   data["authentic_train_groups"], read_by_quality)
     else:
@@ -332,8 +332,7 @@ def train_heads(data: dict, options: TrainOptions):
     x2_val, y2_val = val2["features"][val_damaged].astype(np.float32), val2["defect"][val_damaged]
     mean2, variance2 = x2.mean(axis=0), x2.var(axis=0)
     statistics_dim = STATISTICS_PER_VIEW * len(VIEW_NAMES)
-    read_by_stage2_head = np.setdiff1d(np.arange(x2.shape[1] - statistics_dim),
-                                       backbone_tap_columns(STAGE2_SKIPPED_TAPS, len(VIEW_NAMES)))
+    read_by_stage2_head = without_taps(np.arange(x2.shape[1] - statistics_dim), STAGE2_SKIPPED_TAPS)
     heads2 = _train_seeded(
         {
             "stage2_backbone_head": lambda name: build_stage2_backbone_head(
@@ -376,6 +375,12 @@ def backbone_tap_columns(taps, views: int) -> np.ndarray:
     per_view = [np.arange(starts[i], starts[i + 1]) for i, tap in enumerate(DEFAULT_TAPS) if tap in taps]
     per_view = np.concatenate(per_view) if per_view else np.zeros(0, dtype=np.int64)
     return np.concatenate([view * FEATURE_DIM + per_view for view in range(views)])
+
+
+def without_taps(columns: np.ndarray, taps) -> np.ndarray:
+    """``columns`` of a head input (whose backbone features of both views come first) less those
+    of the backbone ``taps``: what a head that skips those taps reads."""
+    return np.setdiff1d(columns, backbone_tap_columns(taps, len(VIEW_NAMES)))
 
 
 def head_input_columns(feature_dim: int, views: int, without: tuple[str, ...] = ()) -> np.ndarray:
