@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from PIL import Image
 
 from ..engine import Analyzer
+from ..result import AnalysisResult
 from . import dataset
 
 DEMO_PHOTOS = Path(__file__).resolve().parent.parent / "data" / "demo"
@@ -30,16 +32,23 @@ def unseen_photos(pristine: Path, seed: int) -> list[Path]:
     return sorted(DEMO_PHOTOS.glob("*.jpg")) + [s.path for s in sources if splits[s.path] == "val"]
 
 
+def analysed_as_jpegs(analyzer: Analyzer, images: Iterable[Image.Image], quality: int) -> Iterator[AnalysisResult]:
+    """The engine's result for each of ``images`` once saved as a JPEG of ``quality`` (as a camera
+    or scanner would save it) in a scratch folder; the checks' one way to show the engine a photo."""
+    with tempfile.TemporaryDirectory() as scratch:
+        for number, image in enumerate(images):
+            path = Path(scratch) / f"{number}.jpg"
+            image.save(path, quality=quality)
+            yield analyzer.analyze_path(path)
+
+
 def kept_good(analyzer: Analyzer, photos: list[Path]) -> dict[str, float]:
     """Share of ``photos`` called Good, in colour and in black and white."""
-    good = {"colour": 0, "black_and_white": 0}
-    with tempfile.TemporaryDirectory() as scratch:
-        for number, photo in enumerate(photos):
-            colour = Image.open(photo).convert("RGB")
-            for kind, image in (("colour", colour), ("black_and_white", colour.convert("L"))):
-                path = Path(scratch) / f"{number}-{kind}.jpg"
-                image.save(path, quality=JPEG_QUALITY)
-                good[kind] += analyzer.analyze_path(path).verdict == "good"
+    kinds = {"colour": lambda image: image, "black_and_white": lambda image: image.convert("L")}
+    good = {}
+    for kind, convert in kinds.items():
+        images = (convert(Image.open(photo).convert("RGB")) for photo in photos)
+        good[kind] = sum(result.verdict == "good" for result in analysed_as_jpegs(analyzer, images, JPEG_QUALITY))
     return {kind: count / len(photos) for kind, count in good.items()}
 
 

@@ -12,7 +12,6 @@ Run: python -m pixelperfect_daemon.model.check_grain --pristine DIR --models mod
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -20,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..engine import Analyzer
-from .check_black_and_white import parse_check_arguments
+from .check_black_and_white import analysed_as_jpegs, parse_check_arguments
 
 JPEG_QUALITY = 85
 COARSENESS_PX = (0.0, 1.0, 2.0)
@@ -43,20 +42,16 @@ def grain_table(analyzer: Analyzer, photos: list[Path], seed: int = 0) -> list[t
     """(coarseness, strength, flagged Poor, Noise most likely) for each setting."""
     greys = [np.asarray(Image.open(photo).convert("L")) for photo in photos]
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for coarseness in COARSENESS_PX:
-            for strength in STRENGTHS:
-                if strength == 0 and coarseness != COARSENESS_PX[0]:
-                    continue  # no grain is the same at every coarseness
-                rng = np.random.default_rng(seed)
-                flagged = named_noise = 0
-                for number, grey in enumerate(greys):
-                    path = Path(scratch) / f"{number}.jpg"
-                    Image.fromarray(add_grain(grey, strength, coarseness, rng)).save(path, quality=JPEG_QUALITY)
-                    result = analyzer.analyze_path(path)
-                    flagged += result.verdict == "poor"
-                    named_noise += result.most_likely_defect == "noise"
-                rows.append((coarseness, strength, flagged, named_noise))
+    for coarseness in COARSENESS_PX:
+        for strength in STRENGTHS:
+            if strength == 0 and coarseness != COARSENESS_PX[0]:
+                continue  # no grain is the same at every coarseness
+            rng = np.random.default_rng(seed)
+            grainy = (Image.fromarray(add_grain(grey, strength, coarseness, rng)) for grey in greys)
+            results = list(analysed_as_jpegs(analyzer, grainy, JPEG_QUALITY))
+            flagged = sum(result.verdict == "poor" for result in results)
+            named_noise = sum(result.most_likely_defect == "noise" for result in results)
+            rows.append((coarseness, strength, flagged, named_noise))
     return rows
 
 

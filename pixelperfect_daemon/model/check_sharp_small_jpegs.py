@@ -13,14 +13,13 @@ Run: python -m pixelperfect_daemon.model.check_sharp_small_jpegs --pristine DIR 
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from PIL import Image
 
 from ..engine import Analyzer
-from .check_black_and_white import parse_check_arguments
+from .check_black_and_white import analysed_as_jpegs, parse_check_arguments
 
 BLUR_PAIRS_FORMAT = (667, 75)  # (long side in pixels, JPEG quality) of real_dev/blur_pairs
 # (long side or None for the photo's own size, JPEG quality); the blur pairs' format first
@@ -40,16 +39,10 @@ def kept_good_in_format(analyzer: Analyzer, photos: list[Path], long_side: int |
                         quality: int) -> tuple[float, Counter]:
     """(share of ``photos`` called Good, the defects of those called Poor) once each photo is
     shrunk to ``long_side`` and saved as a JPEG of ``quality``."""
-    good, flagged = 0, Counter()
-    with tempfile.TemporaryDirectory() as scratch:
-        for number, photo in enumerate(photos):
-            path = Path(scratch) / f"{number}.jpg"
-            resized_to_long_side(Image.open(photo).convert("RGB"), long_side).save(path, quality=quality)
-            result = analyzer.analyze_path(path)
-            if result.verdict == "good":
-                good += 1
-            else:
-                flagged[result.defect or result.verdict] += 1
+    resized = (resized_to_long_side(Image.open(photo).convert("RGB"), long_side) for photo in photos)
+    results = list(analysed_as_jpegs(analyzer, resized, quality))
+    good = sum(result.verdict == "good" for result in results)
+    flagged = Counter(result.defect or result.verdict for result in results if result.verdict != "good")
     return good / len(photos), flagged
 
 
