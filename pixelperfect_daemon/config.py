@@ -43,6 +43,8 @@ class AnalysisSettings:
     max_pixels: int = 250_000_000
     # P(poor) at or above which the verdict is Poor.
     poor_threshold: float = 0.5
+    # A quality score below this is a Poor verdict too, whatever P(poor) says (0 turns it off; verdict.py).
+    poor_below_quality: float = 0.35
 
 
 @dataclass(frozen=True)

