@@ -15,7 +15,7 @@ those rows too. Photos of the validation split count once in training, without t
 image, as they were cached.
 
 It reads the features ``pixelperfect train`` cached (``--work``) and computes any missing ones.
-On 2 CPU cores, with the features cached, five folds take about 15 minutes.
+On 2 CPU cores, with the features cached, five folds take about 12 minutes.
 
 Run: python -m pixelperfect_daemon.model.cross_validate_authentic --pristine DIR --mos-csv CSV
 """
