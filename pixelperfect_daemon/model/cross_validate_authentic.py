@@ -66,14 +66,10 @@ def scored_photos(data: dict) -> tuple[dict, np.ndarray]:
     return train._merge(train_rows, val_rows), photo_of_row
 
 
-def _rows(part: dict, mask: np.ndarray) -> dict:
-    return {name: values[mask] for name, values in part.items()}
-
-
 def cross_validate(data: dict, options: train.TrainOptions, folds: int = FOLDS, on_fold=None) -> HeldOutPredictions:
     """Train stage 1 and the quality regression ``folds`` times, each without one fold of the
     scored photos, and predict that fold's photos (their unmirrored row)."""
-    from .heads import blended_quality, fit_temperature
+    from .heads import fit_temperature
 
     authentic, photo_of_row = scored_photos(data)
     fold_of_photo = photo_folds(photo_of_row.max() + 1, folds, options.seed)
@@ -87,14 +83,15 @@ def cross_validate(data: dict, options: train.TrainOptions, folds: int = FOLDS, 
     held_out_index = np.cumsum(first_row) - 1  # row -> its photo's place in the predictions
     for fold in range(folds):
         training = fold_of_row != fold
-        stage1 = train.train_stage1(synthetic_train1, _rows(authentic, training), synthetic_val1, options)
-        ridge = train.fit_quality(_rows(authentic, training), photo_of_row[training], synthetic_train1, synthetic_groups)
+        authentic_train = train.select_rows(authentic, training)
+        stage1 = train.train_stage1(synthetic_train1, authentic_train, synthetic_val1, options)
+        ridge = train.fit_quality(authentic_train, photo_of_row[training], synthetic_train1, synthetic_groups)
         val_logits = train._predict_logit(stage1, synthetic_val1["features"])[labelled_val]
         temperature = fit_temperature(val_logits, (synthetic_val1["p_poor"][labelled_val] > 0.5).astype(float), binary=True)
         held_out = (fold_of_row == fold) & first_row
         features = authentic["features"][held_out]
         p_poor = train._sigmoid(train._predict_logit(stage1, features) / temperature)
-        quality = np.asarray(blended_quality(ridge.predict(features.astype(np.float64)), p_poor))
+        quality = train.quality_scores(ridge, features, p_poor)
         predictions["p_poor"][held_out_index[held_out]] = p_poor
         predictions["quality"][held_out_index[held_out]] = quality
         if on_fold:
@@ -161,10 +158,8 @@ def main(argv: list[str] | None = None) -> None:
 
     options = train.TrainOptions(out=Path(os.devnull), pristine=args.pristine, mos_csv=args.mos_csv, work=args.work,
                                  seed=args.seed, epochs=args.epochs)
-    sources = train.gather_sources(options)
-    embed, _ = train.make_embedder()
-    with tqdm(total=len(sources), unit="photo", desc="features", file=sys.stderr) as bar:
-        data = train.compute_features(options, sources, embed, bar.update)
+    _, data, _ = train.sources_and_features(
+        options, lambda total: tqdm(total=total, unit="photo", desc="features", file=sys.stderr))
     if not len(data["authentic_train"]["features"]):
         parser.error(f"{args.mos_csv} lists no photos with a mos")
     with tqdm(total=args.folds, unit="fold", desc="folds", file=sys.stderr) as bar:

@@ -221,10 +221,14 @@ def _stage1_mask(part: dict[str, np.ndarray]) -> np.ndarray:
     return ~part["stage2_only"]
 
 
+def select_rows(part: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of ``part`` (every field) where ``keep`` is true."""
+    return {name: values[keep] for name, values in part.items()}
+
+
 def _stage1_rows(part: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``part`` without the rows stage 1 does not see (``_stage1_mask``)."""
-    keep = _stage1_mask(part)
-    return {name: values[keep] for name, values in part.items()}
+    return select_rows(part, _stage1_mask(part))
 
 
 # ---------------------------------------------------------------- 3. heads
@@ -431,13 +435,20 @@ def _predict_logit(model, features: np.ndarray) -> np.ndarray:
     return model.predict(features.astype(np.float32), verbose=0)[:, 0]
 
 
+def quality_scores(ridge, features: np.ndarray, p_poor: np.ndarray) -> np.ndarray:
+    """The quality score the engine reports for rows of ``features`` with these P(poor)."""
+    from .heads import blended_quality
+
+    return np.asarray(blended_quality(ridge.predict(features.astype(np.float64)), p_poor))
+
+
 def _softmax(x):
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
 def calibrate_and_measure(stage1, stage2, ridge, data) -> tuple[float, float, dict]:
-    from .heads import blended_quality, fit_temperature
+    from .heads import fit_temperature
 
     metrics: dict = {}
     # Stage 1 runs once over every validation row; the measures below pick rows by masks.
@@ -456,12 +467,12 @@ def calibrate_and_measure(stage1, stage2, ridge, data) -> tuple[float, float, di
     metrics["stage1_val_ece_after"] = expected_calibration_error(np.maximum(p_cal, 1 - p_cal), (p_cal >= 0.5) == labels1)
     # The verdict (verdict.py) on every synthetic validation row, the stage-2-only rounds too.
     p_poor_all = _sigmoid(logits_s / t1)
-    quality_all = np.asarray(blended_quality(ridge.predict(synthetic_all["features"].astype(np.float64)), p_poor_all))
+    quality_all = quality_scores(ridge, synthetic_all["features"], p_poor_all)
     poor_all = is_poor(p_poor_all, quality_all)
     p_poor_a = quality_a = np.zeros(0)  # --quick without --mos-csv has no authentic photos
     if len(authentic["features"]):
         p_poor_a = _sigmoid(logits_a / t1)
-        quality_a = np.asarray(blended_quality(ridge.predict(authentic["features"].astype(np.float64)), p_poor_a))
+        quality_a = quality_scores(ridge, authentic["features"], p_poor_a)
     poor_a = is_poor(p_poor_a, quality_a)
     metrics["poor_below_quality"] = POOR_BELOW_QUALITY
     metrics["stage1_val_balanced_accuracy"] = balanced_accuracy(
@@ -620,8 +631,8 @@ def options_command(options: TrainOptions) -> str:
 
 
 # ---------------------------------------------------------------- all of it
-def train(options: TrainOptions, progress_factory=None) -> dict:
-    """Run sections 1-6; returns the metrics written to metrics.json."""
+def sources_and_features(options: TrainOptions, progress_factory=None):
+    """Sections 1 and 2: (the source photos, their features by split, the backbone)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sources = gather_sources(options)
     log.info("training on %(pristine)d pristine photos, %(authentic)d authentic photos with scores, "
@@ -631,6 +642,12 @@ def train(options: TrainOptions, progress_factory=None) -> dict:
     data = compute_features(options, sources, embed, progress.update if progress else (lambda n: None))
     if progress:
         progress.close()
+    return sources, data, extractor
+
+
+def train(options: TrainOptions, progress_factory=None) -> dict:
+    """Run sections 1-6; returns the metrics written to metrics.json."""
+    sources, data, extractor = sources_and_features(options, progress_factory)
     report_stale_cache(options, sources)
     stage1, stage2, ridge = train_heads(data, options)
     t1, t2, metrics = calibrate_and_measure(stage1, stage2, ridge, data)
