@@ -31,6 +31,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   python=$(command -v python3.11)
 fi
 
+# The dev-only parity test (tests/test_backbone_torch_parity.py) checks the Keras backbone against
+# PyTorch's CPU build. PyPI's Linux torch is a CUDA build of several GB, so torch is taken only
+# where pip finds the CPU build without an index (--no-index: a wheel in pip's find-links, as on
+# our development machines); elsewhere the test skips.
+TORCH_FOR_TESTS=torch==2.13.0
+install_torch_cpu_if_at_hand() {
+  .venv/bin/python -c "import torch" 2>/dev/null && return 0
+  local wheels
+  wheels=$(mktemp -d)
+  if .venv/bin/python -m pip download -q --no-deps --no-index -d "$wheels" "$TORCH_FOR_TESTS" 2>/dev/null \
+     && ls "$wheels"/torch-*+cpu-*.whl >/dev/null 2>&1; then
+    echo "setup: installing PyTorch's CPU build for the backbone parity test"
+    .venv/bin/python -m pip install -q "$wheels"/torch-*.whl
+  else
+    echo "setup: no PyTorch CPU build at hand: the backbone parity test will skip"
+  fi
+  rm -rf "$wheels"
+}
+
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $python"
   "$python" -m venv .venv
@@ -40,6 +59,7 @@ fi
 # so a new release of numpy, OpenCV or Keras cannot change decoded pixels or a retrain's weights.
 if [ $dev = 1 ]; then
   .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+  install_torch_cpu_if_at_hand
 else
   .venv/bin/python -m pip install -q -c constraints.txt -e .
 fi

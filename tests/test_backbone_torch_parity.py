@@ -1,6 +1,7 @@
 """Dev-only: the Keras EfficientNet-Lite0 gives the same logits as a PyTorch reference on the same file.
 
-CI does not install torch, so this skips there. Locally: `.venv/bin/pip install torch==2.13.0`.
+`scripts/setup.sh --dev` installs PyTorch's CPU build where pip has it without an index, as on our development machines;
+elsewhere this skips (`.venv/bin/pip install torch==2.13.0` takes that build where it lies on disk).
 The reference is written here from the lukemelas EfficientNet-PyTorch design (the layout the
 state dict's names come from), with TensorFlow-style dynamic "same" padding, so any input size
 is checked, not only the 224x224 for which lukemelas precomputes its static padding.
