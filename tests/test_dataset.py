@@ -3,6 +3,7 @@
 import numpy as np
 from skimage import data as skimage_data
 
+from pixelperfect_daemon.model import dataset
 from pixelperfect_daemon.model.dataset import monochrome
 
 
@@ -67,3 +68,42 @@ def test_well_scored_authentic_photos_are_also_pristine_sources_on_the_same_side
     # The split is decided by the file, not its use, so a photo's two uses are on the same side.
     for source in sources:
         assert split_of(SourceImage(source.path, "pristine"), seed=0) == split_of(SourceImage(source.path, "authentic", 50.0), seed=0)
+
+
+MODULE_SOURCE = '''"""A module."""
+LEVEL = 3  # the first Poor level
+
+
+def scale(x):
+    """Docstring."""
+    return x * LEVEL
+'''
+
+
+def test_code_fingerprint_ignores_comments_docstrings_and_layout():
+    reworded = '''"""The same module, documented differently."""
+
+# a new comment
+LEVEL = 3  # another comment
+
+
+def scale(x):
+    """Another docstring,
+    on two lines."""
+    return (x
+            * LEVEL)
+'''
+    assert dataset.code_fingerprint(reworded) == dataset.code_fingerprint(MODULE_SOURCE)
+
+
+def test_code_fingerprint_changes_with_the_code():
+    fingerprint = dataset.code_fingerprint(MODULE_SOURCE)
+    assert dataset.code_fingerprint(MODULE_SOURCE.replace("LEVEL = 3", "LEVEL = 4")) != fingerprint
+    assert dataset.code_fingerprint(MODULE_SOURCE.replace("x * LEVEL", "x + LEVEL")) != fingerprint
+    # A string that is not a docstring is code.
+    with_string = MODULE_SOURCE.replace("    return x * LEVEL", '    name = "level"\n    return x * LEVEL')
+    assert dataset.code_fingerprint(with_string) != fingerprint
+    # A function whose body was only its docstring still differs from one that does something.
+    empty = '''def f():\n    """Only a docstring."""\n'''
+    assert dataset.code_fingerprint(empty) == dataset.code_fingerprint("def f():\n    pass\n")
+    assert dataset.code_fingerprint(empty) != dataset.code_fingerprint("def f():\n    return 1\n")
