@@ -31,13 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluation import MOS_CLEARLY_GOOD, MOS_CLEARLY_POOR
 from ..metrics import balanced_accuracy, plcc, srcc
 from ..verdict import POOR_BELOW_QUALITY, POOR_THRESHOLD, is_poor
 from . import train
 
 FOLDS = 5
-CLEARLY_GOOD_MIN_MOS = 65.0  # the goal's "clearly good" and "clearly poor" photos
-CLEARLY_POOR_MAX_MOS = 40.0
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ def measures(held_out: HeldOutPredictions, poor_threshold: float = POOR_THRESHOL
     """The authentic measures of the model card (and the models' goals) on held-out predictions,
     with the verdict rule of ``verdict.is_poor``."""
     mos, flagged = held_out.mos, is_poor(held_out.p_poor, held_out.quality, poor_threshold, poor_below_quality)
-    good, poor = mos >= CLEARLY_GOOD_MIN_MOS, mos <= CLEARLY_POOR_MAX_MOS
+    good, poor = mos >= MOS_CLEARLY_GOOD, mos <= MOS_CLEARLY_POOR
     clear = good | poor
     return {
         "photos": int(len(mos)),

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluation import MOS_CLEARLY_GOOD, MOS_CLEARLY_POOR
 from ..labels import DEFECTS
 from ..metrics import balanced_accuracy, confusion_matrix, expected_calibration_error, plcc, srcc
 from ..verdict import POOR_BELOW_QUALITY, POOR_THRESHOLD, is_poor
@@ -484,9 +485,9 @@ def calibrate_and_measure(stage1, stage2, ridge, data) -> tuple[float, float, di
         metrics["authentic_val_count"] = int(len(mos))
         metrics["authentic_val_srcc"] = srcc(quality_a, mos)
         metrics["authentic_val_plcc"] = plcc(quality_a, mos)
-        clear = (mos >= 65) | (mos <= 40)
+        clear = (mos >= MOS_CLEARLY_GOOD) | (mos <= MOS_CLEARLY_POOR)
         if clear.any():
-            metrics["authentic_val_balanced_accuracy_clear"] = balanced_accuracy(mos[clear] <= 40, poor_a[clear])
+            metrics["authentic_val_balanced_accuracy_clear"] = balanced_accuracy(mos[clear] <= MOS_CLEARLY_POOR, poor_a[clear])
     synthetic = _stage1_rows(synthetic_all)
     clean = synthetic["defect"] < 0
     if clean.any():
