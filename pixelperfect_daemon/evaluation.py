@@ -23,6 +23,20 @@ MOS_CLEARLY_GOOD = 65.0
 MOS_CLEARLY_POOR = 40.0
 
 
+def clearly_good_and_poor(mos) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of the clearly good and the clearly poor photos among these scores."""
+    mos = np.asarray(mos, dtype=float)
+    return mos >= MOS_CLEARLY_GOOD, mos <= MOS_CLEARLY_POOR
+
+
+def clear_balanced_accuracy(mos, flagged) -> float:
+    """The goal's balanced accuracy separating clearly good from clearly poor photos, where
+    ``flagged`` holds each photo's Poor verdict; photos in between are left out."""
+    good, poor = clearly_good_and_poor(mos)
+    clear = good | poor
+    return balanced_accuracy(poor[clear], np.asarray(flagged)[clear])
+
+
 @dataclass(frozen=True)
 class ManifestRow:
     path: Path
@@ -89,13 +103,12 @@ def report_for_set(name: str, rows: list[ManifestRow], results: dict[Path, Analy
         mos = [r.mos for r in scored]
         report.metrics["srcc_quality_vs_mos"] = srcc(quality, mos)
         report.metrics["plcc_quality_vs_mos"] = plcc(quality, mos)
-        clear = [r for r in scored if r.mos >= MOS_CLEARLY_GOOD or r.mos <= MOS_CLEARLY_POOR]
-        if clear:
-            truth = [r.mos <= MOS_CLEARLY_POOR for r in clear]
-            predicted = [results[r.path].verdict == "poor" for r in clear]
-            report.metrics["balanced_accuracy_clear_good_vs_poor"] = balanced_accuracy(truth, predicted)
-            report.counts["clearly_good"] = int(np.sum(~np.array(truth)))
-            report.counts["clearly_poor"] = int(np.sum(truth))
+        clearly_good, clearly_poor = clearly_good_and_poor(mos)
+        if (clearly_good | clearly_poor).any():
+            flagged = [results[r.path].verdict == "poor" for r in scored]
+            report.metrics["balanced_accuracy_clear_good_vs_poor"] = clear_balanced_accuracy(mos, flagged)
+            report.counts["clearly_good"] = int(clearly_good.sum())
+            report.counts["clearly_poor"] = int(clearly_poor.sum())
 
     labelled = _labelled_rows(ok, report)
     good = [r for r in labelled if r.expected_verdict == "good"]

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation import MOS_CLEARLY_GOOD, MOS_CLEARLY_POOR
-from ..metrics import balanced_accuracy, plcc, srcc
+from ..evaluation import clear_balanced_accuracy, clearly_good_and_poor
+from ..metrics import plcc, srcc
 from ..verdict import POOR_BELOW_QUALITY, POOR_THRESHOLD, is_poor
 from . import train
 
@@ -104,15 +104,14 @@ def measures(held_out: HeldOutPredictions, poor_threshold: float = POOR_THRESHOL
     """The authentic measures of the model card (and the models' goals) on held-out predictions,
     with the verdict rule of ``verdict.is_poor``."""
     mos, flagged = held_out.mos, is_poor(held_out.p_poor, held_out.quality, poor_threshold, poor_below_quality)
-    good, poor = mos >= MOS_CLEARLY_GOOD, mos <= MOS_CLEARLY_POOR
-    clear = good | poor
+    good, poor = clearly_good_and_poor(mos)
     return {
         "photos": int(len(mos)),
         "srcc": srcc(held_out.quality, mos),
         "plcc": plcc(held_out.quality, mos),
         "clearly_good": int(good.sum()),
         "clearly_poor": int(poor.sum()),
-        "clear_balanced_accuracy": balanced_accuracy(poor[clear], flagged[clear]),
+        "clear_balanced_accuracy": clear_balanced_accuracy(mos, flagged),
         "clearly_good_kept_good": float(np.mean(~flagged[good])),
         "clearly_poor_flagged": float(np.mean(flagged[poor])),
         "below_50_flagged": float(np.mean(flagged[mos < 50])),

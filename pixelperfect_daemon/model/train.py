@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation import MOS_CLEARLY_GOOD, MOS_CLEARLY_POOR
+from ..evaluation import clear_balanced_accuracy, clearly_good_and_poor
 from ..labels import DEFECTS
 from ..metrics import balanced_accuracy, confusion_matrix, expected_calibration_error, plcc, srcc
 from ..verdict import POOR_BELOW_QUALITY, POOR_THRESHOLD, is_poor
@@ -485,9 +485,9 @@ def calibrate_and_measure(stage1, stage2, ridge, data) -> tuple[float, float, di
         metrics["authentic_val_count"] = int(len(mos))
         metrics["authentic_val_srcc"] = srcc(quality_a, mos)
         metrics["authentic_val_plcc"] = plcc(quality_a, mos)
-        clear = (mos >= MOS_CLEARLY_GOOD) | (mos <= MOS_CLEARLY_POOR)
-        if clear.any():
-            metrics["authentic_val_balanced_accuracy_clear"] = balanced_accuracy(mos[clear] <= MOS_CLEARLY_POOR, poor_a[clear])
+        good, poor = clearly_good_and_poor(mos)
+        if (good | poor).any():
+            metrics["authentic_val_balanced_accuracy_clear"] = clear_balanced_accuracy(mos, poor_a)
     synthetic = _stage1_rows(synthetic_all)
     clean = synthetic["defect"] < 0
     if clean.any():
