@@ -18,8 +18,8 @@ LAZY_COMMANDS = {
     "train": "pixelperfect_daemon.commands.train:train",
     "eval": "pixelperfect_daemon.commands.evaluate:evaluate",
     "distortions": "pixelperfect_daemon.commands.distortions:distortions",
-    "daemon": "pixelperfect_daemon.daemon:daemon_command",
-    "scan": "pixelperfect_daemon.daemon:scan_command",
+    "daemon": "pixelperfect_daemon.commands.daemon:daemon_command",
+    "scan": "pixelperfect_daemon.commands.scan:scan_command",
     "ui": "review_ui.cli:ui_command",
     "demo": "pixelperfect_daemon.commands.demo:demo",
 }

@@ -17,10 +17,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import click
 import sdnotify
 
-from .commands.options import config_option
 from .config import Settings
 from .index import ImageIndex, ImageIndexError
 from .metadata import MetadataError, MetadataWriter
@@ -231,39 +229,5 @@ def scan_folder(
     return stats
 
 
-_STARTUP_ERRORS = (DaemonError, WatchError, MetadataError, ImageIndexError, OSError)
-
-
-@click.command("daemon")
-@config_option
-@click.option("--dry-run", is_flag=True, help="Analyse and log; write no tags and no index rows.")
-def daemon_command(settings: Settings, dry_run: bool) -> None:
-    """Watch the [watch] folders: tag every complete image's XMP and record it in the index.
-
-    \b
-    Runs until SIGTERM or Ctrl-C; files added while it was down are found at start.
-    Example:
-      pixelperfect daemon --config config.toml
-    """
-    try:
-        run_daemon(settings, dry_run=dry_run)
-    except _STARTUP_ERRORS as error:
-        raise click.ClickException(str(error)) from None
-
-
-@click.command("scan")
-@config_option
-@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Analyse and log; write no tags and no index rows.")
-def scan_command(settings: Settings, folder: Path, dry_run: bool) -> None:
-    """Analyse the images under FOLDER once (tags + index, like the daemon), then exit.
-
-    \b
-    Example:
-      pixelperfect scan --config config.toml /srv/photos/archive
-    """
-    try:
-        stats = scan_folder(settings, folder, dry_run=dry_run)
-    except _STARTUP_ERRORS as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(f"{folder}: {summary_line(stats)}")
+# What makes the daemon or a scan unable to start (the commands turn these into one-line errors).
+STARTUP_ERRORS = (DaemonError, WatchError, MetadataError, ImageIndexError, OSError)

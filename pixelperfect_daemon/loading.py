@@ -35,6 +35,7 @@ from PIL import (
 from pillow_heif.as_plugin import HeifImageFile
 
 # TIFF-based RAW formats (CR2, NEF, ARW, DNG ...) are only told apart by their extension.
+from .common import one_line
 from .files import RAW_EXTENSIONS
 
 pillow_heif.register_heif_opener()
@@ -257,8 +258,8 @@ def _open(kind: str, source, max_pixels: int, finding: str | None = None) -> Ima
         raise ImageLoadError(f"image too large: {error}") from None
     except (*_DECODE_ERRORS, RuntimeError) as error:
         if finding:
-            raise ImageLoadError(_undecodable(kind, finding, _one_line(error))) from None
-        raise ImageLoadError(f"not a valid {kind} file: {_one_line(error)}") from None
+            raise ImageLoadError(_undecodable(kind, finding, one_line(error))) from None
+        raise ImageLoadError(f"not a valid {kind} file: {one_line(error)}") from None
     check_pixel_budget(image.size, max_pixels)
     return image
 
@@ -378,7 +379,7 @@ def _load_tolerantly(image: Image.Image, kind: str, finding: str | None) -> str 
     except Image.DecompressionBombError as error:
         raise ImageLoadError(f"image too large: {error}") from None
     except (*_DECODE_ERRORS, RuntimeError) as error:
-        reason = _one_line(error)
+        reason = one_line(error)
     # Pillow fills its pixel buffer as it decodes and gives up midway on bad data; an empty
     # tile list makes it take the buffer as loaded instead of decoding again. Decoders that
     # are all-or-nothing (HEIF, WebP) have no buffer to keep.
@@ -423,15 +424,7 @@ def _to_rgb(image: Image.Image, kind: str) -> Image.Image:
             return canvas.convert("RGB")
         return image.convert("RGB")
     except (ValueError, OSError) as error:
-        raise ImageLoadError(f"unsupported {kind} colour mode {mode}: {_one_line(error)}") from None
-
-
-def _one_line(error: BaseException) -> str:
-    # LibRaw's messages arrive as bytes.
-    message = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], bytes) else error
-    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
-    text = " ".join(text.split())
-    return text or type(error).__name__
+        raise ImageLoadError(f"unsupported {kind} colour mode {mode}: {one_line(error)}") from None
 
 
 # --- RAW: the embedded preview ------------------------------------------------------------
@@ -476,7 +469,7 @@ def read_raw_preview(path: Path) -> RawPreview:
             orientation = _LIBRAW_FLIP_TO_ORIENTATION.get(raw.sizes.flip, 1)
             thumb = raw.extract_thumb()
     except (rawpy.LibRawError, OSError, ValueError) as error:
-        libraw_reason = _one_line(error)
+        libraw_reason = one_line(error)
     else:
         if thumb.format == rawpy.ThumbFormat.JPEG:
             return RawPreview(data=bytes(thumb.data), bitmap=None, orientation=orientation)

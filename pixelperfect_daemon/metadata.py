@@ -29,6 +29,7 @@ import exiftool
 import exiftool.exiftool
 from exiftool.exceptions import ExifToolException
 
+from .common import one_line
 from .config import MetadataSettings
 from .jpeg_segments import jpeg_may_hold_xmp
 from .labels import DEFECT_DISPLAY_NAMES, VERDICT_DISPLAY_NAMES, defect_display_name
@@ -154,10 +155,6 @@ def label_and_rating_arguments(
     return arguments
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _as_list(value) -> list[str]:
     if value is None:
         return []
@@ -235,7 +232,7 @@ class MetadataWriter:
                 _run_exiftool(tool)
             except (OSError, RuntimeError, ExifToolException) as error:
                 request.set_exception(
-                    MetadataError(f"cannot start ExifTool ({self._executable}): {_one_line(error)}")
+                    MetadataError(f"cannot start ExifTool ({self._executable}): {one_line(error)}")
                 )
             else:
                 request.set_result(tool)
@@ -249,10 +246,10 @@ class MetadataWriter:
                 stdout = self._exiftool.execute(*arguments)
                 return self._exiftool.last_status, stdout, self._exiftool.last_stderr
             except (OSError, ExifToolException) as error:
-                logger.warning("ExifTool process failed (%s); restarting it", _one_line(error))
+                logger.warning("ExifTool process failed (%s); restarting it", one_line(error))
                 self._stop()
                 if attempt == 2:
-                    raise MetadataError(f"ExifTool failed: {_one_line(error)}") from None
+                    raise MetadataError(f"ExifTool failed: {one_line(error)}") from None
         raise AssertionError("unreachable")
 
     def _stop(self) -> None:
@@ -404,7 +401,7 @@ class MetadataWriter:
             previous_defect = existing.get(f"{_PP}:Defect")
             arguments = ["-overwrite_original", "-P", "-m"]
             arguments += [
-                f"-{_PP}:{name}=" + ("" if value is None else _one_line(value)) for name, value in values.items()
+                f"-{_PP}:{name}=" + ("" if value is None else one_line(value)) for name, value in values.items()
             ]
             arguments += keyword_arguments(
                 _as_list(existing.get(_HIERARCHICAL)),

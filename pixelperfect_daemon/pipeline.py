@@ -19,7 +19,6 @@ hand the rest back (they have no row, so the next start picks them up); ``write 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
@@ -28,9 +27,9 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
+from .common import one_line, sha256_of, utc_now
 from .config import Settings
 from .index import ImageIndex
 from .loading import DecodedImage, ImageLoadError, load_image
@@ -49,22 +48,6 @@ MOVED = "moved"
 CHANGED = "changed"  # modified while being analysed: looked at again once it is stable
 IGNORED = "ignored"  # no longer a regular file
 ERROR = "error"
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
-def one_line(error: BaseException | str) -> str:
-    text = " ".join(str(error).split())
-    if isinstance(error, BaseException) and not text:
-        text = type(error).__name__
-    return text
 
 
 def effective_verdict(

@@ -3,7 +3,7 @@
 Frozen ImageNet features describe content well but exposure, colour cast, noise level and
 blocking only indirectly (they were trained to ignore them). These are the readings a photo
 editor's histogram, a noise meter and a blockiness meter give; the heads learn how much to trust
-them next to the deep features. Training (``model/dataset.py``) and inference (``engine.py``) both
+them next to the deep features. Training (``training/dataset.py``) and inference (``engine.py``) both
 call :func:`head_inputs`, so they see the same numbers in the same columns.
 
 Every value is scale-free (a fraction, a ratio or a logarithm) so a standardising layer handles it.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pixelperfect_daemon.config import Settings
 from pixelperfect_daemon.labels import DEFECTS
-from pixelperfect_daemon.pipeline import sha256_of
+from pixelperfect_daemon.common import sha256_of, utc_now
 
 from . import queries
 from .exif_summary import ExifReader
@@ -43,10 +43,6 @@ CSV_COLUMNS = (
 
 class ReviewError(Exception):
     """A reviewer's request cannot be carried out; str() is a one-line reason to show them."""
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def local_reviewer() -> str:

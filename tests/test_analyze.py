@@ -179,8 +179,8 @@ def test_the_quality_regression_reads_no_content_tap(analyzer, demo_photo):
     P(poor): the shipped regression reads neither (train.QUALITY_SKIPPED_TAPS), but does read the
     lower taps."""
     from pixelperfect_daemon.engine import _run
-    from pixelperfect_daemon.model.heads import QUALITY_POOR_PENALTY
-    from pixelperfect_daemon.model.train import QUALITY_SKIPPED_TAPS, backbone_tap_columns
+    from pixelperfect_daemon.training.heads import QUALITY_POOR_PENALTY
+    from pixelperfect_daemon.training.train import QUALITY_SKIPPED_TAPS, backbone_tap_columns
     from pixelperfect_daemon.views import VIEW_NAMES
 
     stage1 = analyzer._models()[1]

@@ -18,7 +18,7 @@ skimage_transform = pytest.importorskip("skimage.transform")
 
 import keras  # noqa: E402
 
-from pixelperfect_daemon.model.backbone import (  # noqa: E402
+from pixelperfect_daemon.training.backbone import (  # noqa: E402
     DEFAULT_TAPS,
     FEATURE_DIM,
     HEAD_FILTERS,
@@ -32,8 +32,8 @@ from pixelperfect_daemon.model.backbone import (  # noqa: E402
     load_torch_weights,
     torch_prefixes_by_layer,
 )
-from pixelperfect_daemon.model.train import backbone_tap_columns  # noqa: E402
-from pixelperfect_daemon.model.torch_state_dict import (  # noqa: E402
+from pixelperfect_daemon.training.train import backbone_tap_columns  # noqa: E402
+from pixelperfect_daemon.training.torch_state_dict import (  # noqa: E402
     LEGACY_MAGIC_NUMBER,
     StateDictError,
     load_legacy_state_dict,

@@ -22,7 +22,7 @@ tf = pytest.importorskip("tensorflow")
 skimage_data = pytest.importorskip("skimage.data")
 skimage_transform = pytest.importorskip("skimage.transform")
 
-from pixelperfect_daemon.model.backbone import (  # noqa: E402
+from pixelperfect_daemon.training.backbone import (  # noqa: E402
     BN_EPSILON,
     INPUT_MEAN,
     INPUT_STD,
@@ -30,7 +30,7 @@ from pixelperfect_daemon.model.backbone import (  # noqa: E402
     build_efficientnet_lite0,
     imagenet_weights_path,
 )
-from pixelperfect_daemon.model.torch_state_dict import load_legacy_state_dict  # noqa: E402
+from pixelperfect_daemon.training.torch_state_dict import load_legacy_state_dict  # noqa: E402
 
 # The block arguments written out as lukemelas' block strings decode them, independent of STAGES.
 REFERENCE_BLOCK_ARGS = [  # (kernel, repeats, filters_in, filters_out, expand, stride)

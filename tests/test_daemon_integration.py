@@ -29,7 +29,7 @@ from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.pipeline import ANALYSED, ERROR
 from pixelperfect_daemon.result import AnalysisResult
 from pixelperfect_daemon.watcher import WatchError
-from tests.conftest import MODELS_DIR, REPO_ROOT
+from conftest import MODELS_DIR, REPO_ROOT
 from tests.fixtures_images import make_jpeg, make_raw_like, make_truncated_jpeg
 
 pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")

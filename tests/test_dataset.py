@@ -1,10 +1,10 @@
-"""Unit tests of training decisions in ``model/dataset.py`` and ``model/train.py`` (no backbone needed)."""
+"""Unit tests of training decisions in ``training/dataset.py`` and ``training/train.py`` (no backbone needed)."""
 
 import numpy as np
 from skimage import data as skimage_data
 
-from pixelperfect_daemon.model import dataset
-from pixelperfect_daemon.model.dataset import monochrome
+from pixelperfect_daemon.training import dataset
+from pixelperfect_daemon.training.dataset import monochrome
 
 
 def test_monochrome_is_grey_in_three_channels_and_keeps_the_brightness():
@@ -16,7 +16,7 @@ def test_monochrome_is_grey_in_three_channels_and_keeps_the_brightness():
 
 
 def test_a_head_resumes_only_the_run_it_was_checkpointed_in():
-    from pixelperfect_daemon.model.train import _run_fingerprint
+    from pixelperfect_daemon.training.train import _run_fingerprint
 
     x = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
     y = np.arange(100) % 7
@@ -29,7 +29,7 @@ def test_a_head_resumes_only_the_run_it_was_checkpointed_in():
 
 def test_extra_damaged_rounds_leave_the_samples_stage1_learns_from_unchanged():
     from pixelperfect_daemon.labels import DEFECTS
-    from pixelperfect_daemon.model.dataset import LEVELS, samples_from_pristine
+    from pixelperfect_daemon.training.dataset import LEVELS, samples_from_pristine
 
     photo = skimage_data.astronaut()[::2, ::2]  # 256 x 256: quick to distort
     without = samples_from_pristine(photo, np.random.default_rng(7), clean_variants=1, extra_damaged_rounds=0)
@@ -48,8 +48,8 @@ def test_extra_damaged_rounds_leave_the_samples_stage1_learns_from_unchanged():
 def test_well_scored_authentic_photos_are_also_pristine_sources_on_the_same_side_of_the_split(tmp_path):
     from PIL import Image
 
-    from pixelperfect_daemon.model.dataset import SourceImage, split_of
-    from pixelperfect_daemon.model.train import AUTHENTIC_AS_PRISTINE_MIN_MOS, TrainOptions, gather_sources, source_counts
+    from pixelperfect_daemon.training.dataset import SourceImage, split_of
+    from pixelperfect_daemon.training.train import AUTHENTIC_AS_PRISTINE_MIN_MOS, TrainOptions, gather_sources, source_counts
 
     pristine = tmp_path / "pristine"
     pristine.mkdir()

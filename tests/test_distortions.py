@@ -12,14 +12,14 @@ cv2 = pytest.importorskip("cv2")
 skimage_data = pytest.importorskip("skimage.data")
 
 from pixelperfect_daemon.labels import DEFECTS  # noqa: E402
-from pixelperfect_daemon.model.contact_sheet import (  # noqa: E402
+from pixelperfect_daemon.training.contact_sheet import (  # noqa: E402
     GAP,
     HEADER_HEIGHT,
     LABEL_WIDTH,
     fit_within,
     make_contact_sheet,
 )
-from pixelperfect_daemon.model.distortions import (  # noqa: E402
+from pixelperfect_daemon.training.distortions import (  # noqa: E402
     DEFECT_CLASSES,
     DISTORTIONS,
     LEVELS,
@@ -397,7 +397,7 @@ def test_distortions_command_never_overwrites_its_input(tmp_path):
 
 
 def test_contact_sheet_refuses_an_image_too_thin_to_distort():
-    from pixelperfect_daemon.model.contact_sheet import ContactSheetError
+    from pixelperfect_daemon.training.contact_sheet import ContactSheetError
 
     with pytest.raises(ContactSheetError, match="too thin"):
         make_contact_sheet(np.zeros((20, 400, 3), np.uint8), tile=64)

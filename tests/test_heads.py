@@ -4,7 +4,7 @@ import numpy as np
 from keras import ops
 
 from pixelperfect_daemon.labels import DEFECTS
-from pixelperfect_daemon.model.heads import (
+from pixelperfect_daemon.training.heads import (
     MEASURED_WEIGHT,
     STAGE1_MEASURED_WEIGHT,
     build_stage1_head,
@@ -78,7 +78,7 @@ def test_stage2_backbone_head_reads_only_its_columns():
 
 
 def test_head_input_columns_leave_out_the_named_statistics_of_every_view():
-    from pixelperfect_daemon.model.train import head_input_columns
+    from pixelperfect_daemon.training.train import head_input_columns
     from pixelperfect_daemon.view_statistics import STATISTIC_NAMES, STATISTICS_PER_VIEW
 
     backbone_dim = 10
@@ -94,7 +94,7 @@ def test_head_input_columns_leave_out_the_named_statistics_of_every_view():
 
 
 def test_selected_columns_are_c_ordered_so_their_statistics_match_a_fresh_array():
-    from pixelperfect_daemon.model.heads import select_columns
+    from pixelperfect_daemon.training.heads import select_columns
 
     x = np.random.default_rng(0).normal(size=(300, 40)).astype(np.float32)
     columns = np.arange(0, 40, 2)
@@ -109,7 +109,7 @@ def test_selected_columns_are_c_ordered_so_their_statistics_match_a_fresh_array(
 def test_a_head_reading_columns_sees_only_those_columns():
     import keras
 
-    from pixelperfect_daemon.model.heads import reading_columns
+    from pixelperfect_daemon.training.heads import reading_columns
 
     columns = np.array([0, 2, 3])
     inner_inputs = keras.Input((len(columns),))

@@ -11,7 +11,7 @@ from PIL import Image
 from pixelperfect_daemon.cli import main
 from pixelperfect_daemon.engine import Analyzer
 from pixelperfect_daemon.labels import DEFECTS
-from pixelperfect_daemon.model.train import TRAINING_PACKAGES, TrainOptions, gather_sources, report_stale_cache
+from pixelperfect_daemon.training.train import TRAINING_PACKAGES, TrainOptions, gather_sources, report_stale_cache
 from pixelperfect_daemon.verdict import POOR_BELOW_QUALITY, POOR_THRESHOLD
 from pixelperfect_daemon.view_statistics import STATISTIC_NAMES
 

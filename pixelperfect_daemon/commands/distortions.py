@@ -42,7 +42,7 @@ def distortions(image_path: Path | None, out: Path, seed: int, tile: int):
       pixelperfect distortions                          # models/distortions.png
       pixelperfect distortions --image cat.jpg --out /tmp/sheet.png --seed 3
     """
-    from ..model.contact_sheet import (
+    from ..training.contact_sheet import (
         ContactSheetError,
         make_contact_sheet,
         read_rgb,

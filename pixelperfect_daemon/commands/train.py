@@ -40,7 +40,7 @@ def train(pristine, mos_csv, out, work, seed, epochs, quick, prune_cache, settin
       pixelperfect train --pristine photos/ --out models/ --prune-cache   # and drop other recipes' features
     """
     try:
-        from ..model.train import TrainOptions, train as run_training
+        from ..training.train import TrainOptions, train as run_training
     except ImportError as error:
         raise click.ClickException(f"training needs the train extras (pip install -e '.[train]'): {error}") from None
     options = TrainOptions(out=out, pristine=pristine, mos_csv=mos_csv, work=work, seed=seed, quick=quick, epochs=epochs,

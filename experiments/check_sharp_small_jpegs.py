@@ -8,7 +8,7 @@ uses (the validation split's and the demo photos) to the blur pairs' long side, 
 quality, and prints the share kept Good and what the flagged ones were called; other sizes and
 qualities are printed next to it for comparison.
 
-Run: python -m pixelperfect_daemon.model.check_sharp_small_jpegs --pristine DIR --models models/
+Run: python -m experiments.check_sharp_small_jpegs --pristine DIR --models models/
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..engine import Analyzer
-from .check_black_and_white import analysed_as_jpegs, parse_check_arguments
+from pixelperfect_daemon.engine import Analyzer
+from experiments.check_black_and_white import analysed_as_jpegs, parse_check_arguments
 
 BLUR_PAIRS_FORMAT = (667, 75)  # (long side in pixels, JPEG quality) of real_dev/blur_pairs
 # (long side or None for the photo's own size, JPEG quality); the blur pairs' format first

@@ -7,7 +7,7 @@ copies of the photos ``check_black_and_white`` uses, saves each as a JPEG at qua
 camera or a scanner would, and prints how many the engine flags Poor and how many it gives Noise
 as the most likely defect.
 
-Run: python -m pixelperfect_daemon.model.check_grain --pristine DIR --models models/
+Run: python -m experiments.check_grain --pristine DIR --models models/
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..engine import Analyzer
-from .check_black_and_white import analysed_as_jpegs, parse_check_arguments
+from pixelperfect_daemon.engine import Analyzer
+from experiments.check_black_and_white import analysed_as_jpegs, parse_check_arguments
 
 JPEG_QUALITY = 85
 COARSENESS_PX = (0.0, 1.0, 2.0)

@@ -6,8 +6,9 @@ import skimage.data
 from PIL import Image
 
 from pixelperfect_daemon.labels import DEFECTS
-from pixelperfect_daemon.model import compare_backbones, dataset
-from pixelperfect_daemon.model.compare_backbones import ComparisonOptions
+from experiments import compare_backbones
+from pixelperfect_daemon.training import dataset
+from experiments.compare_backbones import ComparisonOptions
 
 
 @pytest.fixture(scope="module")

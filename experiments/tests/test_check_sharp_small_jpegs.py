@@ -2,7 +2,7 @@
 
 from PIL import Image
 
-from pixelperfect_daemon.model.check_sharp_small_jpegs import BLUR_PAIRS_FORMAT, resized_to_long_side
+from experiments.check_sharp_small_jpegs import BLUR_PAIRS_FORMAT, resized_to_long_side
 
 
 def test_a_large_photo_is_shrunk_to_the_long_side_with_its_aspect_kept():

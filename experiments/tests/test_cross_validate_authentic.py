@@ -4,8 +4,8 @@ it or its mirror image. Unit tests: training is replaced by stand-ins that recor
 import numpy as np
 import pytest
 
-from pixelperfect_daemon.model import cross_validate_authentic as cv
-from pixelperfect_daemon.model import dataset, train
+from experiments import cross_validate_authentic as cv
+from pixelperfect_daemon.training import dataset, train
 
 PHOTO, MIRRORED = 0, 1  # feature columns of the fake rows: which photo, and whether mirrored
 

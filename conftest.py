@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent
 SHARED_DATA = Path(os.environ.get("PIXELPERFECT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 MODELS_DIR = REPO_ROOT / "models"
 

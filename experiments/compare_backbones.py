@@ -15,9 +15,9 @@ class, 80 photos. The full comparison (every photo, every level, 224 x 224, 25 e
 accelerator: on 2 CPU cores one epoch of one end-to-end network takes about 7 minutes. It was run
 on a lent H100 (``models/backbone_comparison_full.json``), where only PyTorch is installed, as
 
-    python -m pixelperfect_daemon.model.compare_backbones --pristine ../shared/data/pristine \\
+    python -m experiments.compare_backbones --pristine ../shared/data/pristine \\
         --write-working-copies copies/     # 768-px JPEGs: the photos fit the transfer
-    KERAS_BACKEND=torch python -m pixelperfect_daemon.model.compare_backbones --pristine copies/ \\
+    KERAS_BACKEND=torch python -m experiments.compare_backbones --pristine copies/ \\
         --max-photos 194 --levels-per-class 5 --crop 224 --epochs 25 --batch 128 --workers 16 \\
         --networks lite0_imagenet_frozen vgg16_from_scratch lite0_from_scratch lite0_imagenet_fine_tuned
 
@@ -28,7 +28,7 @@ library versions can be checked to have seen the same data.
 The numbers compare the networks under one budget; they are not the accuracy of the shipped
 models (the model card has those).
 
-Run: python -m pixelperfect_daemon.model.compare_backbones --pristine DIR --out models/backbone_comparison.json
+Run: python -m experiments.compare_backbones --pristine DIR --out models/backbone_comparison.json
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..labels import DEFECTS
-from ..loading import load_image
-from . import dataset, distortions
+from pixelperfect_daemon.labels import DEFECTS
+from pixelperfect_daemon.loading import load_image
+from pixelperfect_daemon.training import dataset, distortions
 
 CROP = 112
 EPOCHS = 6

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pixelperfect_daemon.model.check_grain import add_grain
+from experiments.check_grain import add_grain
 
 GREY = np.full((200, 300), 128, np.uint8)
 

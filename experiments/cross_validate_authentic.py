@@ -17,7 +17,7 @@ image, as they were cached.
 It reads the features ``pixelperfect train`` cached (``--work``) and computes any missing ones.
 On 2 CPU cores, with the features cached, five folds take about 12 minutes.
 
-Run: python -m pixelperfect_daemon.model.cross_validate_authentic --pristine DIR --mos-csv CSV
+Run: python -m experiments.cross_validate_authentic --pristine DIR --mos-csv CSV
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation import clear_balanced_accuracy, clearly_good_and_poor
-from ..metrics import plcc, srcc
-from ..verdict import POOR_BELOW_QUALITY, POOR_THRESHOLD, is_poor
-from . import train
+from pixelperfect_daemon.evaluation import clear_balanced_accuracy, clearly_good_and_poor
+from pixelperfect_daemon.metrics import plcc, srcc
+from pixelperfect_daemon.verdict import POOR_BELOW_QUALITY, POOR_THRESHOLD, is_poor
+from pixelperfect_daemon.training import train
 
 FOLDS = 5
 

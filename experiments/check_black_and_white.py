@@ -5,7 +5,7 @@ the validation photos of the training split (``--pristine``, split with the trai
 the demo photos, each in colour and converted to black and white (Pillow's ``L`` mode, saved as
 a JPEG at quality 92 like a camera's), and prints the share kept Good for both.
 
-Run: python -m pixelperfect_daemon.model.check_black_and_white --pristine DIR --models models/
+Run: python -m experiments.check_black_and_white --pristine DIR --models models/
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..engine import Analyzer
-from ..result import AnalysisResult
-from . import dataset
+from pixelperfect_daemon.engine import Analyzer
+from pixelperfect_daemon.result import AnalysisResult
+from pixelperfect_daemon.training import dataset
 
 DEMO_PHOTOS = Path(__file__).resolve().parent.parent / "data" / "demo"
 JPEG_QUALITY = 92

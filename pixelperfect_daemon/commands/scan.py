@@ -1,0 +1,29 @@
+"""``pixelperfect scan``: analyse one backlog, then exit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..config import Settings
+from ..daemon import STARTUP_ERRORS, scan_folder, summary_line
+from .options import config_option
+
+
+@click.command("scan")
+@config_option
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Analyse and log; write no tags and no index rows.")
+def scan_command(settings: Settings, folder: Path, dry_run: bool) -> None:
+    """Analyse the images under FOLDER once (tags + index, like the daemon), then exit.
+
+    \b
+    Example:
+      pixelperfect scan --config config.toml /srv/photos/archive
+    """
+    try:
+        stats = scan_folder(settings, folder, dry_run=dry_run)
+    except STARTUP_ERRORS as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{folder}: {summary_line(stats)}")
