@@ -1,13 +1,9 @@
 """The Good/Poor rule, one function for the engine and for training's measurements.
 
 A photo is Poor when stage 1 says so (P(poor) at or above ``poor_threshold``) or when its quality
-score, the estimate of the opinion score people would give it (0-1, MOS / 100), is below
-``poor_below_quality``. Stage 1 learns mostly from synthetic damage; the quality score is fitted
-to human scores alone and tells clearly good from clearly poor authentic photos better (area under
-the ROC curve 0.979 against 0.94, cross-validated over the 587 scored photos). 0.35 lies below the
-goal's "clearly poor" line (MOS 40), so it adds the photos people would score lowest; on the
-cross-validated photos it raised the clear Good/Poor balanced accuracy from 0.848 to 0.879 and kept
-as many clearly good photos Good (models/README.md). 0 turns the second test off.
+score, fitted to human opinion scores alone, is below ``poor_below_quality``: the score tells clearly
+good from clearly poor authentic photos better than stage 1, which learns mostly from synthetic
+damage (models/EXPERIMENTS.md, "The quality score in the verdict"). 0 turns the second test off.
 """
 
 from __future__ import annotations

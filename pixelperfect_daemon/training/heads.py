@@ -3,19 +3,16 @@
 * stage 1: the Poor logit is a weighted average of two kinds of classifier, three of each
   (trained from three seeds): one on the backbone features (all taps but the last, see
   train.STAGE1_SKIPPED_TAPS) and the measured statistics, one on the measured statistics alone.
-  Over five seeds, adding the second kept more good photos Good and flagged more damage than the
-  first alone, and averaging three seeds removes most of the luck of one seed (models/EXPERIMENTS.md). A ridge regression gives the quality score (a linear
-  model on the features, fitted in closed form to human opinion scores: on a few hundred scored
-  photos it ranks quality better than the classifier's hidden layer does);
+  The second keeps more good photos Good and flags more damage than the first alone, and three
+  seeds remove most of one seed's luck (EXPERIMENTS.md). A ridge regression gives the quality
+  score: on a few hundred scored photos a closed-form linear fit ranks quality better than the
+  classifier's hidden layer;
 * stage 2: two kinds of classifier whose log-probabilities are averaged, three of each (trained
   from three seeds): one on the backbone features (the six lower taps, see
   train.STAGE2_SKIPPED_TAPS) and one on the measured view statistics (``view_statistics.py``).
-  Each alone was right about 71 % of the time on a validation split (the backbone one 79 % since
-  it reads the lower taps only); they err on different images (the backbone one on exposure and
-  colour, the measured one on compression and transmission errors), and together they reached
-  78 %, now 81 % (models/EXPERIMENTS.md). One classifier on
-  both inputs did no better than on the backbone features alone: the few statistics are drowned
-  among 8 256 heavily regularised ones.
+  They err on different images (the backbone one on exposure and colour, the measured one on
+  compression and transmission errors), so together they beat either (EXPERIMENTS.md). One
+  classifier on both inputs does no better: the few statistics drown among the many features.
 
 For export, ``calibrated_stage1``/``calibrated_stage2`` wrap the trained parts so that they output
 probabilities with the fitted temperature folded in: the runtime needs no extra arithmetic.
@@ -37,7 +34,7 @@ HIDDEN_UNITS = 128
 DROPOUT = 0.6
 L2 = 1e-3
 # Stage 2 learns from three times as many samples as stage 1, so its backbone classifier is wider
-# and less dropped out (over three seeds: top-1 0.776 -> 0.780, the goal's kinds 0.851 -> 0.860).
+# and less dropped out (EXPERIMENTS.md).
 STAGE2_HIDDEN_UNITS = 256
 STAGE2_DROPOUT = 0.5
 # The stage-2 classifier on the 48 measured statistics: few inputs, so wider, deeper and less
@@ -45,17 +42,15 @@ STAGE2_DROPOUT = 0.5
 MEASURED_HIDDEN_UNITS = (256, 256, 256)
 MEASURED_DROPOUT = 0.2
 MEASURED_L2 = 1e-4
-# The measured classifiers' share in stage 2's averaged log-probabilities (an even split; 0.3-0.6
-# moved the goal's kinds by under a point).
+# The measured classifiers' share in stage 2's averaged log-probabilities: an even split (other
+# shares made no real difference; EXPERIMENTS.md).
 MEASURED_WEIGHT = 0.5
 # Each kind of stage-2 classifier is trained from this many seeds and their log-probabilities
-# averaged: one seed's figures on the goal's kinds of distortion spread over 0.864-0.873, the
-# average of three reached 0.874 (models/EXPERIMENTS.md).
+# averaged: the average beats the luck of any one seed (EXPERIMENTS.md).
 STAGE2_SEEDS = 3
-# The measured classifiers' share in stage 1's averaged Poor logit: alone they are the weaker
-# (clear Good/Poor on authentic photos 0.78 against 0.88), and at an even split stage 1 flagged
-# fewer clearly poor authentic photos and fewer real noisy ones (five seeds each,
-# models/EXPERIMENTS.md).
+# The measured classifiers' share in stage 1's averaged Poor logit: alone they are the weaker, and
+# at an even split stage 1 flagged fewer clearly poor photos (EXPERIMENTS.md, "A second kind of
+# stage-1 classifier").
 STAGE1_MEASURED_WEIGHT = 0.25
 # Each kind of stage-1 classifier is trained from this many seeds (seed, seed + 1, ...) and their
 # logits averaged: one seed's figures vary by 2-4 points on the small authentic validation set.
@@ -236,10 +231,9 @@ class _Temperature(layers.Layer):
 def blended_quality(ridge_quality, p_poor):
     """The quality score: the ridge regression's opinion-score estimate, lowered by P(poor).
 
-    Fitted to crowd opinions alone, the regression forgives synthetic damage (a photo under heavy
-    noise kept 0.8); scaling by (1 - QUALITY_POOR_PENALTY * P(poor)) keeps its ranking of authentic
-    photos (validation SRCC 0.735 either way) and ranks synthetic damage by level far better
-    (SRCC against the level 0.29 -> 0.52)."""
+    Fitted to crowd opinions alone, the regression forgives synthetic damage; scaling by
+    (1 - QUALITY_POOR_PENALTY * P(poor)) keeps its ranking of authentic photos and ranks synthetic
+    damage by level far better (EXPERIMENTS.md)."""
     return ops.clip(ridge_quality, 0.0, 1.0) * (1.0 - QUALITY_POOR_PENALTY * p_poor)
 
 

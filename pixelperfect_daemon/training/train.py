@@ -58,22 +58,17 @@ AUTHENTIC_AS_PRISTINE_MIN_MOS = 70.0
 # stage 1 retrained with them kept fewer good photos Good (models/EXPERIMENTS.md), so it reads
 # what it read before they existed.
 STAGE1_SKIPPED_STATISTICS = ("chroma_row_streaks", "chroma_column_streaks")
-# Backbone taps stage 1's backbone classifier does not read: the last one (backbone.HEAD_TAP, the
-# 1 280 channels ImageNet's classifier reads) says what is in the photo, and from it the classifier
-# learnt to recognise its 155 training scenes. Without it, over three seeds, stage 1 kept more
-# good photos Good (clean validation variants 0.867 -> 0.905) and flagged as much damage
-# (models/EXPERIMENTS.md).
+# Backbone taps stage 1's backbone classifier does not read: the last one says what is in the photo,
+# and from it the classifier learnt to recognise its training scenes (EXPERIMENTS.md, "Stage 1's
+# backbone classifier without the backbone's last tap").
 STAGE1_SKIPPED_TAPS = ("head",)
-# Backbone taps the quality regression does not read: the same two content taps as stage 2's.
-# Fitted to 487 scored photos, it ranked unseen ones better without them (Spearman correlation
-# with MOS, 5-fold cross-validation by photo over all 587: 0.787 -> 0.796; models/EXPERIMENTS.md).
+# Backbone taps the quality regression does not read: the content taps let it recognise photos
+# rather than rank their quality (EXPERIMENTS.md, "The quality regression without the two content
+# taps").
 QUALITY_SKIPPED_TAPS = ("head", "stage7")
-# Backbone taps stage 2's backbone classifier does not read: the head tap and the last stage's
-# (320 channels, the one the head is made from). A defect is in the texture the lower taps see;
-# with the two content taps, the classifier also learnt the training scenes. Without them, over
-# three seeds, it was right more often (top-1 0.799 -> 0.812, the goal's kinds 0.862 -> 0.869);
-# leaving out the head tap alone gained about half of that, and leaving out stage 6 or stage 5
-# as well less (models/EXPERIMENTS.md).
+# Backbone taps stage 2's backbone classifier does not read: a defect is in the texture the lower
+# taps see, and the two content taps taught it the training scenes (EXPERIMENTS.md, "Stage 2's
+# backbone classifier on the lower taps only").
 STAGE2_SKIPPED_TAPS = ("head", "stage7")
 # Recorded in metrics.json: the packages whose versions change what training computes.
 TRAINING_PACKAGES = ("tensorflow-cpu", "keras", "numpy", "opencv-python-headless", "pillow", "scikit-image", "ai-edge-litert")
