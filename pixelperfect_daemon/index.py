@@ -465,10 +465,15 @@ class ImageIndex:
         )
         return bool(rows)
 
-    def heartbeat(self, owner: str) -> None:
-        """Keep ``owner``'s claims alive (the server's clock, so machines need not agree on time)."""
+    def heartbeat(self, owner: str, timeout: float) -> None:
+        """Keep ``owner``'s claims alive (the server's clock, so machines need not agree on time), and
+        drop claims nobody renewed for ``timeout`` seconds: a killed daemon's, on files finished or not
+        (an unfinished one is claimed afresh by the next daemon that sees it)."""
         if self.is_shared:
-            self._write([(f"UPDATE {CLAIMS_TABLE} SET heartbeat = {_SERVER_EPOCH} WHERE owner = ?", (owner,))])
+            self._write([
+                (f"UPDATE {CLAIMS_TABLE} SET heartbeat = {_SERVER_EPOCH} WHERE owner = ?", (owner,)),
+                (f"DELETE FROM {CLAIMS_TABLE} WHERE heartbeat < {_SERVER_EPOCH} - ?", (float(timeout),)),
+            ])
 
     def release(self, path: Path, owner: str) -> None:
         if self.is_shared:

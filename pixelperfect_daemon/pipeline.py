@@ -452,7 +452,7 @@ class Pipeline:
                 continue
             next_beat = time.monotonic() + self.claim_timeout / 4
             try:
-                self.index.heartbeat(self.owner)
+                self.index.heartbeat(self.owner, self.claim_timeout)
             except Exception as error:  # a missed beat only risks another daemon redoing a file
                 logger.error("could not renew this daemon's claims: %s", one_line(error))
 

@@ -44,8 +44,13 @@ def test_a_claim_is_held_until_released_or_timed_out(shared_url, tmp_path):
         assert first.claim(path, "daemon-a", timeout=0.2)
         assert [c["owner"] for c in first.claims()] == ["daemon-a"]
         time.sleep(0.3)
-        first.heartbeat("daemon-a")  # a live daemon keeps its claim past the timeout
+        first.heartbeat("daemon-a", timeout=60)  # a live daemon keeps its claim past the timeout
         assert not second.claim(path, "daemon-b", timeout=0.2)
+        # A killed daemon's claims on files it finished are cleared by the others' heartbeats.
+        assert second.claim(tmp_path / "b.jpg", "daemon-b", timeout=60)
+        time.sleep(0.3)
+        first.heartbeat("daemon-a", timeout=0.2)
+        assert [c["path"] for c in first.claims()] == [str(path)]
 
 
 def test_only_one_of_racing_daemons_gets_each_file(shared_url, tmp_path):
