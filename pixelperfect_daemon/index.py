@@ -247,6 +247,7 @@ class ImageIndex:
             try:
                 return [dict(row) for row in self.backend.execute(sql, params).fetchall()]
             except _DATABASE_ERRORS as error:
+                self.backend.reconnect_if_broken()
                 raise ImageIndexError(f"cannot read the index {self}: {' '.join(str(error).split())}") from None
 
     def _write(self, statements) -> list:
@@ -260,6 +261,7 @@ class ImageIndex:
                 with self.backend.transaction(immediate=True):
                     return [self.backend.execute(sql, params).rowcount for sql, params in statements]
             except _DATABASE_ERRORS as error:
+                self.backend.reconnect_if_broken()
                 raise ImageIndexWriteError(
                     f"cannot write to the index {self}: {' '.join(str(error).split())}"
                 ) from None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -106,6 +105,9 @@ class SQLiteBackend:
     def _file_identity(self) -> tuple[int, int]:
         st = os.stat(self.database)
         return st.st_dev, st.st_ino
+
+    def reconnect_if_broken(self) -> None:
+        """A SQLite file needs no reconnecting."""
 
     def check_file(self) -> None:
         """Raise when the database file was deleted or replaced under us: rows would go nowhere."""
@@ -210,11 +212,20 @@ class PostgresBackend:
             parameters["password"] = password
         if read_only:
             parameters["options"] = "-c default_transaction_read_only=on"
+        self._parameters = parameters
         try:
             self.conn = psycopg.connect(url, **parameters)
         except psycopg.Error as error:
             raise IndexBackendError(f"cannot connect to {describe(url)}: {' '.join(str(error).split())}") from None
-        self._transaction_lock = threading.RLock()
+
+    def reconnect_if_broken(self) -> None:
+        """After a failed statement: a lost connection (server restarted) is opened afresh for the next try."""
+        if not (self.conn.broken or self.conn.closed):
+            return
+        try:
+            self.conn = self._psycopg.connect(self.database, **self._parameters)
+        except self._psycopg.Error:
+            pass  # still away: the caller's next try fails and comes back here
 
     def check_file(self) -> None:
         """A server database cannot be deleted from under us unnoticed: the connection fails loudly."""

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -248,3 +249,17 @@ def test_migrate_moves_an_index_into_postgresql_and_back_with_reviews(shared_url
     assert result.exit_code != 0 and "already has 31 row(s)" in result.output
     result = runner.invoke(main, ["index", "migrate", str(tmp_path / "missing.sqlite"), str(back)])
     assert result.exit_code != 0 and "no such index" in result.output
+
+
+def test_a_lost_postgresql_connection_fails_one_write_loudly_and_the_retry_reconnects(shared_url, postgres_server,
+                                                                                       tmp_path):
+    with ImageIndex(shared_url) as index:
+        record(index, tmp_path / "a.jpg")
+        postgres_server.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (urlsplit(shared_url).path.strip("/"),),
+        )
+        with pytest.raises(ImageIndexWriteError, match="cannot write to the index"):
+            record(index, tmp_path / "b.jpg")
+        assert record(index, tmp_path / "b.jpg")["status"] == "ok"  # what the pipeline's retry does
+        assert index.count() == 2
