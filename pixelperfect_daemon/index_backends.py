@@ -210,20 +210,24 @@ class PostgresBackend:
                     f"[index] password_env names {password_env}, but that environment variable is not set"
                 )
             parameters["password"] = password
-        if read_only:
-            parameters["options"] = "-c default_transaction_read_only=on"
         self._parameters = parameters
         try:
-            self.conn = psycopg.connect(url, **parameters)
+            self.conn = self._connect()
         except psycopg.Error as error:
             raise IndexBackendError(f"cannot connect to {describe(url)}: {' '.join(str(error).split())}") from None
+
+    def _connect(self):
+        connection = self._psycopg.connect(self.database, **self._parameters)
+        if self.read_only:  # the review UI's reads: any write through this connection is refused
+            connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        return connection
 
     def reconnect_if_broken(self) -> None:
         """After a failed statement: a lost connection (server restarted) is opened afresh for the next try."""
         if not (self.conn.broken or self.conn.closed):
             return
         try:
-            self.conn = self._psycopg.connect(self.database, **self._parameters)
+            self.conn = self._connect()
         except self._psycopg.Error:
             pass  # still away: the caller's next try fails and comes back here
 

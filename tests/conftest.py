@@ -23,4 +23,4 @@ def index_database(request, tmp_path):
     """Where an index lives: a SQLite file path, or the URL of a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return tmp_path / "db" / "pixelperfect.sqlite"
-    return request.getfixturevalue("postgres_server").create_database()
+    return request.getfixturevalue("postgres_server").new_index_url()

@@ -84,8 +84,9 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as connection:
             connection.execute(sql, params)
 
-    def create_database(self) -> str:
-        """A new empty database; returns its URL."""
+    def new_index_url(self) -> str:
+        """The URL of a new, empty place for an index: a schema of its own in the cluster's database
+        (CREATE SCHEMA takes milliseconds where CREATE DATABASE takes a second or two)."""
         name = f"pp_{uuid.uuid4().hex[:12]}"
-        self.execute(f"CREATE DATABASE {name}")
-        return self.url(name)
+        self.execute(f"CREATE SCHEMA {name}")
+        return f"{self.url()}&options=-csearch_path%3D{name}"

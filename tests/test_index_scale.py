@@ -7,7 +7,6 @@ import logging
 import os
 import threading
 import time
-from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -27,7 +26,7 @@ from tests.test_pipeline import SMALL, FakeAnalyzer, settings_for
 
 @pytest.fixture
 def shared_url(postgres_server):
-    return postgres_server.create_database()
+    return postgres_server.new_index_url()
 
 
 def test_a_claim_is_held_until_released_or_timed_out(shared_url, tmp_path):
@@ -255,10 +254,7 @@ def test_a_lost_postgresql_connection_fails_one_write_loudly_and_the_retry_recon
                                                                                        tmp_path):
     with ImageIndex(shared_url) as index:
         record(index, tmp_path / "a.jpg")
-        postgres_server.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (urlsplit(shared_url).path.strip("/"),),
-        )
+        postgres_server.execute("SELECT pg_terminate_backend(%s)", (index.backend.conn.info.backend_pid,))
         with pytest.raises(ImageIndexWriteError, match="cannot write to the index"):
             record(index, tmp_path / "b.jpg")
         assert record(index, tmp_path / "b.jpg")["status"] == "ok"  # what the pipeline's retry does

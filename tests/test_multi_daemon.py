@@ -47,7 +47,7 @@ def start(config: Path, log: Path) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_three_daemons_one_killed_twice_tag_every_file_exactly_once(tmp_path, postgres_server):
-    url = postgres_server.create_database()
+    url = postgres_server.new_index_url()
     config = write_config(
         tmp_path,
         watch={"rescan_interval": 2.0},
