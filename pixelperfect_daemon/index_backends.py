@@ -193,7 +193,10 @@ class PostgresBackend:
         terms = []
         for term in order.split(","):
             term = term.strip()
-            terms.append(term + (" NULLS LAST" if term.upper().endswith(" DESC") else " NULLS FIRST"))
+            if term.split()[0] == "rowid":  # never NULL: PostgreSQL's default matches the indexes' rowid key
+                terms.append(term)
+            else:
+                terms.append(term + (" NULLS LAST" if term.upper().endswith(" DESC") else " NULLS FIRST"))
         return ", ".join(terms)
 
     def __init__(self, url: str, *, password_env: str = "", read_only: bool = False):

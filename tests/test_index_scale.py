@@ -159,13 +159,16 @@ def _fill_to_the_brim(index) -> None:
             conn.execute("INSERT INTO images (path, folder, file_name, status) VALUES (?, '/f', ?, 'ok')",
                          (f"/f/{i:06}", f"{i:06}"))
         except Exception:
+            # Not a page to spare: even a scratch table (sqlite-utils' probe) cannot be created.
+            conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
             return
     raise AssertionError("the capped database never filled up")
 
 
 def test_a_full_disk_raises_instead_of_dropping_the_row(tmp_path):
+    """The first write of a process meets a full disk: sqlite-utils' upsert probed ON CONFLICT support
+    then, cached the failed probe, and dropped every later row silently (INSERT OR IGNORE)."""
     with ImageIndex(tmp_path / "index.sqlite") as index:
-        record(index, tmp_path / "before.jpg")
         _fill_to_the_brim(index)
         with pytest.raises(ImageIndexWriteError, match="database or disk is full"):
             record(index, tmp_path / ("a" * 100) / "full.jpg")

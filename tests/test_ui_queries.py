@@ -206,3 +206,29 @@ def test_a_large_index_answers_a_filtered_page_quickly(tmp_path):
     elapsed = time.perf_counter() - started
     assert page.total > 0 and all(r["defect"] == "blur" for r in page.rows)
     assert elapsed < 0.5, f"filtered search took {elapsed:.3f} s"
+
+
+def test_postgresql_reads_a_page_in_index_order(postgres_server):
+    """As on SQLite: the sort orders walk an index and stop after the page, no sort of every row."""
+    url = postgres_server.new_index_url()
+    rng = np.random.default_rng(2)
+    with ImageIndex(url) as index:
+        index.insert_rows([
+            {"path": f"/p/{i % 20}/{i}.jpg", "folder": f"/p/{i % 20}", "file_name": f"{i}.jpg", "status": "ok",
+             "verdict": "poor", "defect": "blur", "quality": None if i % 97 == 0 else float(q),
+             "analyzed_at": f"2024-05-{1 + i % 28:02d}"}
+            for i, q in enumerate(rng.random(5000))
+        ])
+        index.backend.execute("ANALYZE images")
+    conn = IndexReader(url).connection()
+    where, params = queries.where_clause(ImageFilter(), like=conn.case_insensitive_like)
+    for sort in ("quality_asc", "quality_desc", "date_desc", "date_asc"):
+        plan = " ".join(row[0] for row in conn.execute(
+            f"EXPLAIN SELECT path FROM images WHERE {where} ORDER BY {conn.sort_order(queries.SORT_ORDERS[sort])} LIMIT 48",
+            params,
+        ))  # fmt: skip
+        assert "Index Scan" in plan and "Sort" not in plan, (sort, plan)
+    worst = search_images(conn, sort="quality_asc", page_size=3).rows
+    assert [r["quality"] for r in worst[:2]] == [None, None]  # no quality (errors) first, as on SQLite
+    best = search_images(conn, sort="quality_desc", page_size=3).rows
+    assert all(r["quality"] is not None for r in best)
