@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .index_backends import IndexBackendError, WriterLock, describe, is_postgres_url, open_backend
@@ -490,7 +490,8 @@ class ImageIndex:
                 with self.backend.transaction():
                     return self.backend.execute(sql, params).fetchall()
             except _DATABASE_ERRORS as error:
-                raise ImageIndexWriteError(f"cannot write to the index {self}: {' '.join(str(error).split())}") from None
+                message = " ".join(str(error).split())
+                raise ImageIndexWriteError(f"cannot write to the index {self}: {message}") from None
 
     # -- copying a whole index (``pixelperfect index migrate``) --------------------------------
 
@@ -512,7 +513,10 @@ def migrate_index(source: Path | str, target: Path | str, *, password_env: str =
     SQLite to PostgreSQL or back. Returns the number of rows copied. ``source`` is left as it was."""
     if str(source) == str(target):
         raise ImageIndexError("source and target are the same index")
-    with ImageIndex(source, password_env=password_env) as origin, ImageIndex(target, password_env=password_env) as destination:
+    with (
+        ImageIndex(source, password_env=password_env) as origin,
+        ImageIndex(target, password_env=password_env) as destination,
+    ):
         if destination.count():
             raise ImageIndexError(f"the target index {destination} already has {destination.count()} row(s); "
                                   "migrate into an empty index")

@@ -104,7 +104,9 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def where_clause(image_filter: ImageFilter, *, include_defect: bool = True, like: str = "LIKE") -> tuple[str, list]:
+def where_clause(
+    image_filter: ImageFilter, *, include_defect: bool = True, like: str = "LIKE"
+) -> tuple[str, list]:
     """The WHERE clause (without the keyword) and its parameters for ``image_filter``; ``like`` is the
     database's case-insensitive LIKE operator (the connection's ``case_insensitive_like``)."""
     terms: list[str] = []
@@ -213,7 +215,8 @@ def iter_matching(conn, image_filter: ImageFilter, *, sort: str = DEFAULT_SORT):
         raise QueryError(f"unknown sort {sort!r}")
     where, params = where_clause(image_filter, like=conn.case_insensitive_like)
     cursor = conn.execute(
-        f"SELECT {', '.join(ROW_COLUMNS)} FROM images WHERE {where} ORDER BY {conn.sort_order(SORT_ORDERS[sort])}", params
+        f"SELECT {', '.join(ROW_COLUMNS)} FROM images WHERE {where} ORDER BY {conn.sort_order(SORT_ORDERS[sort])}",
+        params,
     )
     for row in cursor:
         yield dict(row)

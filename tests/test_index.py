@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 
@@ -40,7 +39,8 @@ def index_names(index) -> set[tuple[str, ...]]:
     rows = index.backend.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'images'").fetchall()
     found = set()
     for (definition,) in rows:
-        columns = tuple(c.replace("NULLS FIRST", "").strip() for c in definition.split("(", 1)[1].rstrip(")").split(","))
+        keys = definition.split("(", 1)[1].rstrip(")").split(",")
+        columns = tuple(c.replace("NULLS FIRST", "").strip() for c in keys)
         found.add(columns[:-1] if columns[-1] == "rowid" and len(columns) > 1 else columns)
     return found
 

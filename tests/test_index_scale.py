@@ -96,7 +96,8 @@ def test_a_second_writer_of_a_sqlite_index_is_refused(tmp_path):
     database = tmp_path / "index.sqlite"
     with ImageIndex(database) as first, ImageIndex(database) as second:
         first.acquire_writer_lock()
-        with pytest.raises(ImageIndexError, match=rf"in use by another PixelPerfect daemon or scan \(process {os.getpid()}\)"):
+        refusal = rf"in use by another PixelPerfect daemon or scan \(process {os.getpid()}\)"
+        with pytest.raises(ImageIndexError, match=refusal):
             second.acquire_writer_lock()
         second.record_review  # a review UI needs no lock: it only writes reviews
     with ImageIndex(database) as third:  # the first one closed: the lock is free again
@@ -262,3 +263,24 @@ def test_a_lost_postgresql_connection_fails_one_write_loudly_and_the_retry_recon
             record(index, tmp_path / "b.jpg")
         assert record(index, tmp_path / "b.jpg")["status"] == "ok"  # what the pipeline's retry does
         assert index.count() == 2
+
+
+# -- the password comes from the environment ------------------------------------------------------
+
+
+def test_the_password_comes_from_the_variable_password_env_names(postgres_server, monkeypatch):
+    role = f"reviewer_{os.getpid()}"
+    postgres_server.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'right horse battery'")
+    postgres_server.execute(f"CREATE SCHEMA AUTHORIZATION {role}")  # its tables go to its own schema
+    url = postgres_server.url(user=role)
+    monkeypatch.setenv("PP_TEST_DB_PASSWORD", "right horse battery")
+    with ImageIndex(url, password_env="PP_TEST_DB_PASSWORD") as index:
+        assert index.count() >= 0
+        assert str(index).startswith(f"postgresql://{role}@") and "battery" not in str(index)
+    monkeypatch.setenv("PP_TEST_DB_PASSWORD", "wrong")
+    with pytest.raises(ImageIndexError, match="password authentication failed") as refused:
+        ImageIndex(url, password_env="PP_TEST_DB_PASSWORD")
+    assert "wrong" not in str(refused.value)
+    monkeypatch.delenv("PP_TEST_DB_PASSWORD")
+    with pytest.raises(ImageIndexError, match="password_env names PP_TEST_DB_PASSWORD, but that environment variable"):
+        ImageIndex(url, password_env="PP_TEST_DB_PASSWORD")

@@ -223,9 +223,9 @@ def test_postgresql_reads_a_page_in_index_order(postgres_server):
     conn = IndexReader(url).connection()
     where, params = queries.where_clause(ImageFilter(), like=conn.case_insensitive_like)
     for sort in ("quality_asc", "quality_desc", "date_desc", "date_asc"):
+        order = conn.sort_order(queries.SORT_ORDERS[sort])
         plan = " ".join(row[0] for row in conn.execute(
-            f"EXPLAIN SELECT path FROM images WHERE {where} ORDER BY {conn.sort_order(queries.SORT_ORDERS[sort])} LIMIT 48",
-            params,
+            f"EXPLAIN SELECT path FROM images WHERE {where} ORDER BY {order} LIMIT 48", params
         ))  # fmt: skip
         assert "Index Scan" in plan and "Sort" not in plan, (sort, plan)
     worst = search_images(conn, sort="quality_asc", page_size=3).rows
