@@ -258,13 +258,25 @@ class ImageIndex:
         with self._lock:
             self.check_still_there()
             try:
-                with self.backend.transaction(immediate=True):
+                with self.backend.atomic(len(statements)):
                     return [self.backend.execute(sql, params).rowcount for sql, params in statements]
             except _DATABASE_ERRORS as error:
                 self.backend.reconnect_if_broken()
                 raise ImageIndexWriteError(
                     f"cannot write to the index {self}: {' '.join(str(error).split())}"
                 ) from None
+
+    def _write_returning(self, sql: str, params) -> list[dict]:
+        """One writing statement with a RETURNING clause: its rows, or ImageIndexWriteError."""
+        with self._lock:
+            self.check_still_there()
+            try:
+                with self.backend.atomic(1):
+                    return [dict(row) for row in self.backend.execute(sql, params).fetchall()]
+            except _DATABASE_ERRORS as error:
+                self.backend.reconnect_if_broken()
+                message = " ".join(str(error).split())
+                raise ImageIndexWriteError(f"cannot write to the index {self}: {message}") from None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -304,14 +316,13 @@ class ImageIndex:
         # rather than sqlite-utils' upsert, which can fall back to a silent INSERT OR IGNORE.
         sql = (
             f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
-            f"ON CONFLICT (path) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in columns if c != 'path')}"
+            f"ON CONFLICT (path) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in columns if c != 'path')} "
+            f"RETURNING {_COLUMN_LIST}"
         )
-        with self._lock:
-            self._write([(sql, [record[c] for c in columns])])
-            row = self.get(key)
-        if row is None:  # cannot happen unless the database lies: never pass it over silently
+        rows = self._write_returning(sql, [record[c] for c in columns])
+        if not rows:  # cannot happen unless the database lies: never pass it over silently
             raise ImageIndexWriteError(f"the index {self} did not keep the row of {key}")
-        return row
+        return rows[0]
 
     def record_analysis(
         self,
@@ -483,15 +494,6 @@ class ImageIndex:
 
     def claims(self) -> list[dict]:
         return self._query(f"SELECT path, owner, heartbeat FROM {CLAIMS_TABLE} ORDER BY path")
-
-    def _write_returning(self, sql: str, params) -> list:
-        with self._lock:
-            try:
-                with self.backend.transaction():
-                    return self.backend.execute(sql, params).fetchall()
-            except _DATABASE_ERRORS as error:
-                message = " ".join(str(error).split())
-                raise ImageIndexWriteError(f"cannot write to the index {self}: {message}") from None
 
     # -- copying a whole index (``pixelperfect index migrate``) --------------------------------
 

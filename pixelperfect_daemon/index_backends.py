@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -136,6 +136,10 @@ class SQLiteBackend:
             raise
         self.conn.execute("COMMIT")
 
+    def atomic(self, statements: int):
+        """Around ``statements`` writing statements: one IMMEDIATE transaction (writers queue up at BEGIN)."""
+        return self.transaction(immediate=True)
+
     @contextmanager
     def migration(self):
         """A transaction that only one process at a time may be in; yields the stored schema version."""
@@ -248,6 +252,10 @@ class PostgresBackend:
     def transaction(self, *, immediate: bool = False):
         with self.conn.transaction():
             yield
+
+    def atomic(self, statements: int):
+        """One statement is atomic by itself in autocommit mode: no BEGIN/COMMIT round trips for it."""
+        return nullcontext() if statements == 1 else self.transaction()
 
     @contextmanager
     def migration(self):
