@@ -109,8 +109,14 @@ def test_a_second_daemon_on_one_sqlite_index_stops_with_a_clear_message(tmp_path
     from tests.test_daemon_integration import NameAnalyzer, RunningDaemon
 
     with RunningDaemon(tmp_path) as daemon:
-        with pytest.raises(STARTUP_ERRORS, match="in use by another PixelPerfect daemon"):
-            run_daemon(daemon.settings, analyzer=NameAnalyzer(), stop=threading.Event())
+        stop = threading.Event()
+        timer = threading.Timer(10, stop.set)  # a second daemon that did start would run until then
+        timer.start()
+        try:
+            with pytest.raises(STARTUP_ERRORS, match="in use by another PixelPerfect daemon"):
+                run_daemon(daemon.settings, analyzer=NameAnalyzer(), stop=stop)
+        finally:
+            timer.cancel()
 
 
 # -- issue 22 finding 13: the index file deleted under a running daemon --------------------------
