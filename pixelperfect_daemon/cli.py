@@ -22,6 +22,7 @@ LAZY_COMMANDS = {
     "scan": "pixelperfect_daemon.commands.scan:scan_command",
     "ui": "review_ui.cli:ui_command",
     "demo": "pixelperfect_daemon.commands.demo:demo",
+    "index": "pixelperfect_daemon.commands.index:index_group",
 }
 
 

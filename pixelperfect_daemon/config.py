@@ -61,7 +61,12 @@ class MetadataSettings:
 
 @dataclass(frozen=True)
 class IndexSettings:
-    database: Path = Path("demo/pixelperfect.sqlite")
+    # A SQLite file (the default, no server) or postgresql://user@host:port/dbname (no password in it).
+    database: Path | str = Path("demo/pixelperfect.sqlite")
+    # The environment variable holding the PostgreSQL password; empty: libpq's own PGPASSWORD / ~/.pgpass.
+    password_env: str = ""
+    # PostgreSQL, several daemons: a claim on a file whose daemon sent no heartbeat for this long is taken over.
+    claim_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,7 @@ _MINIMUMS = {
     ("analysis", "max_pixels"): 1,
     ("ui", "port"): 1,
     ("ui", "page_size"): 1,
+    ("index", "claim_timeout"): 5.0,
 }
 
 
@@ -110,6 +116,10 @@ def _convert(section: str, key: str, value, annotation, base_dir: Path):
     """Convert one TOML value to the annotated type, or raise ConfigError."""
     where = f"[{section}] {key}"
     origin = typing.get_origin(annotation)
+    if annotation == (Path | str):  # a database: a server URL stays as it is, anything else is a file path
+        if isinstance(value, str) and "://" in value:
+            return _database_url(where, value)
+        annotation = Path
     if annotation is Path:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a path string, got {value!r}")
@@ -141,6 +151,24 @@ def _convert(section: str, key: str, value, annotation, base_dir: Path):
             raise ConfigError(f"{where} must be a string, got {value!r}")
         return value
     raise TypeError(f"unsupported setting type {annotation!r}")  # a bug in this module, not in config
+
+
+def _database_url(where: str, value: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as error:
+        raise ConfigError(f"{where} is not a valid URL ({error}): {value!r}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"{where} must be a SQLite file path or a postgresql:// URL, got scheme {parts.scheme!r}")
+    if parts.password is not None:
+        raise ConfigError(f"{where} must not hold a password (config files get read); set [index] password_env "
+                          "to the environment variable holding it")
+    if not parts.path.strip("/"):
+        raise ConfigError(f"{where} must name the database: postgresql://user@host:port/DBNAME")
+    return value
 
 
 def _build_section(section_name: str, section_cls, raw: dict, base_dir: Path):

@@ -20,7 +20,8 @@ from pathlib import Path
 import sdnotify
 
 from .config import Settings
-from .index import ImageIndex, ImageIndexError
+from .index import ImageIndex, ImageIndexError, ImageIndexGoneError
+from .index_backends import describe
 from .metadata import MetadataError, MetadataWriter
 from .pipeline import ANALYSED, ERROR, MOVED, UNCHANGED, Pipeline, PipelineStats
 from .watcher import FileStabilityTracker, FolderWatcher, IgnoreRules, WatchError, iter_candidate_files
@@ -78,10 +79,17 @@ def _open_outputs(settings: Settings, dry_run: bool) -> tuple[MetadataWriter | N
     writer = MetadataWriter(settings.metadata)
     try:
         writer.version()
-        return writer, ImageIndex(settings.index.database)
+        index = ImageIndex.from_settings(settings.index)
     except Exception:
         writer.close()
         raise
+    try:
+        # A SQLite index takes one daemon or scan at a time; PostgreSQL shares files out by claims.
+        index.acquire_writer_lock()
+    except Exception:
+        _close_outputs(writer, index)
+        raise
+    return writer, index
 
 
 def _close_outputs(writer: MetadataWriter | None, index: ImageIndex | None) -> None:
@@ -139,7 +147,7 @@ def run_daemon(
                 analyzer.model_version,
                 settings.analysis.workers,
                 settings.metadata.mode,
-                settings.index.database,
+                describe(settings.index.database),
                 " (dry run: nothing is written)" if dry_run else "",
             )
             notifier.notify("READY=1")
@@ -150,6 +158,8 @@ def run_daemon(
             watcher.stop()
             pipeline.join()
             _close_outputs(writer, index)
+    if pipeline.fatal_error is not None:
+        raise DaemonError(f"stopped: {pipeline.fatal_error}")
     stats = pipeline.stats
     logger.info("daemon stopped: %s", summary_line(stats))
     return stats
@@ -166,6 +176,13 @@ def _feed_pipeline(
     interval = stability_poll_seconds(stable_seconds)
     next_status = 0.0
     while not stop.wait(interval):
+        if pipeline.index is not None:
+            try:
+                pipeline.index.check_still_there()
+            except ImageIndexGoneError as error:  # rows would go to a deleted file: stop loudly
+                pipeline.fatal_error = error
+                logger.error("%s: stopping; restore it, or start the daemon again to begin a new one", error)
+                return
         for path in tracker.poll():
             if not pipeline.submit(path):
                 break
@@ -224,6 +241,8 @@ def scan_folder(
             pipeline.join()
             bar.close()
             _close_outputs(writer, index)
+    if pipeline.fatal_error is not None:
+        raise DaemonError(f"stopped: {pipeline.fatal_error}")
     stats = pipeline.stats
     stats.handed_back += len(files) - stats.finished - stats.handed_back
     return stats

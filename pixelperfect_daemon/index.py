@@ -1,37 +1,86 @@
-"""The SQLite index: one row per image file in the table ``images``.
+"""The index: one row per image file in the table ``images``, in a SQLite file or PostgreSQL.
 
 The model's columns (verdict, defect, quality, ...) and the reviewer's columns (reviewed_*) are
 written by different methods, so an analysis can never overwrite a human review. The verdict
-people see is ``COALESCE(reviewed_verdict, verdict)``. WAL mode lets the daemon write while the
-review UI reads (and records reviews) from another process.
+people see is ``COALESCE(reviewed_verdict, verdict)``. SQLite (the default) runs in WAL mode so the
+daemon writes while the review UI reads; one daemon per SQLite index (``WriterLock``). With
+PostgreSQL several daemons share the index and each file is claimed by one of them (``claim``).
+The table's columns are declared once, by ``MIGRATIONS``; ``IMAGE_COLUMNS`` is what they add up to.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
+from .index_backends import IndexBackendError, WriterLock, describe, is_postgres_url, open_backend
 from .labels import DEFECTS
 from .result import AnalysisResult
 
 TABLE = "images"
-SCHEMA_VERSION = 2
+CLAIMS_TABLE = "claims"
 REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
-# Busy writers (daemon + UI) wait for each other instead of failing.
-_BUSY_TIMEOUT_SECONDS = 30.0
 
 
 class ImageIndexError(Exception):
     """The index cannot do what was asked (unknown path, bad value, newer schema)."""
 
 
-def _create_schema_v1(db: sqlite_utils.Database) -> None:
-    db[TABLE].create(
+class ImageIndexWriteError(ImageIndexError):
+    """A write failed (disk full, server gone): nothing was recorded; the caller may retry."""
+
+
+class ImageIndexGoneError(ImageIndexError):
+    """The SQLite file was deleted or replaced while in use: no write can land anywhere useful."""
+
+
+# -- the schema: declared once, as the steps that build it ---------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateTable:
+    table: str
+    columns: dict[str, type]
+    pk: str
+    not_null: frozenset[str] = frozenset()
+    indexes: tuple[str, ...] = ()
+
+    def apply(self, backend) -> None:
+        backend.create_table(self.table, self.columns, pk=self.pk, not_null=set(self.not_null))
+        for column in self.indexes:
+            backend.create_index(self.table, [column])
+
+
+@dataclass(frozen=True)
+class AddColumn:
+    table: str
+    column: str
+    kind: type
+    indexed: bool = False
+
+    def apply(self, backend) -> None:
+        backend.add_column(self.table, self.column, self.kind)
+        if self.indexed:
+            backend.create_index(self.table, [self.column])
+
+
+@dataclass(frozen=True)
+class CreateIndex:
+    table: str
+    column: str
+
+    def apply(self, backend) -> None:
+        backend.create_index(self.table, [self.column])
+
+
+# MIGRATIONS[n] brings a version-n database to version n + 1; append, never edit. A new column of
+# ``images`` is one more ``AddColumn(TABLE, "name", type)`` at the end: IMAGE_COLUMNS follows.
+MIGRATIONS = [
+    CreateTable(
+        TABLE,
         {
             "path": str,  # absolute
             "folder": str,  # absolute parent folder
@@ -56,20 +105,30 @@ def _create_schema_v1(db: sqlite_utils.Database) -> None:
             "reviewed_at": str,
         },
         pk="path",
-        not_null={"folder", "file_name", "status"},
-        if_not_exists=True,
-    )
-    for column in ("verdict", "defect", "quality", "analyzed_at", "folder", "reviewed_verdict", "sha256"):
-        db[TABLE].create_index([column], if_not_exists=True)
-
-
-def _index_size(db: sqlite_utils.Database) -> None:
+        not_null=frozenset({"folder", "file_name", "status"}),
+        indexes=("verdict", "defect", "quality", "analyzed_at", "folder", "reviewed_verdict", "sha256"),
+    ),
     # A new file is hashed only when a row of the same size lost its file (a possible move).
-    db[TABLE].create_index(["size"], if_not_exists=True)
+    CreateIndex(TABLE, "size"),
+    # Several daemons on one PostgreSQL index: who is analysing which file, and since when (server clock).
+    CreateTable(CLAIMS_TABLE, {"path": str, "owner": str, "heartbeat": float}, pk="path",
+                not_null=frozenset({"owner", "heartbeat"}), indexes=("owner",)),
+]
 
 
-# MIGRATIONS[n] brings a version-n database to version n + 1; append, never edit.
-MIGRATIONS = [_create_schema_v1, _index_size]
+def columns_of(table: str, steps=None) -> dict[str, type]:
+    """The columns ``table`` has once every migration step has run, in order."""
+    columns: dict[str, type] = {}
+    for step in MIGRATIONS if steps is None else steps:
+        if isinstance(step, CreateTable) and step.table == table:
+            columns.update(step.columns)
+        elif isinstance(step, AddColumn) and step.table == table:
+            columns[step.column] = step.kind
+    return columns
+
+
+IMAGE_COLUMNS: dict[str, type] = columns_of(TABLE)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def normalise_path(path: Path | str) -> str:
@@ -77,49 +136,103 @@ def normalise_path(path: Path | str) -> str:
     return os.path.abspath(os.fspath(path))
 
 
+def _database_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    errors: list[type[BaseException]] = [sqlite3.Error]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:  # psycopg is needed only for a PostgreSQL index
+        pass
+    return tuple(errors)
+
+
+_DATABASE_ERRORS = _database_errors()
+
+
+_COLUMN_LIST = ", ".join(IMAGE_COLUMNS)
+
+
 class ImageIndex:
-    def __init__(self, database: Path):
-        database = Path(database)
-        database.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(str(database), timeout=_BUSY_TIMEOUT_SECONDS, check_same_thread=False)
-        self.db = sqlite_utils.Database(connection)
-        self.database = database
+    def __init__(self, database: Path | str, *, password_env: str = ""):
+        self.database = database if is_postgres_url(database) else Path(database)
+        self.password_env = password_env
+        try:
+            self.backend = open_backend(self.database, password_env=password_env)
+        except IndexBackendError as error:
+            raise ImageIndexError(str(error)) from None
         # One connection shared by the pipeline's threads, one statement at a time.
         self._lock = threading.RLock()
-        self.db.enable_wal()
-        # Safe in WAL mode against a crashed process; a power cut may lose the last rows, which
-        # only means those files are analysed again.
-        connection.execute("PRAGMA synchronous = NORMAL")
+        self._writer_lock: WriterLock | None = None
         self._migrate()
+
+    @classmethod
+    def from_settings(cls, index_settings) -> "ImageIndex":
+        return cls(index_settings.database, password_env=index_settings.password_env)
+
+    @property
+    def is_shared(self) -> bool:
+        """True for a server database several daemons may write at once (they claim files)."""
+        return self.backend.name == "postgresql"
+
+    @property
+    def db(self):
+        """The sqlite-utils Database of a SQLite index (for tests and tools); None for PostgreSQL."""
+        return getattr(self.backend, "db", None)
+
+    def __str__(self) -> str:
+        return describe(self.database)
 
     def _migrate(self) -> None:
         with self._lock:
-            connection = self.db.conn
-            # IMMEDIATE: two processes starting at once must not both migrate.
-            connection.execute("BEGIN IMMEDIATE")
             try:
-                version = connection.execute("PRAGMA user_version").fetchone()[0]
-                if version > len(MIGRATIONS):
-                    raise ImageIndexError(
-                        f"{self.database} has schema version {version}, newer than this PixelPerfect "
-                        f"understands ({len(MIGRATIONS)}); upgrade PixelPerfect"
-                    )
-                for step in MIGRATIONS[version:]:
-                    step(self.db)
-                connection.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+                with self.backend.migration() as version:
+                    if version > len(MIGRATIONS):
+                        raise ImageIndexError(
+                            f"{self} has schema version {version}, newer than this PixelPerfect "
+                            f"understands ({len(MIGRATIONS)}); upgrade PixelPerfect"
+                        )
+                    for step in MIGRATIONS[version:]:
+                        step.apply(self.backend)
+                    self.backend.set_schema_version(len(MIGRATIONS))
+            except _DATABASE_ERRORS as error:
+                raise ImageIndexError(f"cannot prepare the index {self}: {' '.join(str(error).split())}") from None
 
     @property
     def schema_version(self) -> int:
         with self._lock:
-            return self.db.conn.execute("PRAGMA user_version").fetchone()[0]
+            return self.backend.schema_version()
+
+    def column_names(self, table: str = TABLE) -> list[str]:
+        with self._lock:
+            return self.backend.column_names(table)
+
+    def acquire_writer_lock(self) -> None:
+        """Make this process the index's only writer (SQLite); PostgreSQL shares it by claims instead."""
+        if self.is_shared or self._writer_lock is not None:
+            return
+        lock = WriterLock(self.database)
+        try:
+            lock.acquire()
+        except IndexBackendError as error:
+            raise ImageIndexError(str(error)) from None
+        self._writer_lock = lock
+
+    def check_still_there(self) -> None:
+        """Raise ImageIndexGoneError when the SQLite file was deleted or replaced while open."""
+        try:
+            self.backend.check_file()
+        except IndexBackendError as error:
+            raise ImageIndexGoneError(str(error)) from None
 
     def close(self) -> None:
         with self._lock:
-            self.db.conn.close()
+            self.backend.close()
+            if self._writer_lock is not None:
+                self._writer_lock.release()
+                self._writer_lock = None
 
     def __enter__(self) -> "ImageIndex":
         return self
@@ -127,42 +240,89 @@ class ImageIndex:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    # -- running statements -------------------------------------------------------------------
+
+    def _query(self, sql: str, params=()) -> list[dict]:
+        with self._lock:
+            try:
+                return [dict(row) for row in self.backend.execute(sql, params).fetchall()]
+            except _DATABASE_ERRORS as error:
+                self.backend.reconnect_if_broken()
+                raise ImageIndexError(f"cannot read the index {self}: {' '.join(str(error).split())}") from None
+
+    def _write(self, statements) -> list:
+        """Run ``[(sql, params), ...]`` in one transaction; returns each statement's rowcount.
+
+        Any failure raises ImageIndexWriteError (never a silent no-op), and nothing is written.
+        """
+        with self._lock:
+            self.check_still_there()
+            try:
+                with self.backend.atomic(len(statements)):
+                    return [self.backend.execute(sql, params).rowcount for sql, params in statements]
+            except _DATABASE_ERRORS as error:
+                self.backend.reconnect_if_broken()
+                raise ImageIndexWriteError(
+                    f"cannot write to the index {self}: {' '.join(str(error).split())}"
+                ) from None
+
+    def _write_returning(self, sql: str, params) -> list[dict]:
+        """One writing statement with a RETURNING clause: its rows, or ImageIndexWriteError."""
+        with self._lock:
+            self.check_still_there()
+            try:
+                with self.backend.atomic(1):
+                    return [dict(row) for row in self.backend.execute(sql, params).fetchall()]
+            except _DATABASE_ERRORS as error:
+                self.backend.reconnect_if_broken()
+                message = " ".join(str(error).split())
+                raise ImageIndexWriteError(f"cannot write to the index {self}: {message}") from None
+
     # -- reading ----------------------------------------------------------------------------
 
     def get(self, path: Path) -> dict | None:
-        with self._lock:
-            rows = list(self.db[TABLE].rows_where("path = ?", [normalise_path(path)]))
+        rows = self._query(f"SELECT {_COLUMN_LIST} FROM {TABLE} WHERE path = ?", [normalise_path(path)])
         return rows[0] if rows else None
 
+    def rows(self) -> list[dict]:
+        """Every row, in insertion order (for tests and the migration)."""
+        return self._query(f"SELECT {_COLUMN_LIST} FROM {TABLE} ORDER BY rowid")
+
     def find_by_sha256(self, sha256: str) -> list[dict]:
-        with self._lock:
-            return list(self.db[TABLE].rows_where("sha256 = ?", [sha256], order_by="path"))
+        return self._query(f"SELECT {_COLUMN_LIST} FROM {TABLE} WHERE sha256 = ? ORDER BY path", [sha256])
 
     def find_by_size(self, size: int) -> list[dict]:
         """Analysed rows of files of ``size`` bytes (a moved file keeps its size)."""
-        with self._lock:
-            return list(self.db[TABLE].rows_where("size = ? AND status = 'ok'", [size], order_by="path"))
+        return self._query(
+            f"SELECT {_COLUMN_LIST} FROM {TABLE} WHERE size = ? AND status = 'ok' ORDER BY path", [size]
+        )
 
     def count(self, where: str | None = None, where_args: list | None = None) -> int:
-        with self._lock:
-            return self.db[TABLE].count_where(where or "1", where_args or [])
+        rows = self._query(f"SELECT COUNT(*) AS n FROM {TABLE} WHERE {where or '1 = 1'}", where_args or [])
+        return rows[0]["n"]
 
     def stat_snapshot(self) -> dict[str, tuple[int | None, float | None]]:
         """{path: (size, mtime)} of every row: lets a rescan skip known files without hashing."""
-        with self._lock:
-            cursor = self.db.conn.execute(f"SELECT path, size, mtime FROM {TABLE}")
-            return {path: (size, mtime) for path, size, mtime in cursor}
+        rows = self._query(f"SELECT path, size, mtime FROM {TABLE}")
+        return {r["path"]: (r["size"], r["mtime"]) for r in rows}
 
     # -- the model's columns ----------------------------------------------------------------
 
     def _upsert(self, path: Path, values: dict) -> dict:
         key = normalise_path(path)
         record = {"path": key, "folder": os.path.dirname(key), "file_name": os.path.basename(key), **values}
-        with self._lock:
-            # upsert updates only the columns given: the reviewed_* columns are never in them.
-            with self.db.conn:
-                self.db[TABLE].upsert(record, pk="path", alter=False)
-            return self.get(key)
+        columns = list(record)
+        # Updates only the columns given: the reviewed_* columns are never in them. Written out
+        # rather than sqlite-utils' upsert, which can fall back to a silent INSERT OR IGNORE.
+        sql = (
+            f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+            f"ON CONFLICT (path) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in columns if c != 'path')} "
+            f"RETURNING {_COLUMN_LIST}"
+        )
+        rows = self._write_returning(sql, [record[c] for c in columns])
+        if not rows:  # cannot happen unless the database lies: never pass it over silently
+            raise ImageIndexWriteError(f"the index {self} did not keep the row of {key}")
+        return rows[0]
 
     def record_analysis(
         self,
@@ -236,46 +396,45 @@ class ImageIndex:
     def record_stat(self, path: Path, *, size: int, mtime: float, sha256: str | None = None) -> None:
         """The file on disk changed without needing a new analysis: touched (same content), or its
         tags rewritten (pass the new ``sha256``, or the daemon would analyse it again)."""
-        with self._lock, self.db.conn:
-            self.db.conn.execute(
-                f"UPDATE {TABLE} SET size = ?, mtime = ?, sha256 = COALESCE(?, sha256) WHERE path = ?",
-                (size, mtime, sha256, normalise_path(path)),
-            )
+        self._write([(
+            f"UPDATE {TABLE} SET size = ?, mtime = ?, sha256 = COALESCE(?, sha256) WHERE path = ?",
+            (size, mtime, sha256, normalise_path(path)),
+        )])
 
     def record_move(self, old_path: Path, new_path: Path) -> None:
         """The file at ``old_path`` now lives at ``new_path``: its row (and review) follows it."""
         old_key, new_key = normalise_path(old_path), normalise_path(new_path)
         if old_key == new_key:
             return
-        with self._lock, self.db.conn:
+        with self._lock:
             if self.get(old_key) is None:
                 raise ImageIndexError(f"cannot record a move from {old_key}: no row for it")
-            # A row at the destination describes a file the move replaced.
-            self.db.conn.execute(f"DELETE FROM {TABLE} WHERE path = ?", (new_key,))
-            self.db.conn.execute(
-                f"UPDATE {TABLE} SET path = ?, folder = ?, file_name = ?, "
-                "tagged_file = CASE WHEN tagged_file = ? THEN ? ELSE tagged_file END WHERE path = ?",
-                (new_key, os.path.dirname(new_key), os.path.basename(new_key), old_key, new_key, old_key),
-            )
+            self._write([
+                # A row at the destination describes a file the move replaced.
+                (f"DELETE FROM {TABLE} WHERE path = ?", (new_key,)),
+                (
+                    f"UPDATE {TABLE} SET path = ?, folder = ?, file_name = ?, "
+                    "tagged_file = CASE WHEN tagged_file = ? THEN ? ELSE tagged_file END WHERE path = ?",
+                    (new_key, os.path.dirname(new_key), os.path.basename(new_key), old_key, new_key, old_key),
+                ),
+            ])
 
     def set_tagged_file(self, path: Path, tagged_file: Path | None) -> None:
-        with self._lock, self.db.conn:
-            self.db.conn.execute(
-                f"UPDATE {TABLE} SET tagged_file = ? WHERE path = ?",
-                (None if tagged_file is None else normalise_path(tagged_file), normalise_path(path)),
-            )
+        self._write([(
+            f"UPDATE {TABLE} SET tagged_file = ? WHERE path = ?",
+            (None if tagged_file is None else normalise_path(tagged_file), normalise_path(path)),
+        )])
 
     # -- the reviewer's columns -------------------------------------------------------------
 
     def _set_review(self, path: Path, values: dict) -> dict:
         key = normalise_path(path)
-        with self._lock, self.db.conn:
-            cursor = self.db.conn.execute(
-                f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in REVIEW_COLUMNS)} WHERE path = ?",
-                (*(values.get(c) for c in REVIEW_COLUMNS), key),
-            )
-            if cursor.rowcount == 0:
-                raise ImageIndexError(f"cannot review {key}: it is not in the index")
+        (updated,) = self._write([(
+            f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in REVIEW_COLUMNS)} WHERE path = ?",
+            (*(values.get(c) for c in REVIEW_COLUMNS), key),
+        )])
+        if updated == 0:
+            raise ImageIndexError(f"cannot review {key}: it is not in the index")
         return self.get(key)
 
     def record_review(
@@ -301,3 +460,72 @@ class ImageIndex:
         """Undo: restore the reviewed_* values of ``previous`` (a row as it was), or NULLs."""
         previous = previous or {}
         return self._set_review(path, {c: previous.get(c) for c in REVIEW_COLUMNS})
+
+    # -- claims: several daemons on one PostgreSQL index ----------------------------------------
+
+    def claim(self, path: Path, owner: str, timeout: float) -> bool:
+        """True when ``owner`` may analyse ``path`` now: nobody holds it, ``owner`` does already, or the
+        holder's heartbeat is older than ``timeout`` seconds (a daemon killed mid-file). A SQLite index
+        has one writer (``acquire_writer_lock``), so every claim succeeds there."""
+        if not self.is_shared:
+            return True
+        rows = self._write_returning(
+            f"INSERT INTO {CLAIMS_TABLE} (path, owner, heartbeat) VALUES (?, ?, {_SERVER_EPOCH}) "
+            f"ON CONFLICT (path) DO UPDATE SET owner = excluded.owner, heartbeat = excluded.heartbeat "
+            f"WHERE {CLAIMS_TABLE}.owner = excluded.owner OR {CLAIMS_TABLE}.heartbeat < excluded.heartbeat - ? "
+            "RETURNING owner",
+            (normalise_path(path), owner, float(timeout)),
+        )
+        return bool(rows)
+
+    def heartbeat(self, owner: str, timeout: float) -> None:
+        """Keep ``owner``'s claims alive (the server's clock, so machines need not agree on time), and
+        drop claims nobody renewed for ``timeout`` seconds: a killed daemon's, on files finished or not
+        (an unfinished one is claimed afresh by the next daemon that sees it)."""
+        if self.is_shared:
+            self._write([
+                (f"UPDATE {CLAIMS_TABLE} SET heartbeat = {_SERVER_EPOCH} WHERE owner = ?", (owner,)),
+                (f"DELETE FROM {CLAIMS_TABLE} WHERE heartbeat < {_SERVER_EPOCH} - ?", (float(timeout),)),
+            ])
+
+    def release(self, path: Path, owner: str) -> None:
+        if self.is_shared:
+            self._write([(f"DELETE FROM {CLAIMS_TABLE} WHERE path = ? AND owner = ?", (normalise_path(path), owner))])
+
+    def claims(self) -> list[dict]:
+        return self._query(f"SELECT path, owner, heartbeat FROM {CLAIMS_TABLE} ORDER BY path")
+
+    # -- copying a whole index (``pixelperfect index migrate``) --------------------------------
+
+    def insert_rows(self, rows: list[dict]) -> None:
+        """Append complete rows (every column, reviews included) in one transaction."""
+        if not rows:
+            return
+        columns = [c for c in IMAGE_COLUMNS if c in rows[0]]
+        sql = f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        self._write([(sql, [row[c] for c in columns]) for row in rows])
+
+
+# Seconds since the epoch by the database server's clock (claims are PostgreSQL-only).
+_SERVER_EPOCH = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+
+
+def migrate_index(source: Path | str, target: Path | str, *, password_env: str = "", batch: int = 1000) -> int:
+    """Copy every row (model and review columns) of the index ``source`` into the empty index ``target``;
+    SQLite to PostgreSQL or back. Returns the number of rows copied. ``source`` is left as it was."""
+    if str(source) == str(target):
+        raise ImageIndexError("source and target are the same index")
+    with (
+        ImageIndex(source, password_env=password_env) as origin,
+        ImageIndex(target, password_env=password_env) as destination,
+    ):
+        if destination.count():
+            raise ImageIndexError(f"the target index {destination} already has {destination.count()} row(s); "
+                                  "migrate into an empty index")
+        rows = origin.rows()
+        for start in range(0, len(rows), batch):
+            destination.insert_rows(rows[start:start + batch])
+        copied = destination.count()
+        if copied != len(rows):
+            raise ImageIndexWriteError(f"copied {copied} of {len(rows)} rows into {destination}")
+        return copied

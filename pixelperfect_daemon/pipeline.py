@@ -22,8 +22,11 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import socket
 import stat
 import threading
+import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +34,7 @@ from pathlib import Path
 
 from .common import one_line, sha256_of, utc_now
 from .config import Settings
-from .index import ImageIndex
+from .index import ImageIndex, ImageIndexGoneError, ImageIndexWriteError
 from .loading import DecodedImage, ImageLoadError, load_image
 from .metadata import MetadataWriter
 from .result import AnalysisResult
@@ -40,12 +43,16 @@ logger = logging.getLogger(__name__)
 
 # How long a stage waits on an empty queue before looking at the stop event again.
 _QUEUE_POLL_SECONDS = 0.1
+# An index write that failed (disk full, server away) is retried after this long, doubling up to the cap.
+_WRITE_RETRY_SECONDS = 1.0
+_WRITE_RETRY_MAX_SECONDS = 30.0
 
 # Outcomes: how a file left the pipeline.
 ANALYSED = "analysed"
 UNCHANGED = "unchanged"
 MOVED = "moved"
 CHANGED = "changed"  # modified while being analysed: looked at again once it is stable
+CLAIMED = "claimed elsewhere"  # another daemon on the shared index is analysing it
 IGNORED = "ignored"  # no longer a regular file
 ERROR = "error"
 
@@ -77,6 +84,7 @@ class Job:
     moved_from: str | None = None
     outcome: str | None = None  # set once the file is finished with
     error: str | None = None
+    claimed: bool = False  # holds the shared index's claim on this file
 
 
 @dataclass(frozen=True)
@@ -142,11 +150,29 @@ class Pipeline:
         self._input_closed = threading.Event()
         self._stats_lock = threading.Lock()
         self.stats = PipelineStats()
+        # Who this pipeline is to other daemons sharing a PostgreSQL index.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.claim_timeout = settings.index.claim_timeout
+        # Set when the index cannot be written any more (its file deleted): the daemon stops and reports it.
+        self.fatal_error: Exception | None = None
 
     # -- the stages -------------------------------------------------------------------------
 
     def identify(self, job: Job) -> None:
-        """Stat and hash the file; finish it here if it is unchanged or was moved."""
+        """Stat and hash the file; finish it here if it is unchanged or was moved, or (shared index)
+        another daemon holds its claim. A fresh claim is followed by a second look: the claim's
+        previous holder may have finished the file between the first look and the claim."""
+        self._identify(job)
+        if job.outcome is not None or self.index is None or not self.index.is_shared:
+            return
+        if not self.index.claim(job.path, self.owner, self.claim_timeout):
+            job.outcome = CLAIMED
+            return
+        job.claimed = True
+        job.row = job.sha256 = None
+        self._identify(job)
+
+    def _identify(self, job: Job) -> None:
         try:
             st = os.lstat(job.path)
         except FileNotFoundError:
@@ -252,7 +278,7 @@ class Pipeline:
 
     def record(self, job: Job) -> None:
         if self.index is not None:
-            self.index.record_analysis(
+            self._write_until_done(job, lambda: self.index.record_analysis(
                 job.path,
                 sha256=job.sha256,
                 size=job.size,
@@ -262,8 +288,34 @@ class Pipeline:
                 tagged_file=job.tagged_file,
                 width=job.width,
                 height=job.height,
-            )
+            ))
         job.outcome = ANALYSED
+
+    def _write_until_done(self, job: Job, write: Callable[[], object]) -> None:
+        """Run an index write; while it fails (disk full, server away) log an ERROR and retry, so the
+        file (already tagged) never goes without its row and is not tagged again and again meanwhile.
+        The index stage holding on makes the whole pipeline wait, which is what a full disk needs."""
+        delay = _WRITE_RETRY_SECONDS
+        while True:
+            try:
+                write()
+                return
+            except ImageIndexGoneError as error:
+                self._fail(error)
+                raise
+            except ImageIndexWriteError as error:
+                if self.stop_event.is_set():
+                    raise  # the row is not written: the file is analysed again at the next start
+                logger.error("%s; retrying in %.0f s: %s", error, delay, job.path)
+                self.stop_event.wait(delay)
+                delay = min(2 * delay, _WRITE_RETRY_MAX_SECONDS)
+
+    def _fail(self, error: Exception) -> None:
+        """Stop everything: the index is unusable and every further file would be lost work."""
+        if self.fatal_error is None:
+            self.fatal_error = error
+            logger.error("%s: stopping", error)
+        self.stop_event.set()
 
     # -- finishing a file -------------------------------------------------------------------
 
@@ -275,6 +327,7 @@ class Pipeline:
             self._log(job)
         except Exception as error:  # the index itself failed: the file has no row and is retried later
             logger.error("could not record %s: %s", job.path, one_line(error))
+        self._release(job)
         with self._stats_lock:
             self.stats.outcomes[job.outcome] += 1
         if self._on_done is not None:
@@ -347,6 +400,8 @@ class Pipeline:
                 )
                 self._threads[number].append(thread)
                 thread.start()
+        if self.index is not None and self.index.is_shared:
+            threading.Thread(target=self._keep_claims_alive, name="pipeline-claims", daemon=True).start()
 
     def submit(self, path: Path) -> bool:
         """Queue a complete file; blocks while the pipeline is full. False once stopping."""
@@ -374,8 +429,32 @@ class Pipeline:
                 except queue.Empty:
                     break
                 self.stats.handed_back += 1
+                self._release(job)
                 if self._on_done is not None:
                     self._on_done(job.path)
+
+    def _release(self, job: Job) -> None:
+        """Give up the shared index's claim on the file (its row, if any, is written by now)."""
+        if not job.claimed:
+            return
+        job.claimed = False
+        try:
+            self.index.release(job.path, self.owner)
+        except Exception as error:  # the claim expires after claim_timeout instead
+            logger.error("could not release the claim on %s: %s", job.path, one_line(error))
+
+    def _keep_claims_alive(self) -> None:
+        """Renew this daemon's claims every quarter of claim_timeout, for as long as a stage runs."""
+        next_beat = time.monotonic() + self.claim_timeout / 4
+        while any(t.is_alive() for threads in self._threads for t in threads):
+            time.sleep(_QUEUE_POLL_SECONDS)
+            if time.monotonic() < next_beat:
+                continue
+            next_beat = time.monotonic() + self.claim_timeout / 4
+            try:
+                self.index.heartbeat(self.owner, self.claim_timeout)
+            except Exception as error:  # a missed beat only risks another daemon redoing a file
+                logger.error("could not renew this daemon's claims: %s", one_line(error))
 
     def _upstream_finished(self, number: int) -> bool:
         if number == 0:
@@ -389,6 +468,7 @@ class Pipeline:
             if self.stop_event.is_set() and not stage.drains_on_stop:
                 with self._stats_lock:
                     self.stats.handed_back += 1
+                self._release(job)
                 if self._on_done is not None:
                     self._on_done(job.path)
                 return False

@@ -68,13 +68,16 @@ def ui_command(settings: Settings, host: str | None, port: int | None, print_pas
     # Gradio's own HTTP calls to itself are not events worth a log line.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # Imported only now: Gradio takes seconds to import, the checks above must fail fast.
-    from pixelperfect_daemon.index import ImageIndex
+    from pixelperfect_daemon.index import ImageIndex, ImageIndexError
     from pixelperfect_daemon.metadata import MetadataWriter
 
     from .app import launch_ui
     from .service import ReviewService
 
-    index = ImageIndex(settings.index.database)
+    try:
+        index = ImageIndex.from_settings(settings.index)
+    except ImageIndexError as error:
+        raise click.ClickException(str(error)) from None
     metadata = MetadataWriter(settings.metadata)
     service = ReviewService(settings, index=index, metadata=metadata)
     click.echo(f"PixelPerfect review UI on http://{settings.ui.host}:{settings.ui.port} (Ctrl+C stops it)")

@@ -1,7 +1,8 @@
 """Read-only SQL over the daemon's ``images`` table: filter, sort, page, count, export.
 
-Every filter runs in SQLite and is written so the schema's indexes (verdict, defect, quality,
-analyzed_at, folder, reviewed_verdict) can serve it; Python never scans the table.
+Every filter runs in the database (a SQLite file or PostgreSQL: the same SQL on both, through
+``pixelperfect_daemon.index_backends``) and is written so the schema's indexes (verdict, defect,
+quality, analyzed_at, folder, reviewed_verdict) can serve it; Python never scans the table.
 
 The verdict people see is the reviewer's when there is one, else the model's: a reviewed row's
 defect is the reviewer's defect (NULL for Good), never the model's.
@@ -12,11 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import sqlite3
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pixelperfect_daemon.index import IMAGE_COLUMNS
+from pixelperfect_daemon.index_backends import IndexBackendError, open_backend
 from pixelperfect_daemon.labels import DEFECTS
 
 EFFECTIVE_VERDICT_SQL = "COALESCE(reviewed_verdict, verdict, 'error')"
@@ -35,27 +37,8 @@ SORT_ORDERS = {
 }
 DEFAULT_SORT = "quality_asc"
 
-ROW_COLUMNS = (
-    "path",
-    "folder",
-    "file_name",
-    "width",
-    "height",
-    "verdict",
-    "defect",
-    "quality",
-    "defect_scores",
-    "model_version",
-    "status",
-    "error",
-    "analyzed_at",
-    "tagged_file",
-    "mtime",
-    "reviewed_verdict",
-    "reviewed_defect",
-    "reviewed_by",
-    "reviewed_at",
-)
+# Every column of the index's table: index.py owns the list.
+ROW_COLUMNS = tuple(IMAGE_COLUMNS)
 
 
 class QueryError(ValueError):
@@ -121,8 +104,11 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def where_clause(image_filter: ImageFilter, *, include_defect: bool = True) -> tuple[str, list]:
-    """The WHERE clause (without the keyword) and its parameters for ``image_filter``."""
+def where_clause(
+    image_filter: ImageFilter, *, include_defect: bool = True, like: str = "LIKE"
+) -> tuple[str, list]:
+    """The WHERE clause (without the keyword) and its parameters for ``image_filter``; ``like`` is the
+    database's case-insensitive LIKE operator (the connection's ``case_insensitive_like``)."""
     terms: list[str] = []
     params: list = []
     f = image_filter
@@ -161,12 +147,12 @@ def where_clause(image_filter: ImageFilter, *, include_defect: bool = True) -> t
         terms.append("analyzed_at < ?")
         params.append((parse_date(f.date_to) + dt.timedelta(days=1)).isoformat())
     if f.name and f.name.strip():
-        terms.append("file_name LIKE ? ESCAPE '\\'")
+        terms.append(f"file_name {like} ? ESCAPE '\\'")
         params.append(f"%{_escape_like(f.name.strip())}%")
-    return (" AND ".join(terms) if terms else "1"), params
+    return (" AND ".join(terms) if terms else "1 = 1"), params
 
 
-def row_to_summary(row: sqlite3.Row | dict) -> dict:
+def row_to_summary(row: dict) -> dict:
     """The public shape of one image: what /search and /override return."""
     row = dict(row)
     reviewed = row.get("reviewed_verdict") is not None
@@ -200,7 +186,7 @@ def decode_defect_scores(row: dict) -> dict[str, float] | None:
 
 
 def search_images(
-    conn: sqlite3.Connection,
+    conn,
     image_filter: ImageFilter = ImageFilter(),
     *,
     sort: str = DEFAULT_SORT,
@@ -211,34 +197,35 @@ def search_images(
         raise QueryError(f"unknown sort {sort!r}; expected one of {', '.join(SORT_ORDERS)}")
     if page_size < 1:
         raise QueryError(f"page_size must be at least 1, got {page_size}")
-    where, params = where_clause(image_filter)
+    where, params = where_clause(image_filter, like=conn.case_insensitive_like)
     total = conn.execute(f"SELECT COUNT(*) FROM images WHERE {where}", params).fetchone()[0]
     pages = max(1, math.ceil(total / page_size))
     page = min(max(1, int(page)), pages)
     rows = conn.execute(
         f"SELECT {', '.join(ROW_COLUMNS)} FROM images WHERE {where} "
-        f"ORDER BY {SORT_ORDERS[sort]} LIMIT ? OFFSET ?",
+        f"ORDER BY {conn.sort_order(SORT_ORDERS[sort])} LIMIT ? OFFSET ?",
         [*params, page_size, (page - 1) * page_size],
     ).fetchall()
     return SearchPage(rows=[dict(r) for r in rows], total=total, page=page, page_size=page_size)
 
 
-def iter_matching(conn: sqlite3.Connection, image_filter: ImageFilter, *, sort: str = DEFAULT_SORT):
+def iter_matching(conn, image_filter: ImageFilter, *, sort: str = DEFAULT_SORT):
     """Every matching row, in order, without loading them all at once (for CSV export)."""
     if sort not in SORT_ORDERS:
         raise QueryError(f"unknown sort {sort!r}")
-    where, params = where_clause(image_filter)
+    where, params = where_clause(image_filter, like=conn.case_insensitive_like)
     cursor = conn.execute(
-        f"SELECT {', '.join(ROW_COLUMNS)} FROM images WHERE {where} ORDER BY {SORT_ORDERS[sort]}", params
+        f"SELECT {', '.join(ROW_COLUMNS)} FROM images WHERE {where} ORDER BY {conn.sort_order(SORT_ORDERS[sort])}",
+        params,
     )
     for row in cursor:
         yield dict(row)
 
 
-def defect_counts(conn: sqlite3.Connection, image_filter: ImageFilter = ImageFilter()) -> dict[str, int]:
+def defect_counts(conn, image_filter: ImageFilter = ImageFilter()) -> dict[str, int]:
     """How many matching images carry each defect, ignoring the filter's own defect choice
     (so the counts say what picking another defect would show)."""
-    where, params = where_clause(image_filter, include_defect=False)
+    where, params = where_clause(image_filter, include_defect=False, like=conn.case_insensitive_like)
     counts = dict.fromkeys(DEFECTS, 0)
     for defect, count in conn.execute(
         f"SELECT {EFFECTIVE_DEFECT_SQL} AS d, COUNT(*) FROM images "
@@ -250,9 +237,11 @@ def defect_counts(conn: sqlite3.Connection, image_filter: ImageFilter = ImageFil
     return counts
 
 
-def verdict_counts(conn: sqlite3.Connection, image_filter: ImageFilter = ImageFilter()) -> dict[str, int]:
+def verdict_counts(conn, image_filter: ImageFilter = ImageFilter()) -> dict[str, int]:
     """Matching images per effective verdict, ignoring the filter's verdict and defect choices."""
-    where, params = where_clause(replace(image_filter, verdict=None), include_defect=False)
+    where, params = where_clause(
+        replace(image_filter, verdict=None), include_defect=False, like=conn.case_insensitive_like
+    )
     counts = dict.fromkeys(VERDICT_FILTERS, 0)
     for verdict, count in conn.execute(
         f"SELECT {EFFECTIVE_VERDICT_SQL} AS v, COUNT(*) FROM images WHERE {where} GROUP BY v", params
@@ -261,31 +250,30 @@ def verdict_counts(conn: sqlite3.Connection, image_filter: ImageFilter = ImageFi
     return counts
 
 
-def folders(conn: sqlite3.Connection, limit: int = 500) -> list[str]:
+def folders(conn, limit: int = 500) -> list[str]:
     return [r[0] for r in conn.execute("SELECT DISTINCT folder FROM images ORDER BY folder LIMIT ?", [limit])]
 
 
-def get_row(conn: sqlite3.Connection, path: str) -> dict | None:
+def get_row(conn, path: str) -> dict | None:
     row = conn.execute(f"SELECT {', '.join(ROW_COLUMNS)} FROM images WHERE path = ?", [path]).fetchone()
     return None if row is None else dict(row)
 
 
 class IndexReader:
-    """Read-only connections to the index, one per thread (sqlite3 connections are not shareable)."""
+    """Read-only connections to the index (a SQLite file or PostgreSQL), one per thread."""
 
-    def __init__(self, database: Path):
-        self.database = Path(database)
+    def __init__(self, database: Path | str, *, password_env: str = ""):
+        self.database = database
+        self.password_env = password_env
         self._local = threading.local()
 
-    def connection(self) -> sqlite3.Connection:
+    def connection(self):
+        """The calling thread's read-only backend (``execute``, ``case_insensitive_like``)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            if not self.database.is_file():
-                raise QueryError(f"index database not found: {self.database}")
-            # Read-only: the UI writes only through ImageIndex; a busy timeout rides out the daemon's writes.
-            conn = sqlite3.connect(
-                f"{self.database.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0, check_same_thread=True
-            )
-            conn.row_factory = sqlite3.Row
+            try:
+                conn = open_backend(self.database, password_env=self.password_env, read_only=True)
+            except IndexBackendError as error:
+                raise QueryError(str(error)) from None
             self._local.conn = conn
         return conn

@@ -101,7 +101,7 @@ class ReviewService:
         self.page_size = settings.ui.page_size
         self.index = index
         self.metadata = metadata
-        self.reader = IndexReader(settings.index.database)
+        self.reader = IndexReader(settings.index.database, password_env=settings.index.password_env)
         self.renders = renders or RenderCache(settings.ui.thumbnail_cache, max_pixels=settings.analysis.max_pixels)
         self.exif = exif or ExifReader()
         self._clock = clock

@@ -10,7 +10,7 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 apt_packages=(libimage-exiftool-perl)
-[ $dev = 1 ] && apt_packages+=(exiv2 chromium fonts-dejavu-core)
+[ $dev = 1 ] && apt_packages+=(exiv2 chromium fonts-dejavu-core postgresql)
 python=$(command -v python3.11 || true)
 [ -z "$python" ] && apt_packages+=(python3.11)
 

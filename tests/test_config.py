@@ -57,3 +57,24 @@ def test_absent_default_config_gives_defaults(tmp_path, monkeypatch):
     settings = load_settings()
     assert settings.watch.folders == (tmp_path / "demo" / "ingest",)
     assert settings.source is None
+
+
+def test_index_database_is_a_file_path_or_a_postgresql_url_without_a_password(tmp_path):
+    settings = load_settings(write(tmp_path, '[index]\ndatabase = "state/index.sqlite"\n'))
+    assert settings.index.database == tmp_path / "state" / "index.sqlite"
+    assert (settings.index.password_env, settings.index.claim_timeout) == ("", 60.0)
+    url = "postgresql://pixelperfect@db.example.org:5432/pixelperfect"
+    settings = load_settings(write(tmp_path, f'[index]\ndatabase = "{url}"\npassword_env = "PP_DB_PASSWORD"\n'
+                                             "claim_timeout = 30\n"))
+    assert (settings.index.database, settings.index.password_env, settings.index.claim_timeout) == (
+        url, "PP_DB_PASSWORD", 30.0)
+    for bad, message in [
+        ("postgresql://pixelperfect:secret@db/pixelperfect", "must not hold a password"),
+        ("mysql://db/pixelperfect", "postgresql:// URL"),
+        ("postgresql://pixelperfect@db:port/pixelperfect", "not a valid URL"),
+        ("postgresql://pixelperfect@db/", "must name the database"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"config.toml: \[index\] database .*{message}"):
+            load_settings(write(tmp_path, f'[index]\ndatabase = "{bad}"\n'))
+    with pytest.raises(ConfigError, match=r"\[index\] claim_timeout must be at least 5"):
+        load_settings(write(tmp_path, "[index]\nclaim_timeout = 1\n"))

@@ -1,9 +1,8 @@
-"""The SQLite index on a real database file."""
+"""The index on a real SQLite file and on a real PostgreSQL server (every test runs on both)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 
@@ -28,9 +27,22 @@ def good(path="x") -> AnalysisResult:
 
 
 @pytest.fixture
-def index(tmp_path):
-    with ImageIndex(tmp_path / "db" / "pixelperfect.sqlite") as image_index:
+def index(index_database):
+    with ImageIndex(index_database) as image_index:
         yield image_index
+
+
+def index_names(index) -> set[tuple[str, ...]]:
+    """The images table's indexes, as column tuples (PostgreSQL's end in rowid: see index_backends)."""
+    if index.db is not None:
+        return {tuple(i.columns) for i in index.db["images"].indexes}
+    rows = index.backend.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'images'").fetchall()
+    found = set()
+    for (definition,) in rows:
+        keys = definition.split("(", 1)[1].rstrip(")").split(",")
+        columns = tuple(c.replace("NULLS FIRST", "").strip() for c in keys)
+        found.add(columns[:-1] if columns[-1] == "rowid" and len(columns) > 1 else columns)
+    return found
 
 
 def record(index, path, result=None, sha256="aaa", **extra):
@@ -41,18 +53,20 @@ def record(index, path, result=None, sha256="aaa", **extra):
 
 
 def test_new_database_has_the_documented_schema(index, tmp_path):
-    columns = {c.name for c in index.db["images"].columns}
+    columns = set(index.column_names())
+    assert columns == set(index_module.IMAGE_COLUMNS)
     assert columns >= {
         "path", "folder", "file_name", "sha256", "size", "mtime", "width", "height", "verdict", "defect",
         "quality", "defect_scores", "model_version", "status", "error", "analyzed_at", "tagged_file",
         "reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at",
     }
-    assert index.db["images"].pks == ["path"]
-    indexed = {tuple(i.columns) for i in index.db["images"].indexes}
+    indexed = index_names(index)
     for column in ("verdict", "defect", "quality", "analyzed_at", "folder", "reviewed_verdict", "sha256"):
         assert (column,) in indexed
     assert index.schema_version == SCHEMA_VERSION
-    assert index.db.journal_mode == "wal"
+    if index.db is not None:
+        assert index.db["images"].pks == ["path"]
+        assert index.db.journal_mode == "wal"
 
 
 def test_record_analysis_stores_every_column(index, tmp_path):
@@ -171,8 +185,8 @@ def test_find_by_sha256_and_stat_snapshot(index, tmp_path):
     assert snapshot[str(tmp_path / "a.jpg")] == (10, 1.5)
 
 
-def test_reopening_keeps_rows_and_version(tmp_path):
-    database = tmp_path / "pp.sqlite"
+def test_reopening_keeps_rows_and_version(index_database, tmp_path):
+    database = index_database
     with ImageIndex(database) as first:
         record(first, tmp_path / "a.jpg")
     with ImageIndex(database) as second:
@@ -180,35 +194,32 @@ def test_reopening_keeps_rows_and_version(tmp_path):
         assert second.schema_version == SCHEMA_VERSION
 
 
-def test_migrations_run_in_order_once(tmp_path, monkeypatch):
-    database = tmp_path / "pp.sqlite"
+def test_migrations_run_in_order_once(index_database, monkeypatch):
+    database = index_database
     with ImageIndex(database):
         pass
 
-    def add_rating(db):
-        db["images"].add_column("rating", int)
-
+    add_rating = index_module.AddColumn("images", "rating", int, indexed=True)
     monkeypatch.setattr(index_module, "MIGRATIONS", [*index_module.MIGRATIONS, add_rating])
+    assert index_module.columns_of("images")["rating"] is int
     with ImageIndex(database) as migrated:
-        assert "rating" in {c.name for c in migrated.db["images"].columns}
+        assert "rating" in migrated.column_names()
+        assert ("rating",) in index_names(migrated)
         assert migrated.schema_version == len(index_module.MIGRATIONS)
     with ImageIndex(database) as reopened:  # already migrated: add_rating does not run twice
         assert reopened.schema_version == len(index_module.MIGRATIONS)
 
 
-def test_newer_schema_is_refused(tmp_path):
-    database = tmp_path / "pp.sqlite"
-    with ImageIndex(database):
-        pass
-    connection = sqlite3.connect(database)
-    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    connection.close()
+def test_newer_schema_is_refused(index_database):
+    database = index_database
+    with ImageIndex(database) as index:
+        index.backend.set_schema_version(SCHEMA_VERSION + 1)
     with pytest.raises(ImageIndexError, match="newer"):
         ImageIndex(database)
 
 
 def test_another_process_reads_while_we_write(index, tmp_path):
-    """WAL: the review UI (another process) sees committed rows while the daemon holds the file open."""
+    """The review UI (another process) sees committed rows while the daemon holds the index open."""
     record(index, tmp_path / "a.jpg")
     script = (
         "import sys; from pixelperfect_daemon.index import ImageIndex; "

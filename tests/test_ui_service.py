@@ -1,10 +1,11 @@
-"""Reviewer actions end to end below the web layer: real index, real ExifTool, real files."""
+"""Reviewer actions end to end below the web layer: real index (a SQLite file and a real PostgreSQL
+server: every test runs on both), real ExifTool, real files."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -24,16 +25,21 @@ def tags_of(path: Path) -> dict:
     return json.loads(out)[0]
 
 
+def indexed_row(settings, path: Path) -> dict:
+    """The row as another process reads it from the index."""
+    with ImageIndex.from_settings(settings.index) as index:
+        return index.get(path)
+
+
 def review_columns(settings, path: Path) -> tuple:
-    with sqlite3.connect(settings.index.database) as conn:
-        return conn.execute(
-            "SELECT reviewed_verdict, reviewed_defect, reviewed_by, reviewed_at FROM images WHERE path = ?", [str(path)]
-        ).fetchone()
+    row = indexed_row(settings, path)
+    return row["reviewed_verdict"], row["reviewed_defect"], row["reviewed_by"], row["reviewed_at"]
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, index_database):
     settings = make_settings(tmp_path, page_size=2)
+    settings = dataclasses.replace(settings, index=dataclasses.replace(settings.index, database=index_database))
     watch = tmp_path / "watch"
     index = ImageIndex(settings.index.database)
     files = {
@@ -76,8 +82,7 @@ def test_override_lands_in_the_index_and_the_files_xmp(setup):
 def test_override_records_the_tagged_files_new_hash_so_the_daemon_does_not_reanalyse_it(setup):
     settings, service, files = setup
     service.override([str(files["blurry"])], verdict="good", defect=None, reviewer="ann")
-    with sqlite3.connect(settings.index.database) as conn:
-        (indexed_hash,) = conn.execute("SELECT sha256 FROM images WHERE path = ?", (str(files["blurry"]),)).fetchone()
+    indexed_hash = indexed_row(settings, files["blurry"])["sha256"]
     assert indexed_hash == sha256_of(files["blurry"])
 
 
