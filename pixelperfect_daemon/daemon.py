@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sdnotify
 
-from .config import Settings
+from .config import ConfigError, Settings, check_watch_folders
 from .index import ImageIndex, ImageIndexError
 from .metadata import MetadataError, MetadataWriter
 from .pipeline import ANALYSED, ERROR, MOVED, UNCHANGED, Pipeline, PipelineStats
@@ -113,6 +113,7 @@ def run_daemon(
     """Watch ``[watch] folders`` until ``stop`` is set (or SIGTERM/SIGINT); return what was done."""
     stop = stop or threading.Event()
     notifier = notifier or sdnotify.SystemdNotifier()
+    check_watch_folders(settings)
     analyzer = analyzer or load_analyzer(settings)
     writer, index = _open_outputs(settings, dry_run)
     tracker = FileStabilityTracker(settings.watch.stable_seconds)
@@ -230,4 +231,4 @@ def scan_folder(
 
 
 # What makes the daemon or a scan unable to start (the commands turn these into one-line errors).
-STARTUP_ERRORS = (DaemonError, WatchError, MetadataError, ImageIndexError, OSError)
+STARTUP_ERRORS = (ConfigError, DaemonError, WatchError, MetadataError, ImageIndexError, OSError)
