@@ -137,3 +137,60 @@ def plan_cull_flags(
             values[field] = target
             kept[field] = FieldMemory(written=target, previous=now)
     return CullFlagPlan(values=values, memory=kept, user_owned=frozenset(owned))
+
+
+# -- the fields and the memory as XMP tags (ExifTool's group:name) and index columns -------------
+
+FIELD_TAGS = {RATING: "XMP-xmp:Rating", LABEL: "XMP-xmp:Label", PICK_LABEL: "XMP-digiKam:PickLabel"}
+_MEMORY_GROUP = "XMP-pixelperfect"
+_USER_OWNED_TAG = f"{_MEMORY_GROUP}:UserOwned"
+# The index keeps a copy of the memory in these columns (index.py adds them).
+INDEX_COLUMNS = {
+    RATING: ("written_rating", "previous_rating"),
+    LABEL: ("written_label", "previous_label"),
+    PICK_LABEL: ("written_pick_label", "previous_pick_label"),
+}
+USER_OWNED_COLUMN = "user_owned_flags"
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def state_from_tags(tags: dict) -> tuple[dict[str, str | None], dict[str, FieldMemory], frozenset[str]]:
+    """(current values, memory, user-owned fields) from ExifTool's ``-G1`` JSON of one file."""
+    current = {field: _text(tags.get(tag)) for field, tag in FIELD_TAGS.items()}
+    memory = {}
+    for field in FIELDS:
+        written = _text(tags.get(f"{_MEMORY_GROUP}:Written{field}"))
+        if written is not None:
+            memory[field] = FieldMemory(written=written, previous=_text(tags.get(f"{_MEMORY_GROUP}:Previous{field}")))
+    owned = _text(tags.get(_USER_OWNED_TAG)) or ""
+    return current, memory, frozenset(name for name in owned.split(",") if name in FIELDS)
+
+
+def _argument_value(value: str | None) -> str:
+    # One ExifTool argument per line: a line break inside a value would start another argument.
+    return "" if value is None else value.replace("\r", " ").replace("\n", " ")
+
+
+def exiftool_arguments(plan: CullFlagPlan) -> list[str]:
+    """``-TAG=value`` arguments for the plan: the fields that change and the whole memory (empty deletes)."""
+    arguments = [f"-{FIELD_TAGS[field]}={_argument_value(value)}" for field, value in plan.values.items()]
+    for field in FIELDS:
+        claim = plan.memory.get(field)
+        arguments.append(f"-{_MEMORY_GROUP}:Written{field}={_argument_value(claim and claim.written)}")
+        arguments.append(f"-{_MEMORY_GROUP}:Previous{field}={_argument_value(claim and claim.previous)}")
+    arguments.append(f"-{_USER_OWNED_TAG}={','.join(f for f in FIELDS if f in plan.user_owned)}")
+    return arguments
+
+
+def index_values(plan: CullFlagPlan) -> dict[str, str | None]:
+    """The memory as the index's columns (written NULL: no claim; previous NULL with written set: absent)."""
+    values = {}
+    for field, (written_column, previous_column) in INDEX_COLUMNS.items():
+        claim = plan.memory.get(field)
+        values[written_column] = claim and claim.written
+        values[previous_column] = claim and claim.previous
+    values[USER_OWNED_COLUMN] = ",".join(f for f in FIELDS if f in plan.user_owned) or None
+    return values
