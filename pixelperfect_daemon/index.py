@@ -16,12 +16,19 @@ from pathlib import Path
 
 import sqlite_utils
 
+from .cull_flags import INDEX_COLUMNS as CULL_FLAG_FIELD_COLUMNS, USER_OWNED_COLUMN
 from .labels import DEFECTS
 from .result import AnalysisResult
 
 TABLE = "images"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
+# A copy of the cull-flag memory kept in the file's XMP (cull_flags.py): what PixelPerfect wrote into
+# the user's rating/labels and the user's value before (NULL with written set: the user had none).
+CULL_FLAG_COLUMNS = (*(c for pair in CULL_FLAG_FIELD_COLUMNS.values() for c in pair), USER_OWNED_COLUMN)
+# status: "ok", "error" (could not be analysed), or TAG_ERROR (analysed, but its tags could not be
+# written: retried at the next rescan).
+TAG_ERROR = "tag_error"
 # Busy writers (daemon + UI) wait for each other instead of failing.
 _BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -68,8 +75,14 @@ def _index_size(db: sqlite_utils.Database) -> None:
     db[TABLE].create_index(["size"], if_not_exists=True)
 
 
+def _add_cull_flag_columns(db: sqlite_utils.Database) -> None:
+    for column in CULL_FLAG_COLUMNS:
+        db[TABLE].add_column(column, str)
+    db[TABLE].create_index(["status"], if_not_exists=True)  # the UI's error filter
+
+
 # MIGRATIONS[n] brings a version-n database to version n + 1; append, never edit.
-MIGRATIONS = [_create_schema_v1, _index_size]
+MIGRATIONS = [_create_schema_v1, _index_size, _add_cull_flag_columns]
 
 
 def normalise_path(path: Path | str) -> str:
@@ -148,9 +161,11 @@ class ImageIndex:
             return self.db[TABLE].count_where(where or "1", where_args or [])
 
     def stat_snapshot(self) -> dict[str, tuple[int | None, float | None]]:
-        """{path: (size, mtime)} of every row: lets a rescan skip known files without hashing."""
+        """{path: (size, mtime)} of every row: lets a rescan skip known files without hashing.
+
+        Rows whose tags could not be written are left out: a rescan retries them."""
         with self._lock:
-            cursor = self.db.conn.execute(f"SELECT path, size, mtime FROM {TABLE}")
+            cursor = self.db.conn.execute(f"SELECT path, size, mtime FROM {TABLE} WHERE status != ?", (TAG_ERROR,))
             return {path: (size, mtime) for path, size, mtime in cursor}
 
     # -- the model's columns ----------------------------------------------------------------
@@ -177,12 +192,15 @@ class ImageIndex:
         width: int | None = None,
         height: int | None = None,
         error: str | None = None,
+        tags_failed: bool = False,
     ) -> dict:
         """Insert or update the model's columns; never touches the reviewed_* columns.
 
-        ``error`` marks an otherwise analysed file as failed (e.g. its tags could not be written).
+        ``error`` marks an otherwise analysed file as failed; ``tags_failed``: because its tags
+        could not be written (status TAG_ERROR, retried at the next rescan).
         """
         failed = result.verdict == "error" or error is not None
+        status = TAG_ERROR if tags_failed and result.verdict != "error" else ("error" if failed else "ok")
         return self._upsert(
             path,
             {
@@ -196,7 +214,7 @@ class ImageIndex:
                 "quality": result.quality,
                 "defect_scores": None if result.defect_scores is None else json.dumps(result.defect_scores),
                 "model_version": result.model_version,
-                "status": "error" if failed else "ok",
+                "status": status,
                 "error": error if error is not None else result.error,
                 "analyzed_at": analyzed_at,
                 "tagged_file": None if tagged_file is None else normalise_path(tagged_file),
@@ -256,6 +274,15 @@ class ImageIndex:
                 f"UPDATE {TABLE} SET path = ?, folder = ?, file_name = ?, "
                 "tagged_file = CASE WHEN tagged_file = ? THEN ? ELSE tagged_file END WHERE path = ?",
                 (new_key, os.path.dirname(new_key), os.path.basename(new_key), old_key, new_key, old_key),
+            )
+
+    def record_cull_flags(self, path: Path, values: dict) -> None:
+        """The cull-flag memory just written into the file's XMP (``cull_flags.index_values``)."""
+        values = {column: values.get(column) for column in CULL_FLAG_COLUMNS}
+        with self._lock, self.db.conn:
+            self.db.conn.execute(
+                f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in values)} WHERE path = ?",
+                (*values.values(), normalise_path(path)),
             )
 
     def set_tagged_file(self, path: Path, tagged_file: Path | None) -> None:
