@@ -276,13 +276,16 @@ class ImageIndex:
                 (new_key, os.path.dirname(new_key), os.path.basename(new_key), old_key, new_key, old_key),
             )
 
-    def record_cull_flags(self, path: Path, values: dict) -> None:
-        """The cull-flag memory just written into the file's XMP (``cull_flags.index_values``)."""
-        values = {column: values.get(column) for column in CULL_FLAG_COLUMNS}
+    def record_tags_written(self, path: Path, cull_flags: dict) -> None:
+        """The file's tags were just written: keep the cull-flag memory written with them
+        (``cull_flags.index_values``), and a tag_error status is over."""
+        values = {column: cull_flags.get(column) for column in CULL_FLAG_COLUMNS}
         with self._lock, self.db.conn:
             self.db.conn.execute(
-                f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in values)} WHERE path = ?",
-                (*values.values(), normalise_path(path)),
+                f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in values)}, "
+                f"status = CASE WHEN status = ? THEN 'ok' ELSE status END, "
+                f"error = CASE WHEN status = ? THEN NULL ELSE error END WHERE path = ?",
+                (*values.values(), TAG_ERROR, TAG_ERROR, normalise_path(path)),
             )
 
     def set_tagged_file(self, path: Path, tagged_file: Path | None) -> None:

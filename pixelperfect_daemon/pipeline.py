@@ -202,6 +202,7 @@ class Pipeline:
         job.result = AnalysisResult(
             path=str(job.path), verdict=row["verdict"], quality=row["quality"], defect=row["defect"],
             defect_scores=None if scores is None else json.loads(scores), model_version=row["model_version"] or "",
+            error=None if row["status"] == TAG_ERROR else row["error"],  # keep a finding, drop the tag failure
         )  # fmt: skip
         job.analyzed_at, job.sha256 = row["analyzed_at"] or utc_now(), row["sha256"]
         job.width, job.height = row["width"], row["height"]
@@ -229,7 +230,7 @@ class Pipeline:
                 remember=job.cull_flags,
             )
             self.index.set_tagged_file(job.path, job.tagged_file)
-            self.index.record_cull_flags(job.path, job.cull_flags)
+            self.index.record_tags_written(job.path, job.cull_flags)
 
     def decode(self, job: Job) -> None:
         if job.result is not None:
@@ -300,7 +301,7 @@ class Pipeline:
                 height=job.height,
             )
             if job.cull_flags is not None:
-                self.index.record_cull_flags(job.path, job.cull_flags)
+                self.index.record_tags_written(job.path, job.cull_flags)
         job.outcome = RETAGGED if job.from_row else ANALYSED
 
     # -- finishing a file -------------------------------------------------------------------
