@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import queue
-import re
 import signal
 import stat
 import threading
@@ -62,7 +61,6 @@ _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _PREEXEC_PATCH_LOCK = threading.Lock()
 _SUCCESS_MARKERS = ("image files updated", "image files created", "image files unchanged")
-_CHANGED = re.compile(r"\b[1-9]\d* image files (updated|created)")
 # How each embedded format's file starts (first bytes, at an offset); a file named otherwise is another
 # format, which ExifTool refuses to embed XMP into ("Not a valid JPG").
 _CONTAINER_SIGNATURES = {
@@ -440,14 +438,20 @@ class MetadataWriter:
             status, stdout, stderr = self._execute(*arguments, os.fsencode(target))
         if status != 0 or not any(marker in stdout for marker in _SUCCESS_MARKERS):
             raise MetadataError(f"cannot tag {image_path}: {_exiftool_failure(stderr, stdout)}")
-        self._after_write(target, changed=_CHANGED.search(stdout) is not None)
+        self._after_write(target, before=existing)
         if remember is not None:
             remember.update(cull_flags.index_values(flags))
         return target
 
-    def _after_write(self, target: Path, *, changed: bool) -> None:
-        """``touch_on_change``: a changed file's mtime becomes now, so Lightroom offers to read its metadata."""
-        if changed and self.settings.touch_on_change:
+    def _after_write(self, target: Path, *, before: dict) -> None:
+        """``touch_on_change``: a file whose tags changed gets now as its mtime, so Lightroom offers to read them.
+
+        ExifTool reports a rewrite with the same values as an update, so the tags are read back and compared."""
+        if not self.settings.touch_on_change:
+            return
+        with self._lock:
+            after = self._read_tags(target)
+        if after != before:
             os.utime(target)
 
     @staticmethod
