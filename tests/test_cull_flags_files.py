@@ -116,7 +116,8 @@ MAKERS = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(MAKERS))
+# The fast lane keeps one case of each path (JPEG, a basename sidecar, read-only, touch); the rest are slow.
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=[] if k == "jpeg" else [pytest.mark.slow]) for k in sorted(MAKERS)])
 def test_embedded_flags_read_back_and_the_users_values_return(tmp_path, kind):
     image = MAKERS[kind](tmp_path)
     set_users_values(image, USERS)
@@ -131,7 +132,10 @@ def test_embedded_flags_read_back_and_the_users_values_return(tmp_path, kind):
     assert pixel_hash(image) == pixels
 
 
-@pytest.mark.parametrize("naming, sidecar_name", [("basename", "IMG_0005.xmp"), ("fullname", "IMG_0005.CR2.xmp")])
+@pytest.mark.parametrize(
+    "naming, sidecar_name",
+    [("basename", "IMG_0005.xmp"), pytest.param("fullname", "IMG_0005.CR2.xmp", marks=pytest.mark.slow)],
+)
 def test_raw_sidecar_flags_read_back_and_the_users_values_return(tmp_path, naming, sidecar_name):
     raw = make_raw_like(tmp_path / "IMG_0005.CR2", ext=".CR2", preview_size=SMALL)
     sidecar = tmp_path / sidecar_name
@@ -145,6 +149,7 @@ def test_raw_sidecar_flags_read_back_and_the_users_values_return(tmp_path, namin
     assert raw.read_bytes() == raw_bytes
 
 
+@pytest.mark.slow
 def test_raw_without_a_sidecar_gets_flags_and_loses_them_again(tmp_path):
     raw = make_raw_like(tmp_path / "IMG_0006.NEF", ext=".NEF", preview_size=SMALL)
     with MetadataWriter(MetadataSettings(sidecar_name="fullname", **ALL_FLAGS)) as writer:
@@ -175,6 +180,7 @@ def test_read_only_file_keeps_its_own_values_and_gets_a_sidecar(tmp_path):
     assert_fields(image, USERS)
 
 
+@pytest.mark.slow
 def test_png_named_jpg_gets_a_sidecar_that_both_tools_read(tmp_path):
     misnamed = make_png(tmp_path / "tmp.png", size=SMALL).rename(tmp_path / "IMG_0008.jpg")
     before = misnamed.read_bytes()
@@ -184,6 +190,7 @@ def test_png_named_jpg_gets_a_sidecar_that_both_tools_read(tmp_path):
     assert misnamed.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_user_edit_between_our_writes_is_kept(tmp_path):
     image = make_jpeg(tmp_path / "IMG_0009.jpg", size=SMALL)
     set_users_values(image, USERS)
