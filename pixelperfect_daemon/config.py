@@ -14,6 +14,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cull_flags import COLOR_LABELS
+
 DEFAULT_CONFIG_PATH = Path("config.toml")
 PACKAGE_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -54,9 +56,12 @@ class MetadataSettings:
     mode: str = "embedded"
     # "basename": IMG_0001.xmp (Lightroom, Bridge); "fullname": IMG_0001.CR2.xmp (darktable, digiKam).
     sidecar_name: str = "basename"
-    # Optional, off by default: touch the user's own label/rating for Poor images.
-    poor_color_label: str = ""
-    poor_reject_rating: bool = False
+    # Native cull flags, all off by default (cull_flags.py); the user's own values are remembered and restored.
+    poor_color_label: str = ""  # one of COLOR_LABELS: xmp:Label on Poor images
+    poor_reject_rating: bool = False  # xmp:Rating = -1 (rejected) on Poor images
+    pick_label: bool = False  # digiKam:PickLabel: rejected for Poor, accepted for Good unless the user set one
+    quality_stars: bool = False  # 1-5 stars from the quality score where the user gave no rating
+    touch_on_change: bool = False  # the tagged file's mtime set to now, so Lightroom sees "changed on disk"
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ _CHOICES = {
     ("metadata", "mode"): ("embedded", "sidecar"),
     ("metadata", "sidecar_name"): ("basename", "fullname"),
     ("logging", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
+    ("metadata", "poor_color_label"): ("", *COLOR_LABELS),
 }
 _MINIMUMS = {
     ("watch", "poll_interval"): 0.0,
@@ -109,6 +115,13 @@ _MINIMUMS = {
     ("ui", "port"): 1,
     ("ui", "page_size"): 1,
     ("index", "claim_timeout"): 5.0,
+    ("analysis", "poor_threshold"): 0.0,
+    ("analysis", "poor_below_quality"): 0.0,
+}
+_MAXIMUMS = {
+    ("analysis", "poor_threshold"): 1.0,
+    ("analysis", "poor_below_quality"): 1.0,
+    ("ui", "port"): 65535,
 }
 
 
@@ -187,8 +200,12 @@ def _build_section(section_name: str, section_cls, raw: dict, base_dir: Path):
         converted = _convert(section_name, key, value, hints[key], base_dir)
         choices = _CHOICES.get((section_name, key))
         if choices and converted not in choices:
-            raise ConfigError(f"[{section_name}] {key} must be one of {', '.join(choices)}, got {value!r}")
+            listed = ", ".join(choice or '""' for choice in choices)
+            raise ConfigError(f"[{section_name}] {key} must be one of {listed}, got {value!r}")
         minimum = _MINIMUMS.get((section_name, key))
+        maximum = _MAXIMUMS.get((section_name, key))
+        if minimum is not None and maximum is not None and not minimum <= converted <= maximum:
+            raise ConfigError(f"[{section_name}] {key} must lie between {minimum} and {maximum}, got {value!r}")
         if minimum is not None and converted < minimum:
             raise ConfigError(f"[{section_name}] {key} must be at least {minimum}, got {value!r}")
         values[key] = converted
@@ -238,3 +255,11 @@ def load_settings(path: Path | str | None = None) -> Settings:
         return settings_from_dict(raw, base_dir=path.resolve().parent, source=path.resolve())
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def check_watch_folders(settings: Settings) -> None:
+    """ConfigError naming the file, ``[watch] folders`` and each folder that does not exist."""
+    missing = [str(folder) for folder in settings.watch.folders if not folder.is_dir()]
+    if missing:
+        where = f"{settings.source}: " if settings.source else ""
+        raise ConfigError(f"{where}[watch] folders: not an existing folder: {', '.join(missing)}")

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import sdnotify
 
-from .config import Settings
+from .config import ConfigError, Settings, check_watch_folders
 from .index import ImageIndex, ImageIndexError, ImageIndexGoneError
 from .index_backends import describe
 from .metadata import MetadataError, MetadataWriter
-from .pipeline import ANALYSED, ERROR, MOVED, UNCHANGED, Pipeline, PipelineStats
+from .pipeline import ANALYSED, ERROR, MOVED, RETAGGED, UNCHANGED, Pipeline, PipelineStats
 from .watcher import FileStabilityTracker, FolderWatcher, IgnoreRules, WatchError, iter_candidate_files
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ def run_daemon(
     """Watch ``[watch] folders`` until ``stop`` is set (or SIGTERM/SIGINT); return what was done."""
     stop = stop or threading.Event()
     notifier = notifier or sdnotify.SystemdNotifier()
+    check_watch_folders(settings)
     analyzer = analyzer or load_analyzer(settings)
     writer, index = _open_outputs(settings, dry_run)
     tracker = FileStabilityTracker(settings.watch.stable_seconds)
@@ -200,6 +201,8 @@ def summary_line(stats: PipelineStats) -> str:
         f"{counts[ANALYSED]} analysed, {counts[UNCHANGED]} unchanged, {counts[MOVED]} moved, "
         f"{counts[ERROR]} error(s)"
     )
+    if counts[RETAGGED]:
+        line += f", {counts[RETAGGED]} tagged again"
     if stats.handed_back:
         line += f", {stats.handed_back} left for the next run"
     return line
@@ -213,8 +216,11 @@ def scan_folder(
     dry_run: bool = False,
     stop: threading.Event | None = None,
     progress: bool | None = None,
+    retag: bool = False,
 ) -> PipelineStats:
-    """Analyse the backlog under ``folder`` once (files are taken as complete) and return."""
+    """Analyse the backlog under ``folder`` once (files are taken as complete) and return.
+
+    ``retag``: files analysed before are tagged again from the index (after a ``[metadata]`` change)."""
     from tqdm import tqdm
 
     stop = stop or threading.Event()
@@ -225,7 +231,7 @@ def scan_folder(
     # progress=None: a bar on a terminal, none in a log file.
     bar = tqdm(total=len(files), unit="file", desc="scan", disable=None if progress is None else not progress)
     pipeline = Pipeline(
-        settings, analyzer, writer=writer, index=index, stop=stop, on_finished=lambda job: bar.update(1)
+        settings, analyzer, writer=writer, index=index, stop=stop, on_finished=lambda job: bar.update(1), retag=retag
     )
     with stop_on_signals(stop):
         try:
@@ -249,4 +255,4 @@ def scan_folder(
 
 
 # What makes the daemon or a scan unable to start (the commands turn these into one-line errors).
-STARTUP_ERRORS = (DaemonError, WatchError, MetadataError, ImageIndexError, OSError)
+STARTUP_ERRORS = (ConfigError, DaemonError, WatchError, MetadataError, ImageIndexError, OSError)

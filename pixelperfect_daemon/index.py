@@ -17,12 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .index_backends import IndexBackendError, WriterLock, describe, is_postgres_url, open_backend
+from .cull_flags import INDEX_COLUMNS as CULL_FLAG_FIELD_COLUMNS, USER_OWNED_COLUMN
 from .labels import DEFECTS
 from .result import AnalysisResult
 
 TABLE = "images"
 CLAIMS_TABLE = "claims"
 REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
+# A copy of the cull-flag memory kept in the file's XMP (cull_flags.py): what PixelPerfect wrote into
+# the user's rating/labels and the user's value before (NULL with written set: the user had none).
+CULL_FLAG_COLUMNS = (*(c for pair in CULL_FLAG_FIELD_COLUMNS.values() for c in pair), USER_OWNED_COLUMN)
+# status: "ok", "error" (could not be analysed), or TAG_ERROR (analysed, but its tags could not be
+# written: retried at the next rescan).
+TAG_ERROR = "tag_error"
 
 
 class ImageIndexError(Exception):
@@ -113,6 +120,9 @@ MIGRATIONS = [
     # Several daemons on one PostgreSQL index: who is analysing which file, and since when (server clock).
     CreateTable(CLAIMS_TABLE, {"path": str, "owner": str, "heartbeat": float}, pk="path",
                 not_null=frozenset({"owner", "heartbeat"}), indexes=("owner",)),
+    # What PixelPerfect wrote into the user's rating and labels, and their values before (cull_flags.py).
+    *(AddColumn(TABLE, column, str) for column in CULL_FLAG_COLUMNS),
+    CreateIndex(TABLE, "status"),  # the UI's error filter
 ]
 
 
@@ -302,8 +312,10 @@ class ImageIndex:
         return rows[0]["n"]
 
     def stat_snapshot(self) -> dict[str, tuple[int | None, float | None]]:
-        """{path: (size, mtime)} of every row: lets a rescan skip known files without hashing."""
-        rows = self._query(f"SELECT path, size, mtime FROM {TABLE}")
+        """{path: (size, mtime)} of every row: lets a rescan skip known files without hashing.
+
+        Rows whose tags could not be written are left out: a rescan retries them."""
+        rows = self._query(f"SELECT path, size, mtime FROM {TABLE} WHERE status != ?", [TAG_ERROR])
         return {r["path"]: (r["size"], r["mtime"]) for r in rows}
 
     # -- the model's columns ----------------------------------------------------------------
@@ -337,12 +349,15 @@ class ImageIndex:
         width: int | None = None,
         height: int | None = None,
         error: str | None = None,
+        tags_failed: bool = False,
     ) -> dict:
         """Insert or update the model's columns; never touches the reviewed_* columns.
 
-        ``error`` marks an otherwise analysed file as failed (e.g. its tags could not be written).
+        ``error`` marks an otherwise analysed file as failed; ``tags_failed``: because its tags
+        could not be written (status TAG_ERROR, retried at the next rescan).
         """
         failed = result.verdict == "error" or error is not None
+        status = TAG_ERROR if tags_failed and result.verdict != "error" else ("error" if failed else "ok")
         return self._upsert(
             path,
             {
@@ -356,7 +371,7 @@ class ImageIndex:
                 "quality": result.quality,
                 "defect_scores": None if result.defect_scores is None else json.dumps(result.defect_scores),
                 "model_version": result.model_version,
-                "status": "error" if failed else "ok",
+                "status": status,
                 "error": error if error is not None else result.error,
                 "analyzed_at": analyzed_at,
                 "tagged_file": None if tagged_file is None else normalise_path(tagged_file),
@@ -418,6 +433,17 @@ class ImageIndex:
                     (new_key, os.path.dirname(new_key), os.path.basename(new_key), old_key, new_key, old_key),
                 ),
             ])
+
+    def record_tags_written(self, path: Path, cull_flags: dict) -> None:
+        """The file's tags were just written: keep the cull-flag memory written with them
+        (``cull_flags.index_values``), and a tag_error status is over."""
+        values = {column: cull_flags.get(column) for column in CULL_FLAG_COLUMNS}
+        self._write([(
+            f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in values)}, "
+            f"status = CASE WHEN status = ? THEN 'ok' ELSE status END, "
+            f"error = CASE WHEN status = ? THEN NULL ELSE error END WHERE path = ?",
+            (*values.values(), TAG_ERROR, TAG_ERROR, normalise_path(path)),
+        )])
 
     def set_tagged_file(self, path: Path, tagged_file: Path | None) -> None:
         self._write([(

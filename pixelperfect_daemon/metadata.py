@@ -3,8 +3,9 @@
 The tags live in a custom namespace (``XMP-pixelperfect``, defined by the ExifTool config file
 shipped next to this module) plus keywords every DAM reads: ``XMP-lr:HierarchicalSubject``
 (``PixelPerfect|Poor|Blur``) and the flat ``XMP-dc:Subject`` words Lightroom writes for it.
-Earlier PixelPerfect keywords are replaced; the user's own keywords, rating and label are left
-alone unless ``[metadata]`` asks for a colour label or a reject rating on Poor images.
+Earlier PixelPerfect keywords are replaced; the user's own keywords are left alone. The native
+cull flags (rating, colour label, pick label) are set only where ``[metadata]`` asks for them, and
+the user's own values are remembered and restored (``cull_flags.py`` decides).
 
 ExifTool writes a temporary file and renames it over the original, so a failed write leaves the
 original as it was, and only the metadata segment changes (the image data is copied verbatim).
@@ -29,6 +30,7 @@ import exiftool
 import exiftool.exiftool
 from exiftool.exceptions import ExifToolException
 
+from . import cull_flags
 from .common import one_line
 from .config import MetadataSettings
 from .jpeg_segments import jpeg_may_hold_xmp
@@ -49,8 +51,6 @@ EMBEDDED_XMP_EXTENSIONS = frozenset(
 _PP = "XMP-pixelperfect"
 _HIERARCHICAL = "XMP-lr:HierarchicalSubject"
 _FLAT = "XMP-dc:Subject"
-_LABEL = "XMP-xmp:Label"
-_RATING = "XMP-xmp:Rating"
 _PP_FIELDS = ("Verdict", "Defect", "Quality", "ModelVersion", "AnalyzedAt", "ReviewedBy", "ReviewedAt")
 # ExifTool's own name for the file it writes before renaming it over the original.
 _EXIFTOOL_TEMP_SUFFIX = "_exiftool_tmp"
@@ -61,7 +61,19 @@ _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _PREEXEC_PATCH_LOCK = threading.Lock()
 _SUCCESS_MARKERS = ("image files updated", "image files created", "image files unchanged")
-_REJECT_RATING = "-1"
+# How each embedded format's file starts (first bytes, at an offset); a file named otherwise is another
+# format, which ExifTool refuses to embed XMP into ("Not a valid JPG").
+_CONTAINER_SIGNATURES = {
+    "JPEG": ((0, b"\xff\xd8\xff"),),
+    "PNG": ((0, b"\x89PNG\r\n\x1a\n"),),
+    "TIFF": ((0, b"II*\x00"), (0, b"MM\x00*"), (0, b"II+\x00"), (0, b"MM\x00+")),
+    "WebP": ((8, b"WEBP"),),
+    "HEIF": ((4, b"ftyp"),),
+}
+_CONTAINER_OF_EXTENSION = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF",
+    ".dng": "TIFF", ".webp": "WebP", ".heic": "HEIF", ".heif": "HEIF", ".hif": "HEIF",
+}  # fmt: skip
 
 
 class MetadataError(Exception):
@@ -137,22 +149,28 @@ def keyword_arguments(
     return arguments
 
 
-def label_and_rating_arguments(
-    settings: MetadataSettings, verdict: str, previous_verdict: str | None, label: str | None, rating: str | None
-) -> list[str]:
-    """The optional colour label / reject rating for Poor; undone only where we set it."""
-    arguments = []
-    if settings.poor_color_label:
-        if verdict == "poor":
-            arguments.append(f"-{_LABEL}={settings.poor_color_label}")
-        elif previous_verdict == "Poor" and label == settings.poor_color_label:
-            arguments.append(f"-{_LABEL}=")
-    if settings.poor_reject_rating:
-        if verdict == "poor":
-            arguments.append(f"-{_RATING}={_REJECT_RATING}")
-        elif previous_verdict == "Poor" and rating == _REJECT_RATING:
-            arguments.append(f"-{_RATING}=")
-    return arguments
+def container_of(path: Path) -> str | None:
+    """The embedded-XMP format the file's first bytes show (JPEG, PNG, TIFF, WebP, HEIF), or None."""
+    with open(path, "rb") as file:
+        head = file.read(16)
+    for container, signatures in _CONTAINER_SIGNATURES.items():
+        if any(head[offset:offset + len(magic)] == magic for offset, magic in signatures):
+            return container
+    return None
+
+
+def container_mismatch(path: Path) -> str | None:
+    """Why XMP cannot be embedded in ``path`` though its extension allows it (e.g. a PNG named .jpg), or None."""
+    expected = _CONTAINER_OF_EXTENSION.get(path.suffix.lower())
+    if expected is None:
+        return None
+    try:
+        actual = container_of(path)
+    except OSError:
+        return None  # unreadable: ExifTool's own error will say why
+    if actual == expected:
+        return None
+    return f"named {path.suffix} but {'a ' + actual if actual else 'not a ' + expected} inside"
 
 
 def _as_list(value) -> list[str]:
@@ -289,7 +307,7 @@ class MetadataWriter:
         sidecar = sidecar_path(image_path, self.settings)
         if sidecar is not None:
             return sidecar
-        if is_read_only(image_path):
+        if is_read_only(image_path) or container_mismatch(image_path):
             return sidecar_file_name(image_path, self.settings.sidecar_name)
         return image_path
 
@@ -301,7 +319,7 @@ class MetadataWriter:
             return {}  # nothing to read: spares ExifTool a read (about 3 ms of its CPU per fresh JPEG)
         status, stdout, stderr = self._execute(
             "-j", "-G1", "-n", "-struct",
-            f"-{_PP}:all", f"-{_HIERARCHICAL}", f"-{_FLAT}", f"-{_LABEL}", f"-{_RATING}",
+            f"-{_PP}:all", f"-{_HIERARCHICAL}", f"-{_FLAT}", *(f"-{tag}" for tag in cull_flags.FIELD_TAGS.values()),
             os.fsencode(file_path),
         )
         if status != 0 or not stdout.strip():
@@ -318,14 +336,14 @@ class MetadataWriter:
             summary["Quality"] = float(summary["Quality"])
         summary["keywords"] = _as_list(tags.get(_HIERARCHICAL))
         summary["subject"] = _as_list(tags.get(_FLAT))
-        summary["Label"] = None if tags.get(_LABEL) is None else str(tags[_LABEL])
-        summary["Rating"] = None if tags.get(_RATING) is None else str(tags[_RATING])
+        for field, tag in cull_flags.FIELD_TAGS.items():
+            summary[field] = None if tags.get(tag) is None else str(tags[tag])
         summary["file"] = file_path
         return summary
 
     def read_verdict(self, image_path: Path) -> dict:
         """What ``write_verdict`` wrote: Verdict, Defect, Quality, ModelVersion, AnalyzedAt,
-        ReviewedBy, ReviewedAt, keywords (hierarchical), subject (flat), Label, Rating, file."""
+        ReviewedBy, ReviewedAt, keywords (hierarchical), subject (flat), Label, Rating, PickLabel, file."""
         image_path = Path(image_path)
         primary = self.target_for(image_path) if image_path.exists() else (
             sidecar_path(image_path, self.settings) or image_path
@@ -362,10 +380,12 @@ class MetadataWriter:
         analyzed_at: str,
         reviewed_by: str | None = None,
         reviewed_at: str | None = None,
+        remember: dict | None = None,
     ) -> Path:
         """Write the verdict tags for ``image_path``; return the file written (image or sidecar).
 
-        Raises MetadataError, leaving the original untouched.
+        ``remember``, if given, receives the cull-flag memory written (``cull_flags.index_values``)
+        for the index. Raises MetadataError, leaving the original untouched.
         """
         image_path = Path(image_path)
         if verdict not in VERDICT_DISPLAY_NAMES:
@@ -382,7 +402,9 @@ class MetadataWriter:
         except FileNotFoundError:  # vanished between the two looks
             raise MetadataError(f"cannot tag {image_path}: file vanished") from None
         if target != image_path and sidecar_path(image_path, self.settings) is None:
-            logger.info("%s is read-only: writing its tags to the sidecar %s", image_path, target)
+            mismatch = container_mismatch(image_path)
+            why = f"{mismatch}, which cannot hold embedded XMP" if mismatch else "read-only"
+            logger.info("%s is %s: writing its tags to the sidecar %s", image_path, why, target)
         self._clear_stale_temp_file(target)
 
         new_hierarchical, new_flat = pixelperfect_keywords(verdict, defect)
@@ -411,17 +433,26 @@ class MetadataWriter:
                 new_hierarchical,
                 new_flat,
             )
-            arguments += label_and_rating_arguments(
-                self.settings,
-                verdict,
-                None if previous_verdict is None else str(previous_verdict),
-                None if existing.get(_LABEL) is None else str(existing[_LABEL]),
-                None if existing.get(_RATING) is None else str(existing[_RATING]),
-            )
+            flags = cull_flags.plan_cull_flags(self.settings, verdict, quality, *cull_flags.state_from_tags(existing))
+            arguments += cull_flags.exiftool_arguments(flags)
             status, stdout, stderr = self._execute(*arguments, os.fsencode(target))
         if status != 0 or not any(marker in stdout for marker in _SUCCESS_MARKERS):
             raise MetadataError(f"cannot tag {image_path}: {_exiftool_failure(stderr, stdout)}")
+        self._after_write(target, before=existing)
+        if remember is not None:
+            remember.update(cull_flags.index_values(flags))
         return target
+
+    def _after_write(self, target: Path, *, before: dict) -> None:
+        """``touch_on_change``: a file whose tags changed gets now as its mtime, so Lightroom offers to read them.
+
+        ExifTool reports a rewrite with the same values as an update, so the tags are read back and compared."""
+        if not self.settings.touch_on_change:
+            return
+        with self._lock:
+            after = self._read_tags(target)
+        if after != before:
+            os.utime(target)
 
     @staticmethod
     def _clear_stale_temp_file(target: Path) -> None:

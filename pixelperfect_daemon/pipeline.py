@@ -11,6 +11,9 @@ content hash, and turns a known hash at a path that no longer exists into a move
 review follow the file). A new file is hashed only when it could be such a move. Tags are written before the row, both idempotently, so a crash between
 them is repaired on restart: a file without a row is analysed again and its tags are replaced.
 A human review always wins: changed content is re-analysed, but the tags keep the reviewed verdict.
+A file whose tags could not be written (index status ``tag_error``) is tagged again from its row
+at the next rescan, without a new analysis; ``retag=True`` does that for every analysed file (after
+a ``[metadata]`` setting changed).
 
 One ``threading.Event`` stops everything: the stages up to ``analyse`` finish the file in hand and
 hand the rest back (they have no row, so the next start picks them up); ``write metadata`` and
@@ -19,6 +22,7 @@ hand the rest back (they have no row, so the next start picks them up); ``write 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from .common import one_line, sha256_of, utc_now
 from .config import Settings
-from .index import ImageIndex, ImageIndexGoneError, ImageIndexWriteError
+from .index import TAG_ERROR, ImageIndex, ImageIndexGoneError, ImageIndexWriteError
 from .loading import DecodedImage, ImageLoadError, load_image
 from .metadata import MetadataWriter
 from .result import AnalysisResult
@@ -49,6 +53,7 @@ _WRITE_RETRY_MAX_SECONDS = 30.0
 
 # Outcomes: how a file left the pipeline.
 ANALYSED = "analysed"
+RETAGGED = "retagged"  # unchanged, tagged again from its row (its tagging had failed, or --retag)
 UNCHANGED = "unchanged"
 MOVED = "moved"
 CHANGED = "changed"  # modified while being analysed: looked at again once it is stable
@@ -85,6 +90,8 @@ class Job:
     outcome: str | None = None  # set once the file is finished with
     error: str | None = None
     claimed: bool = False  # holds the shared index's claim on this file
+    cull_flags: dict | None = None  # the cull-flag memory written into its tags, for the index
+    from_row: bool = False  # tagged again from its index row, not analysed
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,7 @@ class Pipeline:
         stop: threading.Event,
         on_done: Callable[[Path], None] | None = None,
         on_finished: Callable[[Job], None] | None = None,
+        retag: bool = False,
     ):
         self.settings = settings
         self.analyzer = analyzer
@@ -132,6 +140,7 @@ class Pipeline:
         self.index = index
         self.stop_event = stop
         self.dry_run = writer is None
+        self.retag = retag  # tag analysed files again from their rows, even unchanged ones
         self._on_done = on_done
         self._on_finished = on_finished
         workers = settings.analysis.workers
@@ -186,7 +195,8 @@ class Pipeline:
             return  # dry run: no index to compare with
         job.row = self.index.get(job.path)
         if job.row is not None and (job.row["size"], job.row["mtime"]) == (job.size, job.mtime):
-            job.outcome = UNCHANGED
+            if not self._tag_again_from_row(job):
+                job.outcome = UNCHANGED
             return
         # Hashing 5-10 MB costs as much as a tenth of an analysis: a new file is hashed here only
         # when it could be a moved one, i.e. an analysed row of the same size lost its file.
@@ -199,13 +209,31 @@ class Pipeline:
         job.sha256 = sha256_of(job.path)
         if job.row is not None and job.row["sha256"] == job.sha256:
             self.index.record_stat(job.path, size=job.size, mtime=job.mtime)
-            job.outcome = UNCHANGED
+            if not self._tag_again_from_row(job):
+                job.outcome = UNCHANGED
             return
         for other in moved_candidates:
             # Only a finished analysis moves with the file; an error row's file is simply retried.
             if other["sha256"] == job.sha256:
                 self._record_move(job, other)
                 return
+
+    def _tag_again_from_row(self, job: Job) -> bool:
+        """Send an unchanged, analysed file on to be tagged from its row (no new analysis) when its
+        last tagging failed or ``retag`` asks; False when it is done with."""
+        row = job.row
+        if row["verdict"] is None or not (row["status"] == TAG_ERROR or self.retag):
+            return False
+        scores = row["defect_scores"]
+        job.result = AnalysisResult(
+            path=str(job.path), verdict=row["verdict"], quality=row["quality"], defect=row["defect"],
+            defect_scores=None if scores is None else json.loads(scores), model_version=row["model_version"] or "",
+            error=None if row["status"] == TAG_ERROR else row["error"],  # keep a finding, drop the tag failure
+        )  # fmt: skip
+        job.analyzed_at, job.sha256 = row["analyzed_at"] or utc_now(), row["sha256"]
+        job.width, job.height = row["width"], row["height"]
+        job.from_row = True
+        return True
 
     def _record_move(self, job: Job, old_row: dict) -> None:
         self.index.record_move(Path(old_row["path"]), job.path)
@@ -215,6 +243,7 @@ class Pipeline:
         if tagged_elsewhere and old_row["verdict"] is not None:
             # The sidecar stayed behind with the old name: tag the file's new sidecar.
             verdict, defect, reviewed_by, reviewed_at = effective_verdict(old_row["verdict"], old_row["defect"], old_row)
+            job.cull_flags = {}
             job.tagged_file = self.writer.write_verdict(
                 job.path,
                 verdict=verdict,
@@ -224,10 +253,14 @@ class Pipeline:
                 analyzed_at=old_row["analyzed_at"] or utc_now(),
                 reviewed_by=reviewed_by,
                 reviewed_at=reviewed_at,
+                remember=job.cull_flags,
             )
             self.index.set_tagged_file(job.path, job.tagged_file)
+            self.index.record_tags_written(job.path, job.cull_flags)
 
     def decode(self, job: Job) -> None:
+        if job.result is not None:
+            return  # tagged again from its row: nothing to analyse
         try:
             job.decoded = load_image(job.path, max_pixels=self.settings.analysis.max_pixels)
         except ImageLoadError as error:
@@ -238,6 +271,8 @@ class Pipeline:
         job.width, job.height = job.decoded.original_size
 
     def analyse(self, job: Job) -> None:
+        if job.decoded is None:
+            return  # tagged again from its row
         decoded, job.decoded = job.decoded, None  # free the pixels as soon as the models are done
         job.result = self.analyzer.analyze_decoded(job.path, decoded)
         job.analyzed_at = utc_now()
@@ -259,6 +294,7 @@ class Pipeline:
         # A review may have landed while the file was being analysed: it wins.
         job.row = self.index.get(job.path) if self.index is not None else job.row
         verdict, defect, reviewed_by, reviewed_at = effective_verdict(job.result.verdict, job.result.defect, job.row)
+        job.cull_flags = {}
         job.tagged_file = self.writer.write_verdict(
             job.path,
             verdict=verdict,
@@ -268,6 +304,7 @@ class Pipeline:
             analyzed_at=job.analyzed_at,
             reviewed_by=reviewed_by,
             reviewed_at=reviewed_at,
+            remember=job.cull_flags,
         )
         if job.tagged_file == job.path:
             # The file changed by our write: the row must describe it as it is now.
@@ -278,18 +315,23 @@ class Pipeline:
 
     def record(self, job: Job) -> None:
         if self.index is not None:
-            self._write_until_done(job, lambda: self.index.record_analysis(
-                job.path,
-                sha256=job.sha256,
-                size=job.size,
-                mtime=job.mtime,
-                result=job.result,
-                analyzed_at=job.analyzed_at,
-                tagged_file=job.tagged_file,
-                width=job.width,
-                height=job.height,
-            ))
-        job.outcome = ANALYSED
+            def write_row():
+                self.index.record_analysis(
+                    job.path,
+                    sha256=job.sha256,
+                    size=job.size,
+                    mtime=job.mtime,
+                    result=job.result,
+                    analyzed_at=job.analyzed_at,
+                    tagged_file=job.tagged_file,
+                    width=job.width,
+                    height=job.height,
+                )
+                if job.cull_flags is not None:
+                    self.index.record_tags_written(job.path, job.cull_flags)
+
+            self._write_until_done(job, write_row)
+        job.outcome = RETAGGED if job.from_row else ANALYSED
 
     def _write_until_done(self, job: Job, write: Callable[[], object]) -> None:
         """Run an index write; while it fails (disk full, server away) log an ERROR and retry, so the
@@ -354,6 +396,7 @@ class Pipeline:
                 width=job.width,
                 height=job.height,
                 error=None if job.result.verdict == "error" else job.error,
+                tags_failed=job.result.verdict != "error",  # analysed: what failed came after, the tagging
             )
         else:
             self.index.record_error(
@@ -368,7 +411,7 @@ class Pipeline:
 
     def _log(self, job: Job) -> None:
         path = job.path
-        if job.outcome == ANALYSED:
+        if job.outcome in (ANALYSED, RETAGGED):
             verdict, defect, reviewed_by, _ = effective_verdict(job.result.verdict, job.result.defect, job.row)
             what = verdict + (f" ({defect})" if defect else "")
             if reviewed_by:

@@ -145,6 +145,10 @@ def details_markdown(inspection) -> str:
     verdict = VERDICT_DISPLAY_NAMES.get(s["verdict"], "Error")
     defect = f" — {DEFECT_DISPLAY_NAMES[s['defect']]}" if s["defect"] else ""
     lines = [f"### {s['file_name']}", f"**{verdict}{defect}**"]
+    tags_failed = s.get("status") == "tag_error"
+    if tags_failed:  # analysed, but the verdict is not in the file: say what the model found
+        model_defect = f" ({DEFECT_DISPLAY_NAMES[s['model_defect']]})" if s["model_defect"] else ""
+        lines[1] = f"**Error: tags not written** · model said {VERDICT_DISPLAY_NAMES.get(s['model_verdict'])}{model_defect}"
     if s["reviewed"]:
         model = VERDICT_DISPLAY_NAMES.get(s["model_verdict"], "Error")
         model_defect = f" ({DEFECT_DISPLAY_NAMES[s['model_defect']]})" if s["model_defect"] else ""
@@ -154,7 +158,7 @@ def details_markdown(inspection) -> str:
         f"model `{inspection.model_version or '–'}` · analysed {s['analyzed_at'] or '–'}"
     )
     if s.get("error"):
-        lines.append(f"finding: {s['error']}")
+        lines.append(f"{'tags not written (retried at the next rescan)' if tags_failed else 'finding'}: {s['error']}")
     exif = inspection.exif or {}
     facts = [exif.get(k) for k in ("camera", "lens", "iso", "shutter", "aperture", "focal_length")]
     size = f"{inspection.size[0]}×{inspection.size[1]}" if inspection.size else None

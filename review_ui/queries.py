@@ -5,7 +5,8 @@ Every filter runs in the database (a SQLite file or PostgreSQL: the same SQL on 
 quality, analyzed_at, folder, reviewed_verdict) can serve it; Python never scans the table.
 
 The verdict people see is the reviewer's when there is one, else the model's: a reviewed row's
-defect is the reviewer's defect (NULL for Good), never the model's.
+defect is the reviewer's defect (NULL for Good), never the model's. A row whose status is not "ok"
+is an error: the file could not be analysed, or (status "tag_error") its tags could not be written.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pixelperfect_daemon.index import IMAGE_COLUMNS
 from pixelperfect_daemon.index_backends import IndexBackendError, open_backend
 from pixelperfect_daemon.labels import DEFECTS
 
-EFFECTIVE_VERDICT_SQL = "COALESCE(reviewed_verdict, verdict, 'error')"
+EFFECTIVE_VERDICT_SQL = "CASE WHEN status = 'ok' THEN COALESCE(reviewed_verdict, verdict, 'error') ELSE 'error' END"
+ERROR_STATUSES = ("error", "tag_error")
 EFFECTIVE_DEFECT_SQL = "CASE WHEN reviewed_verdict IS NOT NULL THEN reviewed_defect ELSE defect END"
 
 VERDICT_FILTERS = ("poor", "good", "error")
@@ -113,10 +115,12 @@ def where_clause(
     params: list = []
     f = image_filter
     if f.verdict == "error":
-        terms.append("(reviewed_verdict IS NULL AND verdict IS NULL)")
+        terms.append(f"status IN ({', '.join('?' for _ in ERROR_STATUSES)})")
+        params += ERROR_STATUSES
     elif f.verdict is not None:
-        # Spelled out rather than COALESCE(...) = ? so the two single-column indexes serve it.
-        terms.append("(reviewed_verdict = ? OR (reviewed_verdict IS NULL AND verdict = ?))")
+        # Spelled out rather than COALESCE(...) = ? so the two single-column indexes serve it
+        # ("status || ''": the status test filters, it must not steer SQLite's choice of index).
+        terms.append("(status || '') = 'ok' AND (reviewed_verdict = ? OR (reviewed_verdict IS NULL AND verdict = ?))")
         params += [f.verdict, f.verdict]
     if include_defect and f.defect is not None:
         terms.append("(reviewed_defect = ? OR (reviewed_verdict IS NULL AND defect = ?))")
@@ -160,6 +164,8 @@ def row_to_summary(row: dict) -> dict:
         verdict, defect = row["reviewed_verdict"], row.get("reviewed_defect")
     else:
         verdict, defect = (row.get("verdict") or "error"), row.get("defect")
+    if row.get("status", "ok") in ERROR_STATUSES:
+        verdict = "error"  # not analysed, or analysed but its tags are not in the file
     return {
         "path": row["path"],
         "file_name": row.get("file_name") or Path(row["path"]).name,
@@ -174,6 +180,7 @@ def row_to_summary(row: dict) -> dict:
         "reviewed_at": row.get("reviewed_at"),
         "analyzed_at": row.get("analyzed_at"),
         "error": row.get("error"),
+        "status": row.get("status"),
     }
 
 

@@ -235,6 +235,7 @@ class ReviewService:
         return updated
 
     def _tag(self, row: dict, *, verdict: str, defect: str | None, reviewed_by: str | None, reviewed_at: str | None):
+        cull_flags: dict = {}
         written = self._tagging.submit(
             self.metadata.write_verdict,
             Path(row["path"]),
@@ -245,8 +246,10 @@ class ReviewService:
             analyzed_at=row.get("analyzed_at") or "",
             reviewed_by=reviewed_by,
             reviewed_at=reviewed_at,
+            remember=cull_flags,
         ).result()
         image = Path(row["path"])
+        self.index.record_tags_written(image, cull_flags)
         if Path(written) == image:
             # Tags inside the image change its bytes: record the new hash, or the daemon would
             # take the file for new content and analyse it again.

@@ -2,7 +2,8 @@
 # Set up PixelPerfect on a Debian machine: system packages, then the Python environment in .venv/.
 #   scripts/setup.sh          what running needs (ExifTool, the engine, daemon and UI)
 #   scripts/setup.sh --dev    plus training and test tools (TensorFlow, pytest, Playwright, Chromium, exiv2)
-# Safe to re-run: it only installs what is missing.
+# Safe to re-run: it only installs what is missing. Once .venv matches pyproject.toml and constraints.txt
+# (a stamp holds their hash) and imports this checkout's package, it does not touch the network at all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +51,34 @@ install_torch_cpu_if_at_hand() {
   rm -rf "$wheels"
 }
 
+# What the environment was installed from: a later run with the same files installs nothing.
+stamp=.venv/.pixelperfect-setup-stamp
+wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+stamp_matches() {
+  [ -f "$stamp" ] || return 1
+  local line
+  line=$(cat "$stamp")
+  # A --dev install also serves a plain one.
+  [ "$line" = "dev=1 $wanted" ] || { [ $dev = 0 ] && [ "$line" = "dev=0 $wanted" ]; }
+}
+imports_this_checkout() {
+  local here found
+  here=$(pwd -P)
+  found=$(cd / && "$here/.venv/bin/python" -c \
+    'import os, pixelperfect_daemon; print(os.path.dirname(os.path.realpath(pixelperfect_daemon.__file__)))' 2>/dev/null) \
+    || return 1
+  [ "$found" = "$here/pixelperfect_daemon" ]
+}
+if [ -x .venv/bin/python ] && stamp_matches; then
+  if ! imports_this_checkout; then
+    # Same dependencies, another checkout (or a moved one): link this one in, from what is installed.
+    echo "setup: installing this checkout into .venv (offline: no build isolation, no dependencies)"
+    .venv/bin/python -m pip install -q --no-index --no-build-isolation --no-deps -e .
+  fi
+  echo "setup: .venv matches pyproject.toml and constraints.txt, nothing to download"
+  exit 0
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $python"
   "$python" -m venv .venv
@@ -63,4 +92,5 @@ if [ $dev = 1 ]; then
 else
   .venv/bin/python -m pip install -q -c constraints.txt -e .
 fi
+echo "dev=$dev $wanted" > "$stamp"
 echo "setup: done (.venv/bin/pixelperfect is the command)"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pixelperfect_daemon.config import ConfigError, load_settings
+from pixelperfect_daemon.config import ConfigError, check_watch_folders, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -38,6 +38,16 @@ def test_values_are_typed(tmp_path):
         ("[ui]\nusers = { a = 1 }\n", "[ui] users must be a table of strings"),
         ("[metadata]\npoor_reject_rating = 1\n", "must be true or false"),
         ("not toml = = =", "not valid TOML"),
+        ("[analysis]\npoor_threshold = 1.5\n", "[analysis] poor_threshold must lie between 0.0 and 1.0, got 1.5"),
+        ("[analysis]\npoor_threshold = -0.1\n", "[analysis] poor_threshold must lie between 0.0 and 1.0"),
+        ("[analysis]\npoor_below_quality = 35\n", "[analysis] poor_below_quality must lie between 0.0 and 1.0, got 35"),
+        ("[ui]\nport = 70000\n", "[ui] port must lie between 1 and 65535, got 70000"),
+        ("[ui]\nport = 0\n", "[ui] port must lie between 1 and 65535, got 0"),
+        ("[metadata]\npoor_color_label = 'red'\n",
+         '[metadata] poor_color_label must be one of "", Red, Yellow, Green, Blue, Purple, got \'red\''),
+        ("[metadata]\npick_label = 'yes'\n", "[metadata] pick_label must be true or false"),
+        ("[metadata]\nquality_stars = 1\n", "[metadata] quality_stars must be true or false"),
+        ("[metadata]\ntouch_on_change = 'no'\n", "[metadata] touch_on_change must be true or false"),
     ],
 )
 def test_bad_config_gives_a_clear_error(tmp_path, text, message):
@@ -45,6 +55,7 @@ def test_bad_config_gives_a_clear_error(tmp_path, text, message):
         load_settings(write(tmp_path, text))
     assert message in str(error.value)
     assert str(tmp_path / "config.toml") in str(error.value)
+    assert "\n" not in str(error.value)
 
 
 def test_explicit_missing_file_is_an_error(tmp_path):
@@ -78,3 +89,27 @@ def test_index_database_is_a_file_path_or_a_postgresql_url_without_a_password(tm
             load_settings(write(tmp_path, f'[index]\ndatabase = "{bad}"\n'))
     with pytest.raises(ConfigError, match=r"\[index\] claim_timeout must be at least 5"):
         load_settings(write(tmp_path, "[index]\nclaim_timeout = 1\n"))
+
+
+def test_cull_flag_settings_load(tmp_path):
+    settings = load_settings(write(tmp_path, (
+        '[metadata]\npoor_color_label = "Purple"\npoor_reject_rating = true\npick_label = true\n'
+        'quality_stars = true\ntouch_on_change = true\n'
+    )))
+    metadata = settings.metadata
+    assert (metadata.poor_color_label, metadata.poor_reject_rating, metadata.pick_label) == ("Purple", True, True)
+    assert metadata.quality_stars and metadata.touch_on_change
+    defaults = load_settings(write(tmp_path, ""))
+    assert not (defaults.metadata.pick_label or defaults.metadata.quality_stars or defaults.metadata.touch_on_change)
+
+
+def test_missing_watch_folder_names_file_section_and_key(tmp_path):
+    (tmp_path / "there").mkdir()
+    there = tmp_path / "there"
+    path = write(tmp_path, f'[watch]\nfolders = ["{there}", "gone"]\n')
+    settings = load_settings(path)
+    with pytest.raises(ConfigError) as error:
+        check_watch_folders(settings)
+    gone = tmp_path / "gone"
+    assert str(error.value) == f"{path}: [watch] folders: not an existing folder: {gone}"
+    check_watch_folders(load_settings(write(tmp_path, f'[watch]\nfolders = ["{there}"]\n')))

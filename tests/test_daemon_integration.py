@@ -22,13 +22,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelperfect_daemon.config import load_settings
+from pixelperfect_daemon.config import ConfigError, load_settings
 from pixelperfect_daemon.daemon import run_daemon, scan_folder
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.pipeline import ANALYSED, ERROR
 from pixelperfect_daemon.result import AnalysisResult
-from pixelperfect_daemon.watcher import WatchError
 from conftest import MODELS_DIR, REPO_ROOT
 from tests.fixtures_images import make_jpeg, make_raw_like, make_truncated_jpeg
 
@@ -340,7 +339,7 @@ def test_dry_run_writes_nothing(tmp_path):
 
 def test_missing_watch_folder_stops_the_daemon_with_a_clear_error(tmp_path):
     settings = load_settings(write_config(tmp_path, watch={"folders": [str(tmp_path / "not-mounted")]}))
-    with pytest.raises(WatchError, match="not-mounted"):
+    with pytest.raises(ConfigError, match=r"config.toml: \[watch\] folders: not an existing folder: .*not-mounted"):
         run_daemon(settings, analyzer=NameAnalyzer(), stop=threading.Event())
 
 

@@ -22,7 +22,6 @@ from pixelperfect_daemon.metadata import (
     MetadataWriter,
     is_read_only,
     keyword_arguments,
-    label_and_rating_arguments,
     pixelperfect_keywords,
     sidecar_file_name,
     sidecar_path,
@@ -152,18 +151,6 @@ def test_keyword_arguments_replace_ours_and_keep_the_users():
         "-XMP-dc:Subject-=Good",
         "-XMP-dc:Subject+=Good",
     ]
-
-
-def test_label_and_rating_are_untouched_by_default():
-    assert label_and_rating_arguments(MetadataSettings(), "poor", None, "Blue", "3") == []
-
-
-def test_label_and_rating_for_poor_are_undone_only_where_we_set_them():
-    settings = MetadataSettings(poor_color_label="Red", poor_reject_rating=True)
-    assert label_and_rating_arguments(settings, "poor", None, None, "4") == ["-XMP-xmp:Label=Red", "-XMP-xmp:Rating=-1"]
-    assert label_and_rating_arguments(settings, "good", "Poor", "Red", "-1") == ["-XMP-xmp:Label=", "-XMP-xmp:Rating="]
-    # The user changed them after we did: theirs now.
-    assert label_and_rating_arguments(settings, "good", "Poor", "Blue", "2") == []
 
 
 def test_is_read_only_follows_the_write_bits(tmp_path):

@@ -7,8 +7,10 @@ expects, and it counts its calls, so "analysed exactly once" is checked directly
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.metadata import MetadataWriter
 from pixelperfect_daemon.pipeline import (
-    ANALYSED, CHANGED, ERROR, MOVED, UNCHANGED, Pipeline, effective_verdict, sha256_of,
+    ANALYSED, CHANGED, ERROR, MOVED, RETAGGED, UNCHANGED, Pipeline, effective_verdict, sha256_of,
 )
 from pixelperfect_daemon.result import AnalysisResult
 from tests.fixtures_images import make_jpeg, make_png, make_random_bytes_jpg, make_raw_like
@@ -222,16 +224,81 @@ def test_broken_file_gets_an_error_row_and_the_rest_go_on(harness, photos):
     assert harness.run(broken).outcomes == {UNCHANGED: 1}  # not retried until it changes
 
 
-def test_metadata_failure_gives_an_error_row_with_the_verdict(harness, photos):
-    # PNG content under a .jpg name: the decoder reads it, ExifTool refuses to write it as a JPEG.
+def test_png_named_jpg_gets_a_sidecar_and_the_log_says_why(harness, photos, caplog):
+    # PNG content under a .jpg name: the decoder reads it, ExifTool would refuse it as "Not a valid JPG".
     misnamed = photos / "misnamed_poor.jpg"
     make_png(photos / "tmp.png", size=SMALL).rename(misnamed)
     before = misnamed.read_bytes()
-    assert harness.run(misnamed).outcomes == {ERROR: 1}
+    with caplog.at_level("INFO", logger="pixelperfect_daemon.metadata"):
+        assert harness.run(misnamed).outcomes == {ANALYSED: 1}
     row = harness.index.get(misnamed)
-    assert (row["status"], row["verdict"]) == ("error", "poor")
-    assert row["error"].startswith("write metadata:")
+    assert (row["status"], row["verdict"], row["tagged_file"]) == ("ok", "poor", str(photos / "misnamed_poor.xmp"))
+    assert harness.writer.read_verdict(misnamed)["keywords"] == ["PixelPerfect|Poor|Blur"]
+    assert "named .jpg but a PNG inside, which cannot hold embedded XMP" in caplog.text
     assert misnamed.read_bytes() == before
+
+
+def test_tag_failure_is_a_status_and_is_retried_at_the_next_scan(harness, photos):
+    raw = make_raw_like(photos / "IMG_poor.cr2", ext=".cr2", preview_size=SMALL)
+    (photos / "IMG_poor.xmp").mkdir()  # the sidecar's name is taken: ExifTool cannot write it
+    assert harness.run(raw).outcomes == {ERROR: 1}
+    row = harness.index.get(raw)
+    assert (row["status"], row["verdict"], row["tagged_file"]) == ("tag_error", "poor", None)
+    assert row["error"].startswith("write metadata:")
+    assert str(raw) not in harness.index.stat_snapshot()  # a rescan does not skip it
+    assert harness.run(raw).outcomes == {ERROR: 1}  # still failing: tried again, still an error
+    (photos / "IMG_poor.xmp").rmdir()
+    assert harness.run(raw).outcomes == {RETAGGED: 1}
+    assert len(harness.analyzer.calls) == 1  # tagged from the row, never analysed again
+    row = harness.index.get(raw)
+    assert (row["status"], row["error"], row["tagged_file"]) == ("ok", None, str(photos / "IMG_poor.xmp"))
+    assert harness.writer.read_verdict(raw)["Verdict"] == "Poor"
+    assert harness.run(raw).outcomes == {UNCHANGED: 1}
+
+
+def test_retag_applies_a_changed_setting_without_analysing_again(tmp_path, photos):
+    image = make_jpeg(photos / "a_poor.jpg", size=SMALL)
+    first = Harness(tmp_path, poor_reject_rating=True)
+    try:
+        first.run(image)
+        assert first.writer.read_verdict(image)["Rating"] == "-1"
+    finally:
+        first.close()
+    second = Harness(tmp_path)  # poor_reject_rating switched off
+    try:
+        assert second.run(image).outcomes == {UNCHANGED: 1}
+        second_pipeline_retag = Pipeline(second.settings, second.analyzer, writer=second.writer, index=second.index,
+                                         stop=threading.Event(), retag=True)
+        second_pipeline_retag.start()
+        second_pipeline_retag.submit(image)
+        second_pipeline_retag.close_input()
+        assert second_pipeline_retag.join(timeout=60)
+        assert second_pipeline_retag.stats.outcomes == {RETAGGED: 1}
+        assert second.analyzer.calls == []
+        assert second.writer.read_verdict(image)["Rating"] is None  # the file had none: absent again
+        row = second.index.get(image)
+        assert row["sha256"] == sha256_of(image) and row["written_rating"] is None
+        assert second.run(image).outcomes == {UNCHANGED: 1}
+    finally:
+        second.close()
+
+
+def test_touch_on_change_sets_mtime_and_is_not_analysed_again(tmp_path, photos):
+    image = make_jpeg(photos / "a_poor.jpg", size=SMALL)
+    os.utime(image, (1_000_000_000, 1_000_000_000))
+    harness = Harness(tmp_path, touch_on_change=True, poor_reject_rating=True)
+    try:
+        started = time.time()
+        assert harness.run(image).outcomes == {ANALYSED: 1}
+        mtime = image.stat().st_mtime
+        assert mtime >= started - 1
+        row = harness.index.get(image)
+        assert (row["mtime"], row["sha256"], row["written_rating"], row["previous_rating"]) == (
+            mtime, sha256_of(image), "-1", None)
+        assert harness.run(image).outcomes == {UNCHANGED: 1}
+        assert len(harness.analyzer.calls) == 1 and image.stat().st_mtime == mtime
+    finally:
+        harness.close()
 
 
 def test_vanished_file_gets_an_error_row(harness, photos):

@@ -73,6 +73,17 @@ def test_details_show_review_model_verdict_and_exif(tmp_path):
     assert "Canon EOS R5 · ISO 100 · 1/250 s · f/8 · 6000×4000" in text and "`m-7`" in text
 
 
+def test_details_say_when_the_tags_could_not_be_written(tmp_path):
+    inspection = Inspection(
+        summary=summary(verdict="error", defect="blur", model_verdict="poor", model_defect="blur", status="tag_error",
+                        error="write metadata: cannot tag /p/a.jpg: Error: disk full"),
+        defect_scores=None, model_version="m-7", size=None, preview=tmp_path, crop=None, crop_kind=None, exif={},
+    )  # fmt: skip
+    text = details_markdown(inspection)
+    assert "**Error: tags not written** · model said Poor (Blur)" in text
+    assert "tags not written (retried at the next rescan): write metadata: cannot tag" in text
+
+
 def test_api_rows_are_lists_so_gradio_client_does_not_take_them_for_files():
     table = api_table([summary()])
     assert table["columns"][:5] == ["path", "verdict", "defect", "quality", "reviewed"]

@@ -45,6 +45,8 @@ def conn(index_database):
              reviewed_defect="noise"),
         _row("/photos/c/broken.jpg", verdict=None, defect=None, quality=None, status="error"),
         _row("/photos/ab/other.jpg", quality=0.15),  # /photos/ab is not inside /photos/a
+        # Analysed as Good, but its tags could not be written: an error until they are.
+        _row("/photos/d/untagged.jpg", verdict="good", defect=None, quality=0.85, status="tag_error"),
     ]  # fmt: skip
     with ImageIndex(database) as index:
         index.insert_rows(rows)
@@ -66,7 +68,7 @@ def names(page) -> list[str]:
 
 def test_empty_filter_lists_everything_worst_first(conn):
     page = search_images(conn)
-    assert page.total == 9
+    assert page.total == 10
     # An unreadable image (no quality) is the worst of all; then by quality.
     assert names(page)[:4] == ["broken.jpg", "blurry1.jpg", "other.jpg", "blurry2.jpg"]
     assert names(search_images(conn, sort="quality_desc"))[-1] == "broken.jpg"
@@ -77,7 +79,8 @@ def test_verdict_filter_uses_the_reviewers_verdict_over_the_models(conn):
     good = names(search_images(conn, ImageFilter(verdict="good")))
     assert "overruled.jpg" not in poor and "overruled.jpg" in good
     assert "missed_100%_x.jpg" in poor and "missed_100%_x.jpg" not in good
-    assert names(search_images(conn, ImageFilter(verdict="error"))) == ["broken.jpg"]
+    assert names(search_images(conn, ImageFilter(verdict="error"))) == ["broken.jpg", "untagged.jpg"]
+    assert "untagged.jpg" not in good
 
 
 def test_defect_filter_uses_the_reviewers_defect_and_good_reviews_have_none(conn):
@@ -90,9 +93,9 @@ def test_defect_filter_uses_the_reviewers_defect_and_good_reviews_have_none(conn
 def test_quality_range_reviewed_and_name_filters(conn):
     assert names(search_images(conn, ImageFilter(quality_min=0.2, quality_max=0.3))) == ["blurry2.jpg", "noisy.jpg"]
     # The full range is no filter: the error row (no quality) stays.
-    assert search_images(conn, ImageFilter(quality_min=0.0, quality_max=1.0)).total == 9
+    assert search_images(conn, ImageFilter(quality_min=0.0, quality_max=1.0)).total == 10
     assert sorted(names(search_images(conn, ImageFilter(reviewed=True)))) == ["missed_100%_x.jpg", "overruled.jpg"]
-    assert search_images(conn, ImageFilter(reviewed=False)).total == 7
+    assert search_images(conn, ImageFilter(reviewed=False)).total == 8
     assert names(search_images(conn, ImageFilter(name="BLURRY1"))) == ["blurry1.jpg"]
     # LIKE wildcards in the search text are literal characters.
     assert names(search_images(conn, ImageFilter(name="100%_"))) == ["missed_100%_x.jpg"]
@@ -118,8 +121,8 @@ def test_sort_orders_and_paging(conn):
     assert names(search_images(conn, sort="date_desc"))[0] == "good2.jpg"
     assert names(search_images(conn, sort="name"))[0] == "blurry1.jpg"
     first, second, third = (search_images(conn, page=p, page_size=4) for p in (1, 2, 3))
-    assert (first.total, first.pages) == (9, 3)
-    assert len({*names(first), *names(second), *names(third)}) == 9  # no row twice, none lost
+    assert (first.total, first.pages) == (10, 3)
+    assert len({*names(first), *names(second), *names(third)}) == 10  # no row twice, none lost
     assert search_images(conn, page=99, page_size=4).page == 3  # clamped to the last page
     with pytest.raises(QueryError, match="sort"):
         search_images(conn, sort="random")
@@ -129,7 +132,7 @@ def test_counts_per_defect_ignore_the_defect_choice_and_follow_other_filters(con
     counts = defect_counts(conn, ImageFilter(verdict="poor", defect="noise"))
     assert counts == {**dict.fromkeys(DEFECTS, 0), "blur": 3, "noise": 2}
     assert defect_counts(conn, ImageFilter(folder="/photos/a"))["blur"] == 2
-    assert verdict_counts(conn, ImageFilter(verdict="poor")) == {"poor": 5, "good": 3, "error": 1}
+    assert verdict_counts(conn, ImageFilter(verdict="poor")) == {"poor": 5, "good": 3, "error": 2}
 
 
 def test_bad_filter_values_are_one_line_errors():
@@ -147,6 +150,8 @@ def test_row_summary_reports_effective_and_model_verdicts(conn):
     assert (overruled["model_verdict"], overruled["model_defect"]) == ("poor", "blur")
     broken = queries.row_to_summary(queries.get_row(conn, "/photos/c/broken.jpg"))
     assert broken["verdict"] == "error" and broken["reviewed"] is False
+    untagged = queries.row_to_summary(queries.get_row(conn, "/photos/d/untagged.jpg"))
+    assert (untagged["verdict"], untagged["model_verdict"], untagged["status"]) == ("error", "good", "tag_error")
 
 
 def test_filters_are_served_by_the_schemas_indexes(sqlite_conn):
@@ -160,6 +165,7 @@ def test_filters_are_served_by_the_schemas_indexes(sqlite_conn):
     assert "idx_images_folder" in plan(ImageFilter(folder="/photos/a"))
     assert "idx_images_analyzed_at" in plan(ImageFilter(date_from="2024-05-02"))
     assert "idx_images_reviewed_verdict" in plan(ImageFilter(reviewed=True))
+    assert "idx_images_status" in plan(ImageFilter(verdict="error"))
     # A page is read in index order and stops after it: no sort of every row.
     where, params = queries.where_clause(ImageFilter())
     for sort in ("quality_asc", "quality_desc", "date_desc"):
@@ -172,7 +178,7 @@ def test_filters_are_served_by_the_schemas_indexes(sqlite_conn):
 
 def test_index_reader_is_read_only(tmp_path, conn):
     reader = IndexReader(conn.database)
-    assert search_images(reader.connection()).total == 9
+    assert search_images(reader.connection()).total == 10
     with pytest.raises(Exception, match="(?i)read-?only"):
         reader.connection().execute("DELETE FROM images")
     with pytest.raises(QueryError, match="not found"):

@@ -15,15 +15,20 @@ from .options import config_option
 @config_option
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Analyse and log; write no tags and no index rows.")
-def scan_command(settings: Settings, folder: Path, dry_run: bool) -> None:
+@click.option(
+    "--retag", is_flag=True,
+    help="Tag files analysed before again from the index, without analysing them (after a [metadata] change).",
+)  # fmt: skip
+def scan_command(settings: Settings, folder: Path, dry_run: bool, retag: bool) -> None:
     """Analyse the images under FOLDER once (tags + index, like the daemon), then exit.
 
     \b
     Example:
       pixelperfect scan --config config.toml /srv/photos/archive
+      pixelperfect scan --retag /srv/photos/archive   # after switching a [metadata] flag on or off
     """
     try:
-        stats = scan_folder(settings, folder, dry_run=dry_run)
+        stats = scan_folder(settings, folder, dry_run=dry_run, retag=retag)
     except STARTUP_ERRORS as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{folder}: {summary_line(stats)}")
