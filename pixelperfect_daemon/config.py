@@ -68,7 +68,8 @@ class IndexSettings:
 class UISettings:
     host: str = "127.0.0.1"
     port: int = 7860
-    # Reviewer accounts: {name = "sha256:<hex>"} or {name = "env:VARIABLE"}. Required off loopback.
+    # Reviewer accounts: {name = "pbkdf2:..."} (from `pixelperfect hash-password`) or {name = "env:VARIABLE"}.
+    # Required off loopback.
     users: dict[str, str] = field(default_factory=dict)
     thumbnail_cache: Path = Path("demo/thumbnails")
     page_size: int = 48
