@@ -33,6 +33,10 @@ class WatchSettings:
     rescan_interval: float = 300.0
     # Extra glob patterns to ignore, on top of the built-in temp/sync-tool patterns.
     ignore: tuple[str, ...] = ()
+    # A failure that was not the file's fault (disk full, permission denied, read-only folder, busy
+    # file) is retried after this many seconds, doubling after each failed retry up to retry_max_seconds.
+    retry_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ _MINIMUMS = {
     ("watch", "poll_interval"): 0.0,
     ("watch", "stable_seconds"): 0.0,
     ("watch", "rescan_interval"): 0.0,
+    ("watch", "retry_seconds"): 1.0,
+    ("watch", "retry_max_seconds"): 1.0,
     ("analysis", "workers"): 1,
     ("analysis", "max_pixels"): 1,
     ("ui", "port"): 1,

@@ -20,7 +20,7 @@ from .labels import DEFECTS
 from .result import AnalysisResult
 
 TABLE = "images"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
 # Busy writers (daemon + UI) wait for each other instead of failing.
 _BUSY_TIMEOUT_SECONDS = 30.0
@@ -68,8 +68,16 @@ def _index_size(db: sqlite_utils.Database) -> None:
     db[TABLE].create_index(["size"], if_not_exists=True)
 
 
+def _transient_errors(db: sqlite_utils.Database) -> None:
+    # An error the environment caused (disk full, permissions) is retried after ``retry_after``
+    # (ISO 8601 UTC); NULL for a file's own errors, which stay until the file changes.
+    db[TABLE].add_column("retry_after", str)
+    db[TABLE].add_column("retries", int)
+    db[TABLE].create_index(["retry_after"], if_not_exists=True)
+
+
 # MIGRATIONS[n] brings a version-n database to version n + 1; append, never edit.
-MIGRATIONS = [_create_schema_v1, _index_size]
+MIGRATIONS = [_create_schema_v1, _index_size, _transient_errors]
 
 
 def normalise_path(path: Path | str) -> str:
@@ -147,6 +155,16 @@ class ImageIndex:
         with self._lock:
             return self.db[TABLE].count_where(where or "1", where_args or [])
 
+    def due_for_retry(self, now: str) -> list[str]:
+        """Paths of error rows whose cause was the environment and whose back-off ended by ``now``."""
+        with self._lock:
+            cursor = self.db.conn.execute(
+                f"SELECT path FROM {TABLE} WHERE status = 'error' AND retry_after IS NOT NULL AND retry_after <= ? "
+                "ORDER BY retry_after",
+                (now,),
+            )
+            return [path for (path,) in cursor]
+
     def stat_snapshot(self) -> dict[str, tuple[int | None, float | None]]:
         """{path: (size, mtime)} of every row: lets a rescan skip known files without hashing."""
         with self._lock:
@@ -177,10 +195,13 @@ class ImageIndex:
         width: int | None = None,
         height: int | None = None,
         error: str | None = None,
+        retry_after: str | None = None,
+        retries: int | None = None,
     ) -> dict:
         """Insert or update the model's columns; never touches the reviewed_* columns.
 
-        ``error`` marks an otherwise analysed file as failed (e.g. its tags could not be written).
+        ``error`` marks an otherwise analysed file as failed (e.g. its tags could not be written);
+        ``retry_after`` (with the count of ``retries``) marks that failure as the environment's.
         """
         failed = result.verdict == "error" or error is not None
         return self._upsert(
@@ -200,6 +221,8 @@ class ImageIndex:
                 "error": error if error is not None else result.error,
                 "analyzed_at": analyzed_at,
                 "tagged_file": None if tagged_file is None else normalise_path(tagged_file),
+                "retry_after": retry_after if failed else None,
+                "retries": retries if failed else None,
             },
         )
 
@@ -213,8 +236,11 @@ class ImageIndex:
         sha256: str | None = None,
         size: int | None = None,
         mtime: float | None = None,
+        retry_after: str | None = None,
+        retries: int | None = None,
     ) -> dict:
-        """A file that could not be analysed at all (vanished, unreadable): status 'error'."""
+        """A file that could not be analysed at all (vanished, unreadable): status 'error'; with
+        ``retry_after`` when the cause was the environment (retried then)."""
         return self._upsert(
             path,
             {
@@ -230,6 +256,8 @@ class ImageIndex:
                 "error": error,
                 "analyzed_at": analyzed_at,
                 "tagged_file": None,
+                "retry_after": retry_after,
+                "retries": retries,
             },
         )
 

@@ -29,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import one_line, sha256_of, utc_now
+from .common import one_line, sha256_of, utc_in, utc_now
 from .config import Settings
+from .failures import is_transient, retry_delay
 from .index import ImageIndex
 from .loading import DecodedImage, ImageLoadError, load_image
 from .metadata import MetadataWriter
@@ -59,6 +60,11 @@ def effective_verdict(
     return model_verdict, model_defect, None, None
 
 
+def retry_is_due(row: dict, now: str | None = None) -> bool:
+    """An error row the environment caused whose back-off has ended: analysed again though unchanged."""
+    return row.get("retry_after") is not None and row["retry_after"] <= (now or utc_now())
+
+
 @dataclass
 class Job:
     """One file on its way through the pipeline."""
@@ -77,6 +83,8 @@ class Job:
     moved_from: str | None = None
     outcome: str | None = None  # set once the file is finished with
     error: str | None = None
+    transient: bool = False  # the error was the environment's (disk, permissions): retried with back-off
+    retry_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,8 @@ class Pipeline:
         if self.index is None:
             return  # dry run: no index to compare with
         job.row = self.index.get(job.path)
-        if job.row is not None and (job.row["size"], job.row["mtime"]) == (job.size, job.mtime):
+        retry_due = job.row is not None and retry_is_due(job.row)
+        if job.row is not None and not retry_due and (job.row["size"], job.row["mtime"]) == (job.size, job.mtime):
             job.outcome = UNCHANGED
             return
         # Hashing 5-10 MB costs as much as a tenth of an analysis: a new file is hashed here only
@@ -171,7 +180,7 @@ class Pipeline:
         if job.row is None and not moved_candidates:
             return
         job.sha256 = sha256_of(job.path)
-        if job.row is not None and job.row["sha256"] == job.sha256:
+        if job.row is not None and not retry_due and job.row["sha256"] == job.sha256:
             self.index.record_stat(job.path, size=job.size, mtime=job.mtime)
             job.outcome = UNCHANGED
             return
@@ -207,7 +216,7 @@ class Pipeline:
         except ImageLoadError as error:
             job.result = AnalysisResult.failed(str(job.path), one_line(error), self.analyzer.model_version)
             job.analyzed_at = utc_now()
-            job.outcome, job.error = ERROR, job.result.error
+            job.outcome, job.error, job.transient = ERROR, job.result.error, is_transient(error)
             return
         job.width, job.height = job.decoded.original_size
 
@@ -284,6 +293,11 @@ class Pipeline:
 
     def _record_error(self, job: Job) -> None:
         analyzed_at = job.analyzed_at or utc_now()
+        retries = None
+        if job.transient:
+            retries = ((job.row or {}).get("retries") or 0) + 1
+            watch = self.settings.watch
+            job.retry_after = utc_in(retry_delay(retries, watch.retry_seconds, watch.retry_max_seconds))
         if job.sha256 is None and job.size is not None:
             try:
                 job.sha256 = sha256_of(job.path)  # so an unchanged broken file is not retried
@@ -301,6 +315,8 @@ class Pipeline:
                 width=job.width,
                 height=job.height,
                 error=None if job.result.verdict == "error" else job.error,
+                retry_after=job.retry_after,
+                retries=retries,
             )
         else:
             self.index.record_error(
@@ -311,6 +327,8 @@ class Pipeline:
                 sha256=job.sha256,
                 size=job.size,
                 mtime=job.mtime,
+                retry_after=job.retry_after,
+                retries=retries,
             )
 
     def _log(self, job: Job) -> None:
@@ -327,6 +345,8 @@ class Pipeline:
                 logger.info("tagged %s: %s, %s, into %s", path, what, quality, job.tagged_file)
         elif job.outcome == MOVED:
             logger.info("moved %s -> %s (row and review kept)", job.moved_from, path)
+        elif job.outcome == ERROR and job.retry_after:
+            logger.warning("error %s: %s (not the file's fault: retried after %s)", path, job.error, job.retry_after)
         elif job.outcome == ERROR:
             logger.warning("error %s: %s", path, job.error)
         elif job.outcome == CHANGED:
@@ -417,7 +437,7 @@ class Pipeline:
                 step(job)
             except Exception as error:  # one file's failure never stops the pipeline
                 step_name = step.__name__.replace("_", " ")
-                job.outcome, job.error = ERROR, f"{step_name}: {one_line(error)}"
+                job.outcome, job.error, job.transient = ERROR, f"{step_name}: {one_line(error)}", is_transient(error)
                 logger.debug("%s failed for %s", step_name, job.path, exc_info=True)
             if job.outcome is not None:
                 break
