@@ -196,7 +196,20 @@ def settings_from_dict(raw: dict, base_dir: Path, source: Path | None = None) ->
     built = {
         name: _build_section(name, hints[name], raw.get(name, {}), base_dir) for name in sections
     }
+    _check_render_cache_apart(built["ui"].thumbnail_cache, built["watch"].folders)
     return Settings(**built, source=source)
+
+
+def _check_render_cache_apart(cache: Path, watch_folders: tuple[Path, ...]) -> None:
+    """The review UI serves files from its cache: strangers who can drop files into a watch folder
+    must not be able to drop them there, nor the cache hold the originals."""
+    cache = cache.resolve()
+    for folder in (f.resolve() for f in watch_folders):
+        if cache.is_relative_to(folder) or folder.is_relative_to(cache):
+            raise ConfigError(
+                f"[ui] thumbnail_cache {cache} overlaps the watch folder {folder} ([watch] folders); "
+                "keep the cache outside every watch folder (e.g. next to the index)"
+            )
 
 
 def load_settings(path: Path | str | None = None) -> Settings:

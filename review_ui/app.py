@@ -603,7 +603,7 @@ def blocked_paths(settings: Settings) -> list[str]:
 
 def served_file_policy(settings: Settings) -> ServedFilePolicy:
     # Gradio's upload folder: the "Analyse an image" tab shows the reviewer's own upload back.
-    return ServedFilePolicy([*allowed_paths(settings), gr_utils.get_upload_folder()], protected_files(settings))
+    return ServedFilePolicy(allowed_paths(settings), [gr_utils.get_upload_folder()], protected_files(settings))
 
 
 def login_gate(credentials: dict[str, Credential]):

@@ -4,8 +4,9 @@ Gradio's file route (``/gradio_api/file=PATH``) serves whatever lies under its a
 path. A watch folder holds files that strangers name and link: a symbolic or hard link
 ``dblink.jpg`` to the index database would be served as the database. So the route is guarded in
 front of Gradio: a file is served only when, after resolving every link, it is a regular file under
-the render cache (thumbnails, previews, crops, exports) or Gradio's upload folder, has no other hard
-link, and is not the index or the config under another name (compared by inode).
+the render cache (thumbnails, previews, crops as JPEG/PNG, CSV exports) or Gradio's upload folder
+(the reviewer's own upload), has no other hard link, and is not the index or the config under
+another name (compared by inode).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from starlette.responses import PlainTextResponse
 
 FILE_ROUTE_MARKER = "/file="
+# What the app renders into its cache: nothing a browser would run (HTML, SVG, scripts).
+RENDER_SUFFIXES = frozenset({".jpg", ".png", ".csv"})
 
 
 def file_route_target(request_path: str) -> str | None:
@@ -39,15 +42,20 @@ def _inode(path: Path) -> tuple[int, int] | None:
 class ServedFilePolicy:
     """The rule, independent of the web server: ``allows(path)`` is True only for the app's own renders."""
 
-    def __init__(self, roots: Iterable[Path | str], protected: Iterable[Path | str]):
-        self.roots = tuple(Path(os.path.realpath(root)) for root in roots)
+    def __init__(self, render_roots: Iterable[Path | str], upload_roots: Iterable[Path | str],
+                 protected: Iterable[Path | str]):  # fmt: skip
+        self.render_roots = tuple(Path(os.path.realpath(root)) for root in render_roots)
+        self.upload_roots = tuple(Path(os.path.realpath(root)) for root in upload_roots)
         self.protected = tuple(Path(p) for p in protected)
 
     def allows(self, requested: str) -> bool:
         if "://" in requested:
             return False  # Gradio would fetch a URL for the caller: not ours to hand out
         real = Path(os.path.realpath(os.path.abspath(requested)))
-        if not any(real.is_relative_to(root) for root in self.roots):
+        # The upload folder may lie inside the render cache (``pixelperfect ui`` puts it there).
+        uploaded = any(real.is_relative_to(root) for root in self.upload_roots)
+        rendered = any(real.is_relative_to(root) for root in self.render_roots)
+        if not uploaded and not (rendered and real.suffix.lower() in RENDER_SUFFIXES):
             return False
         try:
             info = os.stat(real)

@@ -256,3 +256,32 @@ def test_an_indexed_file_turned_into_a_link_out_of_the_watch_folder_is_not_rende
         assert rendered != placeholder and rendered.parent.parent == setup.service.renders.cache_dir
     finally:
         setup.close()
+
+
+def test_the_render_cache_serves_only_render_types_and_uploads_anything(app, session):
+    """A page a browser would run must not come from the cache, even if something wrote one there."""
+    from gradio import utils as gr_utils
+
+    setup, url, thumbnail = app
+    page = setup.service.renders.cache_dir / "planted.html"
+    page.write_text("<script>alert(1)</script>")
+    upload_folder = Path(gr_utils.get_upload_folder()) / "pp-test"
+    upload_folder.mkdir(parents=True, exist_ok=True)
+    upload = upload_folder / "mine.tif"
+    upload.write_bytes(b"II*\0reviewer's own upload")
+    try:
+        assert session.get(f"/gradio_api/file={page}").status_code == 403
+        assert session.get(f"/gradio_api/file={upload}").status_code == 200
+    finally:
+        page.unlink()
+        upload.unlink()
+
+
+@pytest.mark.parametrize("cache", ["watch/thumbnails", "watch", "."])
+def test_a_render_cache_overlapping_a_watch_folder_is_a_config_error(tmp_path, cache):
+    from pixelperfect_daemon.config import ConfigError, load_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[watch]\nfolders = ["watch"]\n[ui]\nthumbnail_cache = "{cache}"\n')
+    with pytest.raises(ConfigError, match=r"config.toml: \[ui\] thumbnail_cache .* overlaps the watch folder"):
+        load_settings(config)
