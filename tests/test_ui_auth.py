@@ -154,3 +154,24 @@ def test_cli_hash_password_prints_a_usable_entry(tmp_path):
     check = make_authenticator(load_credentials({"ann": spec}))
     assert check("ann", "pa55word") and not check("ann", "pa55wore")
 
+
+
+def test_hash_password_is_a_command_of_its_own():
+    from pixelperfect_daemon.cli import main
+
+    result = CliRunner().invoke(main, ["hash-password"], input="pa55word\npa55word\n")
+    assert result.exit_code == 0, result.output
+    spec = result.output.strip().splitlines()[-1]
+    assert spec.startswith("pbkdf2:600000:") and "pa55word" not in spec
+    check = make_authenticator(load_credentials({"ann": spec}))
+    assert check("ann", "pa55word") and not check("ann", "pa55wore")
+
+
+def test_cli_refuses_a_sha256_user_naming_the_file_and_the_helper(tmp_path):
+    from review_ui.cli import ui_command
+
+    config = _write_config(tmp_path, f'[ui]\nusers = {{ann = "sha256:{hashlib.sha256(b"pw").hexdigest()}"}}\n')
+    result = CliRunner().invoke(ui_command, ["--config", str(config)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{config.resolve()}: [ui] users.ann: unsalted sha256" in result.output
+    assert "pixelperfect hash-password" in result.output
