@@ -48,6 +48,7 @@ def test_repeated_failures_for_one_user_are_throttled_even_with_the_right_passwo
     assert any("login refused for user 'ann' from 127.0.0.1" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_one_address_guessing_many_names_is_throttled(app):
     statuses = [login(app, f"user{i}", WRONG).status_code for i in range(21)]
     assert statuses[:20] == [400] * 20
