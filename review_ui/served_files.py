@@ -1,6 +1,6 @@
 """What the browser may download: only files the app rendered itself, never an original, the index or the config.
 
-Gradio's file route (``/gradio_api/file=PATH``) serves whatever lies under its allowed folders, by
+Gradio's file route (``/gradio_api/file=PATH``, and the older ``/gradio_api/file/PATH``) serves whatever lies under its allowed folders, by
 path. A watch folder holds files that strangers name and link: a symbolic or hard link
 ``dblink.jpg`` to the index database would be served as the database. So the route is guarded in
 front of Gradio: a file is served only when, after resolving every link, it is a regular file under
@@ -18,17 +18,19 @@ from pathlib import Path
 
 from starlette.responses import PlainTextResponse
 
-FILE_ROUTE_MARKER = "/file="
+# Gradio's file route and its deprecated twin; both take the rest of the URL as the path.
+FILE_ROUTE_MARKERS = ("/gradio_api/file=", "/gradio_api/file/")
 # What the app renders into its cache: nothing a browser would run (HTML, SVG, scripts).
 RENDER_SUFFIXES = frozenset({".jpg", ".png", ".csv"})
 
 
 def file_route_target(request_path: str) -> str | None:
     """The file a request to Gradio's file route names (already percent-decoded), or None for other routes."""
-    position = request_path.find(FILE_ROUTE_MARKER)
-    if position < 0:
-        return None
-    return request_path[position + len(FILE_ROUTE_MARKER):]
+    for marker in FILE_ROUTE_MARKERS:
+        position = request_path.find(marker)
+        if position >= 0:
+            return request_path[position + len(marker):]
+    return None
 
 
 def _inode(path: Path) -> tuple[int, int] | None:

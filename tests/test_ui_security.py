@@ -102,8 +102,11 @@ def test_a_hard_link_into_the_render_cache_is_refused(app, session):
     planted = setup.service.renders.cache_dir / "planted.jpg"
     os.link(setup.settings.index.database, planted)
     try:
-        response = session.get(f"/gradio_api/file={planted}")
-        assert response.status_code == 403 and b"SQLite format" not in response.content
+        for route in ("/gradio_api/file=", "/gradio_api/file/"):  # the second is Gradio's deprecated twin
+            response = session.get(f"{route}{planted}")
+            assert response.status_code == 403 and b"SQLite format" not in response.content, route
+        # Control: the deprecated route does serve a real render.
+        assert session.get(f"/gradio_api/file/{thumbnail}").status_code == 200
     finally:
         planted.unlink()
 
