@@ -151,7 +151,7 @@ class ReviewService:
             if not stat.S_ISREG(os.lstat(original).st_mode):
                 return None
         except OSError:
-            return None
+            return original  # gone: the render cache shows its "missing" tile
         real = Path(os.path.realpath(original))
         return original if any(real.is_relative_to(root) for root in self._watch_roots) else None
 
@@ -173,7 +173,7 @@ class ReviewService:
             preview=self.renders.preview(original) if original is not None else self.renders.placeholder("not shown"),
             crop=self.renders.detail_crop(original, crop_kind) if crop_kind else None,
             crop_kind=crop_kind,
-            exif=self.exif.read(original) if original is not None else {},
+            exif=self.exif.read(original) if original is not None and original.exists() else {},
         )
 
     def export_csv(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> Path:

@@ -288,3 +288,13 @@ def test_a_render_cache_overlapping_a_watch_folder_is_a_config_error(tmp_path, c
     config.write_text(f'[watch]\nfolders = ["watch"]\n[ui]\nthumbnail_cache = "{cache}"\n')
     with pytest.raises(ConfigError, match=r"config.toml: \[ui\] thumbnail_cache .* overlaps the watch folder"):
         load_settings(config)
+
+
+def test_a_vanished_original_still_inspects_with_the_missing_tile(tmp_path):
+    setup = review_setup(tmp_path)
+    try:
+        setup.files["sharp1.jpg"].unlink()
+        inspection = setup.service.inspect(str(setup.files["sharp1.jpg"]))
+        assert inspection.preview == setup.service.renders.placeholder("missing") and inspection.exif == {}
+    finally:
+        setup.close()
