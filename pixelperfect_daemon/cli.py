@@ -21,6 +21,7 @@ LAZY_COMMANDS = {
     "daemon": "pixelperfect_daemon.commands.daemon:daemon_command",
     "scan": "pixelperfect_daemon.commands.scan:scan_command",
     "ui": "review_ui.cli:ui_command",
+    "hash-password": "review_ui.cli:hash_password_command",
     "demo": "pixelperfect_daemon.commands.demo:demo",
     "index": "pixelperfect_daemon.commands.index:index_group",
 }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -10,6 +12,12 @@ from pathlib import Path
 def utc_now() -> str:
     """Now in UTC as ISO 8601 to the second, ``Z``-suffixed (the index's and the XMP dates' form)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def utc_in(seconds: float) -> str:
+    """``utc_now()``'s form, ``seconds`` from now, rounded up to a whole second (never earlier than asked)."""
+    moment = datetime.fromtimestamp(math.ceil(time.time() + seconds), timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def sha256_of(path: Path | str) -> str:

@@ -35,6 +35,10 @@ class WatchSettings:
     rescan_interval: float = 300.0
     # Extra glob patterns to ignore, on top of the built-in temp/sync-tool patterns.
     ignore: tuple[str, ...] = ()
+    # A failure that was not the file's fault (disk full, permission denied, read-only folder, busy
+    # file) is retried after this many seconds, doubling after each failed retry up to retry_max_seconds.
+    retry_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,8 @@ class IndexSettings:
 class UISettings:
     host: str = "127.0.0.1"
     port: int = 7860
-    # Reviewer accounts: {name = "sha256:<hex>"} or {name = "env:VARIABLE"}. Required off loopback.
+    # Reviewer accounts: {name = "pbkdf2:..."} (from `pixelperfect hash-password`) or {name = "env:VARIABLE"}.
+    # Required off loopback.
     users: dict[str, str] = field(default_factory=dict)
     thumbnail_cache: Path = Path("demo/thumbnails")
     page_size: int = 48
@@ -110,6 +115,8 @@ _MINIMUMS = {
     ("watch", "poll_interval"): 0.0,
     ("watch", "stable_seconds"): 0.0,
     ("watch", "rescan_interval"): 0.0,
+    ("watch", "retry_seconds"): 1.0,
+    ("watch", "retry_max_seconds"): 1.0,
     ("analysis", "workers"): 1,
     ("analysis", "max_pixels"): 1,
     ("ui", "port"): 1,
@@ -234,7 +241,20 @@ def settings_from_dict(raw: dict, base_dir: Path, source: Path | None = None) ->
     built = {
         name: _build_section(name, hints[name], raw.get(name, {}), base_dir) for name in sections
     }
+    _check_render_cache_apart(built["ui"].thumbnail_cache, built["watch"].folders)
     return Settings(**built, source=source)
+
+
+def _check_render_cache_apart(cache: Path, watch_folders: tuple[Path, ...]) -> None:
+    """The review UI serves files from its cache: strangers who can drop files into a watch folder
+    must not be able to drop them there, nor the cache hold the originals."""
+    cache = cache.resolve()
+    for folder in (f.resolve() for f in watch_folders):
+        if cache.is_relative_to(folder) or folder.is_relative_to(cache):
+            raise ConfigError(
+                f"[ui] thumbnail_cache {cache} overlaps the watch folder {folder} ([watch] folders); "
+                "keep the cache outside every watch folder (e.g. next to the index)"
+            )
 
 
 def load_settings(path: Path | str | None = None) -> Settings:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import sdnotify
 
+from .common import one_line, utc_now
 from .config import ConfigError, Settings, check_watch_folders
 from .index import ImageIndex, ImageIndexError, ImageIndexGoneError
 from .index_backends import describe
@@ -110,6 +111,17 @@ def _scan_periodically(watcher: FolderWatcher, interval: float, stop: threading.
             return
 
 
+def _retry_transient_errors(index: ImageIndex, watcher: FolderWatcher, interval: float, stop: threading.Event) -> None:
+    """Files that failed through no fault of their own (disk full, permissions) go round again once
+    their back-off has passed; the pipeline's identify stage lets them through although unchanged."""
+    while not stop.wait(interval):
+        try:
+            for path in index.due_for_retry(utc_now()):
+                watcher.consider(Path(path))
+        except Exception as error:  # the index unreadable for a moment: look again next time
+            logger.error("looking for files to retry failed: %s", one_line(error))
+
+
 def run_daemon(
     settings: Settings,
     *,
@@ -143,6 +155,12 @@ def run_daemon(
             threading.Thread(
                 target=_scan_periodically, args=(watcher, rescan_interval, stop), name="scanner", daemon=True
             ).start()
+            if index is not None:
+                # Longer than the stability wait: observing a pending file again restarts its wait.
+                interval = max(settings.watch.retry_seconds, 2 * settings.watch.stable_seconds)
+                threading.Thread(
+                    target=_retry_transient_errors, args=(index, watcher, interval, stop), name="retrier", daemon=True
+                ).start()
             logger.info(
                 "daemon ready: model %s, %d worker(s), tags %s, index %s%s",
                 analyzer.model_version,

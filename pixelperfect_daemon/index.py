@@ -123,6 +123,10 @@ MIGRATIONS = [
     # What PixelPerfect wrote into the user's rating and labels, and their values before (cull_flags.py).
     *(AddColumn(TABLE, column, str) for column in CULL_FLAG_COLUMNS),
     CreateIndex(TABLE, "status"),  # the UI's error filter
+    # An error the environment caused (disk full, permissions) is retried after ``retry_after``
+    # (ISO 8601 UTC); NULL for a file's own errors, which stay until the file changes.
+    AddColumn(TABLE, "retry_after", str, indexed=True),
+    AddColumn(TABLE, "retries", int),
 ]
 
 
@@ -311,6 +315,15 @@ class ImageIndex:
         rows = self._query(f"SELECT COUNT(*) AS n FROM {TABLE} WHERE {where or '1 = 1'}", where_args or [])
         return rows[0]["n"]
 
+    def due_for_retry(self, now: str) -> list[str]:
+        """Paths of error rows whose cause was the environment and whose back-off ended by ``now``."""
+        rows = self._query(
+            f"SELECT path FROM {TABLE} WHERE status IN ('error', ?) AND retry_after IS NOT NULL AND retry_after <= ? "
+            "ORDER BY retry_after",
+            [TAG_ERROR, now],
+        )
+        return [r["path"] for r in rows]
+
     def stat_snapshot(self) -> dict[str, tuple[int | None, float | None]]:
         """{path: (size, mtime)} of every row: lets a rescan skip known files without hashing.
 
@@ -350,11 +363,14 @@ class ImageIndex:
         height: int | None = None,
         error: str | None = None,
         tags_failed: bool = False,
+        retry_after: str | None = None,
+        retries: int | None = None,
     ) -> dict:
         """Insert or update the model's columns; never touches the reviewed_* columns.
 
         ``error`` marks an otherwise analysed file as failed; ``tags_failed``: because its tags
-        could not be written (status TAG_ERROR, retried at the next rescan).
+        could not be written (status TAG_ERROR, retried at the next rescan); ``retry_after`` (with
+        the count of ``retries``) marks that failure as the environment's.
         """
         failed = result.verdict == "error" or error is not None
         status = TAG_ERROR if tags_failed and result.verdict != "error" else ("error" if failed else "ok")
@@ -375,6 +391,8 @@ class ImageIndex:
                 "error": error if error is not None else result.error,
                 "analyzed_at": analyzed_at,
                 "tagged_file": None if tagged_file is None else normalise_path(tagged_file),
+                "retry_after": retry_after if failed else None,
+                "retries": retries if failed else None,
             },
         )
 
@@ -388,8 +406,11 @@ class ImageIndex:
         sha256: str | None = None,
         size: int | None = None,
         mtime: float | None = None,
+        retry_after: str | None = None,
+        retries: int | None = None,
     ) -> dict:
-        """A file that could not be analysed at all (vanished, unreadable): status 'error'."""
+        """A file that could not be analysed at all (vanished, unreadable): status 'error'; with
+        ``retry_after`` when the cause was the environment (retried then)."""
         return self._upsert(
             path,
             {
@@ -405,6 +426,8 @@ class ImageIndex:
                 "error": error,
                 "analyzed_at": analyzed_at,
                 "tagged_file": None,
+                "retry_after": retry_after,
+                "retries": retries,
             },
         )
 

@@ -36,8 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import one_line, sha256_of, utc_now
+from .common import one_line, sha256_of, utc_in, utc_now
 from .config import Settings
+from .failures import is_transient, retry_delay
 from .index import TAG_ERROR, ImageIndex, ImageIndexGoneError, ImageIndexWriteError
 from .loading import DecodedImage, ImageLoadError, load_image
 from .metadata import MetadataWriter
@@ -71,6 +72,11 @@ def effective_verdict(
     return model_verdict, model_defect, None, None
 
 
+def retry_is_due(row: dict, now: str | None = None) -> bool:
+    """An error row the environment caused whose back-off has ended: analysed again though unchanged."""
+    return row.get("retry_after") is not None and row["retry_after"] <= (now or utc_now())
+
+
 @dataclass
 class Job:
     """One file on its way through the pipeline."""
@@ -92,6 +98,8 @@ class Job:
     claimed: bool = False  # holds the shared index's claim on this file
     cull_flags: dict | None = None  # the cull-flag memory written into its tags, for the index
     from_row: bool = False  # tagged again from its index row, not analysed
+    transient: bool = False  # the error was the environment's (disk, permissions): retried with back-off
+    retry_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,7 +202,9 @@ class Pipeline:
         if self.index is None:
             return  # dry run: no index to compare with
         job.row = self.index.get(job.path)
-        if job.row is not None and (job.row["size"], job.row["mtime"]) == (job.size, job.mtime):
+        # A retry that is due analyses again; a row whose tags failed is tagged again from the row.
+        retry_due = job.row is not None and retry_is_due(job.row) and job.row["status"] != TAG_ERROR
+        if job.row is not None and not retry_due and (job.row["size"], job.row["mtime"]) == (job.size, job.mtime):
             if not self._tag_again_from_row(job):
                 job.outcome = UNCHANGED
             return
@@ -207,7 +217,7 @@ class Pipeline:
         if job.row is None and not moved_candidates:
             return
         job.sha256 = sha256_of(job.path)
-        if job.row is not None and job.row["sha256"] == job.sha256:
+        if job.row is not None and not retry_due and job.row["sha256"] == job.sha256:
             self.index.record_stat(job.path, size=job.size, mtime=job.mtime)
             if not self._tag_again_from_row(job):
                 job.outcome = UNCHANGED
@@ -266,7 +276,7 @@ class Pipeline:
         except ImageLoadError as error:
             job.result = AnalysisResult.failed(str(job.path), one_line(error), self.analyzer.model_version)
             job.analyzed_at = utc_now()
-            job.outcome, job.error = ERROR, job.result.error
+            job.outcome, job.error, job.transient = ERROR, job.result.error, is_transient(error)
             return
         job.width, job.height = job.decoded.original_size
 
@@ -379,6 +389,11 @@ class Pipeline:
 
     def _record_error(self, job: Job) -> None:
         analyzed_at = job.analyzed_at or utc_now()
+        retries = None
+        if job.transient:
+            retries = ((job.row or {}).get("retries") or 0) + 1
+            watch = self.settings.watch
+            job.retry_after = utc_in(retry_delay(retries, watch.retry_seconds, watch.retry_max_seconds))
         if job.sha256 is None and job.size is not None:
             try:
                 job.sha256 = sha256_of(job.path)  # so an unchanged broken file is not retried
@@ -397,6 +412,8 @@ class Pipeline:
                 height=job.height,
                 error=None if job.result.verdict == "error" else job.error,
                 tags_failed=job.result.verdict != "error",  # analysed: what failed came after, the tagging
+                retry_after=job.retry_after,
+                retries=retries,
             )
         else:
             self.index.record_error(
@@ -407,6 +424,8 @@ class Pipeline:
                 sha256=job.sha256,
                 size=job.size,
                 mtime=job.mtime,
+                retry_after=job.retry_after,
+                retries=retries,
             )
 
     def _log(self, job: Job) -> None:
@@ -423,6 +442,8 @@ class Pipeline:
                 logger.info("tagged %s: %s, %s, into %s", path, what, quality, job.tagged_file)
         elif job.outcome == MOVED:
             logger.info("moved %s -> %s (row and review kept)", job.moved_from, path)
+        elif job.outcome == ERROR and job.retry_after:
+            logger.warning("error %s: %s (not the file's fault: retried after %s)", path, job.error, job.retry_after)
         elif job.outcome == ERROR:
             logger.warning("error %s: %s", path, job.error)
         elif job.outcome == CHANGED:
@@ -540,7 +561,7 @@ class Pipeline:
                 step(job)
             except Exception as error:  # one file's failure never stops the pipeline
                 step_name = step.__name__.replace("_", " ")
-                job.outcome, job.error = ERROR, f"{step_name}: {one_line(error)}"
+                job.outcome, job.error, job.transient = ERROR, f"{step_name}: {one_line(error)}", is_transient(error)
                 logger.debug("%s failed for %s", step_name, job.path, exc_info=True)
             if job.outcome is not None:
                 break

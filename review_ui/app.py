@@ -12,13 +12,17 @@ import logging
 from pathlib import Path
 
 import gradio as gr
+from gradio import utils as gr_utils
+from starlette.middleware import Middleware
 
 from pixelperfect_daemon.config import Settings
 from pixelperfect_daemon.labels import DEFECT_DISPLAY_NAMES, DEFECTS, VERDICT_DISPLAY_NAMES
 
 from . import queries
 from .auth import Credential, make_authenticator
+from .logins import ClientAddressMiddleware, LoginGate
 from .queries import ImageFilter, QueryError
+from .served_files import ServedFileGuard, ServedFilePolicy
 from .service import ReviewError, ReviewService, local_reviewer
 
 log = logging.getLogger(__name__)
@@ -581,17 +585,35 @@ def _register_api(service: ReviewService, page_size: int) -> None:
 
 
 def allowed_paths(settings: Settings) -> list[str]:
-    """The only folders the server may serve files from: the watch folders and the render cache."""
-    return [str(Path(p).resolve()) for p in (*settings.watch.folders, settings.ui.thumbnail_cache)]
+    """The only folder the server may serve files from: the render cache. Originals are never sent to
+    the browser (only thumbnails, previews and crops the app rendered), so the watch folders, where
+    strangers name and link files, are not in it."""
+    return [str(Path(settings.ui.thumbnail_cache).resolve())]
 
 
-def blocked_paths(settings: Settings) -> list[str]:
-    """Never served even when inside a watch folder: the index database and the config file."""
+def protected_files(settings: Settings) -> list[Path]:
+    """Never served under any name: the index database (with its WAL files) and the config file."""
     database = Path(settings.index.database).resolve()
     paths = [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")]
     if settings.source is not None:
         paths.append(Path(settings.source).resolve())
-    return [str(p) for p in paths]
+    return paths
+
+
+def blocked_paths(settings: Settings) -> list[str]:
+    """Gradio's own by-name refusal of the protected files (the served-file guard also refuses them by inode)."""
+    return [str(p) for p in protected_files(settings)]
+
+
+def served_file_policy(settings: Settings) -> ServedFilePolicy:
+    # Gradio's upload folder: the "Analyse an image" tab shows the reviewer's own upload back.
+    return ServedFilePolicy(allowed_paths(settings), [gr_utils.get_upload_folder()], protected_files(settings))
+
+
+def login_gate(credentials: dict[str, Credential]):
+    """Gradio's ``auth=``: a coroutine doing throttled, logged password checks; None (no login) without accounts."""
+    check = make_authenticator(credentials)
+    return None if check is None else LoginGate(check).authenticate
 
 
 def launch_options(settings: Settings, credentials: dict[str, Credential]) -> dict:
@@ -599,10 +621,13 @@ def launch_options(settings: Settings, credentials: dict[str, Credential]) -> di
     return {
         "server_name": settings.ui.host,
         "server_port": settings.ui.port,
-        "auth": make_authenticator(credentials),
+        "auth": login_gate(credentials),
         "auth_message": "PixelPerfect review: sign in with your reviewer account.",
         "allowed_paths": allowed_paths(settings),
         "blocked_paths": blocked_paths(settings),
+        "app_kwargs": {"middleware": [
+            Middleware(ServedFileGuard, policy=served_file_policy(settings)), Middleware(ClientAddressMiddleware),
+        ]},
         "head": KEYBOARD_HEAD,
         "css": CSS,
         "ssr_mode": False,

@@ -26,6 +26,28 @@ def prepare_gradio_environment(settings: Settings) -> None:
     os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(settings.ui.thumbnail_cache).resolve() / "gradio"))
 
 
+def prompt_password_hash() -> str:
+    """Ask for a password twice (hidden) and return its ``[ui] users`` value."""
+    from .auth import AuthConfigError, hash_password
+
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        return hash_password(password)
+    except AuthConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.command("hash-password")
+def hash_password_command():
+    """Prompt for a reviewer's password and print its salted [ui] users value (pbkdf2).
+
+    \b
+    Example, then paste the line into config.toml under [ui] users:
+      pixelperfect hash-password               # alice = "pbkdf2:600000:..."
+    """
+    click.echo(prompt_password_hash())
+
+
 @click.command("ui")
 @click.option("--host", default=None, help="Override [ui] host (e.g. 0.0.0.0; needs [ui] users).")
 @click.option("--port", type=int, default=None, help="Override [ui] port.")
@@ -33,7 +55,7 @@ def prepare_gradio_environment(settings: Settings) -> None:
     "--hash-password",
     "print_password_hash",
     is_flag=True,
-    help="Prompt for a password, print the [ui] users value for it (pbkdf2) and exit.",
+    help="Same as `pixelperfect hash-password`: prompt for a password, print its [ui] users value, exit.",
 )
 @config_option
 def ui_command(settings: Settings, host: str | None, port: int | None, print_password_hash: bool):
@@ -42,16 +64,12 @@ def ui_command(settings: Settings, host: str | None, port: int | None, print_pas
     \b
     Examples:
       pixelperfect ui --config config.toml
-      pixelperfect ui --hash-password          # for [ui] users: alice = "pbkdf2:..."
+      pixelperfect hash-password               # for [ui] users: alice = "pbkdf2:..."
     """
-    from .auth import AuthConfigError, check_serving_is_safe, hash_password, load_credentials
+    from .auth import AuthConfigError, check_serving_is_safe, load_credentials
 
     if print_password_hash:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-        try:
-            click.echo(hash_password(password))
-        except AuthConfigError as error:
-            raise click.ClickException(str(error)) from None
+        click.echo(prompt_password_hash())
         return
     if host is not None or port is not None:
         import dataclasses
@@ -59,7 +77,7 @@ def ui_command(settings: Settings, host: str | None, port: int | None, print_pas
         ui = dataclasses.replace(settings.ui, host=host or settings.ui.host, port=port or settings.ui.port)
         settings = dataclasses.replace(settings, ui=ui)
     try:
-        credentials = load_credentials(settings.ui.users)
+        credentials = load_credentials(settings.ui.users, source=settings.source)
         check_serving_is_safe(settings.ui.host, credentials)
     except AuthConfigError as error:
         raise click.ClickException(str(error)) from None

@@ -13,6 +13,7 @@ import datetime as dt
 import getpass
 import logging
 import os
+import stat
 import tempfile
 import threading
 from collections import deque
@@ -103,6 +104,7 @@ class ReviewService:
         self.metadata = metadata
         self.reader = IndexReader(settings.index.database, password_env=settings.index.password_env)
         self.renders = renders or RenderCache(settings.ui.thumbnail_cache, max_pixels=settings.analysis.max_pixels)
+        self._watch_roots = tuple(Path(os.path.realpath(folder)) for folder in settings.watch.folders)
         self.exif = exif or ExifReader()
         self._clock = clock
         self._analyzer_factory = analyzer_factory or self._default_analyzer_factory
@@ -141,23 +143,37 @@ class ReviewService:
             raise ReviewError(f"not in the index: {path}")
         return row
 
+    def original(self, path: str) -> Path | None:
+        """The indexed file at ``path`` when it may be rendered: still a regular file (not a link) whose
+        real location is inside a watch folder; None for anything a stranger turned into a link since."""
+        original = Path(path)
+        try:
+            if not stat.S_ISREG(os.lstat(original).st_mode):
+                return None
+        except OSError:
+            return original  # gone: the render cache shows its "missing" tile
+        real = Path(os.path.realpath(original))
+        return original if any(real.is_relative_to(root) for root in self._watch_roots) else None
+
     def thumbnails(self, rows: list[dict]) -> list[Path]:
-        return self.renders.thumbnails([Path(r["path"]) for r in rows])
+        originals = [self.original(r["path"]) for r in rows]
+        rendered = iter(self.renders.thumbnails([p for p in originals if p is not None]))
+        return [next(rendered) if p is not None else self.renders.placeholder("not shown") for p in originals]
 
     def inspect(self, path: str) -> Inspection:
         row = self.row(path)
         summary = queries.row_to_summary(row)
-        original = Path(row["path"])
-        crop_kind = CROP_FOR_DEFECT.get(summary["defect"] or "")
+        original = self.original(row["path"])
+        crop_kind = CROP_FOR_DEFECT.get(summary["defect"] or "") if original is not None else None
         return Inspection(
             summary=summary,
             defect_scores=queries.decode_defect_scores(row),
             model_version=row.get("model_version"),
             size=(row["width"], row["height"]) if row.get("width") and row.get("height") else None,
-            preview=self.renders.preview(original),
+            preview=self.renders.preview(original) if original is not None else self.renders.placeholder("not shown"),
             crop=self.renders.detail_crop(original, crop_kind) if crop_kind else None,
             crop_kind=crop_kind,
-            exif=self.exif.read(original) if original.exists() else {},
+            exif=self.exif.read(original) if original is not None and original.exists() else {},
         )
 
     def export_csv(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> Path:

@@ -11,7 +11,8 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 apt_packages=(libimage-exiftool-perl)
-[ $dev = 1 ] && apt_packages+=(exiv2 chromium fonts-dejavu-core postgresql)
+# systemd: systemd-analyze checks the service units; util-linux: setpriv runs a test daemon unprivileged.
+[ $dev = 1 ] && apt_packages+=(exiv2 chromium fonts-dejavu-core postgresql systemd util-linux)
 python=$(command -v python3.11 || true)
 [ -z "$python" ] && apt_packages+=(python3.11)
 

@@ -12,12 +12,12 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError, AuthenticationError
 
 from review_ui.auth import load_credentials
-from tests.ui_support import PASSWORD, review_setup, served_app, sha256_hex
+from tests.ui_support import PASSWORD, review_setup, served_app, password_spec
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    setup = review_setup(tmp_path_factory.mktemp("api"), users={"ann": sha256_hex(PASSWORD)}, page_size=3)
+    setup = review_setup(tmp_path_factory.mktemp("api"), users={"ann": password_spec(PASSWORD)}, page_size=3)
     with served_app(setup.settings, setup.service, load_credentials(setup.settings.ui.users)) as url:
         yield setup, url
     setup.close()

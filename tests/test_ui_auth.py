@@ -8,12 +8,15 @@ import pytest
 from click.testing import CliRunner
 
 from review_ui import auth
-from review_ui.auth import AuthConfigError, check_serving_is_safe, hash_password, is_loopback, load_credentials, make_authenticator
-from tests.ui_support import sha256_hex
+from review_ui.auth import (
+    MIN_PBKDF2_ITERATIONS, AuthConfigError, check_serving_is_safe, hash_password, is_loopback, load_credentials,
+    make_authenticator,
+)  # fmt: skip
+from tests.ui_support import password_spec
 
 
-def test_sha256_entries_accept_only_the_right_password():
-    check = make_authenticator(load_credentials({"ann": sha256_hex("s3cret")}))
+def test_pbkdf2_entries_accept_only_the_right_password():
+    check = make_authenticator(load_credentials({"ann": password_spec("s3cret")}))
     assert check("ann", "s3cret") is True
     assert check("ann", "S3cret") is False
     assert check("ann", "") is False
@@ -21,11 +24,26 @@ def test_sha256_entries_accept_only_the_right_password():
 
 
 def test_pbkdf2_entries_round_trip_with_a_random_salt():
-    spec = hash_password("correct horse", iterations=1000)
-    assert spec.startswith("pbkdf2:1000:")
-    assert spec != hash_password("correct horse", iterations=1000)  # salted
+    spec = hash_password("correct horse", iterations=MIN_PBKDF2_ITERATIONS)
+    assert spec.startswith(f"pbkdf2:{MIN_PBKDF2_ITERATIONS}:")
+    assert spec != hash_password("correct horse", iterations=MIN_PBKDF2_ITERATIONS)  # salted
     check = make_authenticator(load_credentials({"ann": spec}))
     assert check("ann", "correct horse") and not check("ann", "correct horse ")
+
+
+def test_unsalted_sha256_entries_are_refused_naming_the_file_and_the_helper(tmp_path):
+    """Finding 5 of issue 22: `sha256:` (unsalted, fast) hashes were accepted."""
+    spec = "sha256:" + hashlib.sha256(b"x").hexdigest()
+    with pytest.raises(AuthConfigError) as caught:
+        load_credentials({"ann": spec}, source=tmp_path / "config.toml")
+    message = str(caught.value)
+    assert str(tmp_path / "config.toml") in message and "[ui] users.ann" in message
+    assert "pixelperfect hash-password" in message
+
+
+def test_too_few_pbkdf2_rounds_are_refused():
+    with pytest.raises(AuthConfigError, match="too few"):
+        load_credentials({"ann": hash_password("x", iterations=1000)})
 
 
 def test_pbkdf2_matches_an_independent_computation():
@@ -46,9 +64,10 @@ def test_env_entries_read_the_password_from_the_environment():
     ("spec", "message"),
     [
         ("hunter2", "unknown password format"),
-        ("sha256:abcd", "64 hex digits"),
-        ("sha256:" + "zz" * 32, "not hexadecimal"),
+        ("sha256:abcd", "unsalted sha256 hashes are not accepted"),
         ("pbkdf2:many:00:11", "pbkdf2:<iterations>"),
+        (f"pbkdf2:{MIN_PBKDF2_ITERATIONS}:zz:11", "not hexadecimal"),
+        (f"pbkdf2:{MIN_PBKDF2_ITERATIONS}:0011:11", "salt is too short"),
         ("env:", "env:<VARIABLE>"),
     ],
 )
@@ -67,7 +86,7 @@ def test_comparisons_are_constant_time(monkeypatch):
     calls = []
     real = auth.hmac.compare_digest
     monkeypatch.setattr(auth.hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
-    check = make_authenticator(load_credentials({"ann": sha256_hex("x")}))
+    check = make_authenticator(load_credentials({"ann": password_spec("x")}))
     check("ann", "y")
     check("nobody", "y")  # unknown users are compared against a dummy too
     assert len(calls) == 2
@@ -89,7 +108,7 @@ def test_other_hosts_are_not_loopback(host):
 
 def test_serving_off_loopback_needs_accounts():
     check_serving_is_safe("127.0.0.1", {})
-    check_serving_is_safe("0.0.0.0", load_credentials({"ann": sha256_hex("x")}))
+    check_serving_is_safe("0.0.0.0", load_credentials({"ann": password_spec("x")}))
     with pytest.raises(AuthConfigError, match="refusing to serve the review UI on 0.0.0.0 without reviewer accounts"):
         check_serving_is_safe("0.0.0.0", {})
 
@@ -135,3 +154,24 @@ def test_cli_hash_password_prints_a_usable_entry(tmp_path):
     check = make_authenticator(load_credentials({"ann": spec}))
     assert check("ann", "pa55word") and not check("ann", "pa55wore")
 
+
+
+def test_hash_password_is_a_command_of_its_own():
+    from pixelperfect_daemon.cli import main
+
+    result = CliRunner().invoke(main, ["hash-password"], input="pa55word\npa55word\n")
+    assert result.exit_code == 0, result.output
+    spec = result.output.strip().splitlines()[-1]
+    assert spec.startswith("pbkdf2:600000:") and "pa55word" not in spec
+    check = make_authenticator(load_credentials({"ann": spec}))
+    assert check("ann", "pa55word") and not check("ann", "pa55wore")
+
+
+def test_cli_refuses_a_sha256_user_naming_the_file_and_the_helper(tmp_path):
+    from review_ui.cli import ui_command
+
+    config = _write_config(tmp_path, f'[ui]\nusers = {{ann = "sha256:{hashlib.sha256(b"pw").hexdigest()}"}}\n')
+    result = CliRunner().invoke(ui_command, ["--config", str(config)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{config.resolve()}: [ui] users.ann: unsalted sha256" in result.output
+    assert "pixelperfect hash-password" in result.output

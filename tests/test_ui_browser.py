@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from review_ui.auth import load_credentials
-from tests.ui_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, review_setup, served_app, sha256_hex
+from tests.ui_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, review_setup, served_app, password_spec
 
 pytestmark = [
     pytest.mark.browser,
@@ -25,7 +25,7 @@ TIMEOUT_MS = 20_000
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    setup = review_setup(tmp_path_factory.mktemp("browser"), users={"ann": sha256_hex(PASSWORD)})
+    setup = review_setup(tmp_path_factory.mktemp("browser"), users={"ann": password_spec(PASSWORD)})
     with served_app(setup.settings, setup.service, load_credentials(setup.settings.ui.users)) as url:
         yield setup, url
     setup.close()

@@ -89,8 +89,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def sha256_hex(password: str) -> str:
-    return "sha256:" + hashlib.sha256(password.encode()).hexdigest()
+def password_spec(password: str) -> str:
+    """A ``[ui] users`` entry for ``password``: salted PBKDF2 at the fewest rounds accepted (fast tests)."""
+    from review_ui.auth import MIN_PBKDF2_ITERATIONS, hash_password
+
+    return hash_password(password, iterations=MIN_PBKDF2_ITERATIONS)
 
 
 @contextlib.contextmanager
