@@ -12,13 +12,13 @@ from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.metadata import MetadataWriter
 from review_ui.auth import load_credentials
 from review_ui.service import ReviewService
-from tests.ui_support import PASSWORD, review_setup, served_app, sha256_hex
+from tests.ui_support import PASSWORD, password_spec, review_setup, served_app
 
 
 @pytest.mark.slow
 def test_an_override_in_one_ui_appears_in_the_other(tmp_path, postgres_server):
     url = postgres_server.new_index_url()
-    users = {"ann": sha256_hex(PASSWORD), "bob": sha256_hex(PASSWORD)}
+    users = {"ann": password_spec(PASSWORD), "bob": password_spec(PASSWORD)}
     first = review_setup(tmp_path, users=users, page_size=10)
     settings = dataclasses.replace(first.settings, index=dataclasses.replace(first.settings.index, database=url))
     # The rows the first setup recorded in its SQLite file, moved to the shared index.
