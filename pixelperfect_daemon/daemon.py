@@ -36,10 +36,11 @@ class DaemonError(Exception):
 
 
 def load_analyzer(settings: Settings):
-    from .engine import Analyzer, ModelsNotFoundError
+    from .adaptation import analyzer_for
+    from .engine import ModelsNotFoundError
 
     try:
-        return Analyzer.from_settings(settings.analysis)
+        return analyzer_for(settings)
     except ModelsNotFoundError as error:
         raise DaemonError(str(error)) from None
 

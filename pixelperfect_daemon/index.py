@@ -16,11 +16,12 @@ from pathlib import Path
 
 import sqlite_utils
 
+from .adaptation import pack
 from .labels import DEFECTS
 from .result import AnalysisResult
 
 TABLE = "images"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
 # Busy writers (daemon + UI) wait for each other instead of failing.
 _BUSY_TIMEOUT_SECONDS = 30.0
@@ -68,8 +69,14 @@ def _index_size(db: sqlite_utils.Database) -> None:
     db[TABLE].create_index(["size"], if_not_exists=True)
 
 
+def _add_learn_inputs(db: sqlite_utils.Database) -> None:
+    # What `pixelperfect learn` learns from (adaptation.LEARN_INPUTS as float32), so reviewed files
+    # need not be decoded again; NULL for rows analysed before this column existed.
+    db[TABLE].add_column("learn_inputs", bytes)
+
+
 # MIGRATIONS[n] brings a version-n database to version n + 1; append, never edit.
-MIGRATIONS = [_create_schema_v1, _index_size]
+MIGRATIONS = [_create_schema_v1, _index_size, _add_learn_inputs]
 
 
 def normalise_path(path: Path | str) -> str:
@@ -200,6 +207,7 @@ class ImageIndex:
                 "error": error if error is not None else result.error,
                 "analyzed_at": analyzed_at,
                 "tagged_file": None if tagged_file is None else normalise_path(tagged_file),
+                "learn_inputs": None if result.learn_inputs is None else pack(result.learn_inputs),
             },
         )
 
@@ -230,6 +238,7 @@ class ImageIndex:
                 "error": error,
                 "analyzed_at": analyzed_at,
                 "tagged_file": None,
+                "learn_inputs": None,
             },
         )
 
@@ -264,6 +273,31 @@ class ImageIndex:
                 f"UPDATE {TABLE} SET tagged_file = ? WHERE path = ?",
                 (None if tagged_file is None else normalise_path(tagged_file), normalise_path(path)),
             )
+
+    def reviewed_rows(self) -> list[dict]:
+        """Every analysed row a reviewer decided, oldest review first (what `pixelperfect learn` reads)."""
+        with self._lock:
+            return list(self.db[TABLE].rows_where("reviewed_verdict IS NOT NULL AND status = 'ok'",
+                                                  order_by="reviewed_at, path"))
+
+    def set_learn_inputs(self, path: Path, inputs) -> None:
+        """Keep what a file's analysis produced for learning, found again by decoding it."""
+        with self._lock, self.db.conn:
+            self.db.conn.execute(f"UPDATE {TABLE} SET learn_inputs = ? WHERE path = ?",
+                                 (pack(inputs), normalise_path(path)))
+
+    def unreviewed_rows_with_learn_inputs(self) -> list[dict]:
+        """Analysed rows no reviewer decided, with what an adaptation needs to decide them anew."""
+        with self._lock:
+            return list(self.db[TABLE].rows_where(
+                "reviewed_verdict IS NULL AND status = 'ok' AND learn_inputs IS NOT NULL", order_by="path"))
+
+    def set_model_verdict(self, path: Path, *, verdict: str, defect: str | None, model_version: str) -> None:
+        """A relearnt adaptation changed an unreviewed file's verdict (the scores stay as analysed)."""
+        with self._lock, self.db.conn:
+            self.db.conn.execute(
+                f"UPDATE {TABLE} SET verdict = ?, defect = ?, model_version = ? WHERE path = ? AND reviewed_verdict IS NULL",
+                (verdict, defect, model_version, normalise_path(path)))
 
     # -- the reviewer's columns -------------------------------------------------------------
 

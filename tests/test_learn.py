@@ -1,0 +1,229 @@
+"""``pixelperfect learn``: the adaptation's arithmetic, its checks, and the command end to end on a
+small index of real CLIVE photos (real SQLite, real models, real ExifTool) with a simulated reviewer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from pixelperfect_daemon.adaptation import (
+    FEATURES, LEARN_INPUTS, LibraryAdaptation, AdaptationError, adaptation_file, base_margin, load_adaptation,
+    pack, unpack,
+)
+from pixelperfect_daemon.config import load_settings
+from pixelperfect_daemon.index import ImageIndex
+from pixelperfect_daemon.labels import DEFECTS
+from pixelperfect_daemon.learning import (
+    ENFORCED_DAMAGE, Reviews, fit_adaptation, guard_failures, load_validation, reset_library, validation_measures,
+)
+from pixelperfect_daemon.verdict import is_poor
+
+
+def random_inputs(count: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    inputs = rng.uniform(0, 1, size=(count, len(LEARN_INPUTS)))
+    inputs[:, 0] = rng.choice([0.0, 0.2, 0.4999, 0.5, 0.5001, 0.9, 1.0], size=count)
+    inputs[:, 1] = rng.choice([0.0, 0.3, 0.3499, 0.35, 0.3501, 0.8, 1.0], size=count)
+    return inputs
+
+
+@pytest.mark.parametrize("threshold, below", [(0.5, 0.35), (0.5, 0.0), (0.6, 0.4), (0.0, 0.35), (1.0, 0.0)])
+def test_base_margin_is_the_shipped_verdict_exactly(threshold, below):
+    inputs = random_inputs(2000)
+    expected = is_poor(inputs[:, 0], inputs[:, 1], threshold, below)
+    assert np.array_equal(base_margin(inputs, threshold, below) >= 0, expected)
+
+
+def neutral_adaptation(**changes) -> LibraryAdaptation:
+    values = dict(base_model_version="m-1", poor_threshold=0.5, poor_below_quality=0.35, scale=1.0, bias=0.0,
+                  weights=(0.0,) * len(FEATURES), feature_mean=(0.0,) * len(FEATURES),
+                  feature_std=(1.0,) * len(FEATURES), reviews=12, learnt_at="2026-12-06T00:00:00Z")
+    return LibraryAdaptation(**{**values, **changes})
+
+
+def test_a_neutral_adaptation_keeps_the_shipped_verdicts_and_a_bias_makes_it_stricter():
+    inputs = random_inputs(500, seed=1)
+    shipped = is_poor(inputs[:, 0], inputs[:, 1])
+    assert np.array_equal(neutral_adaptation().is_poor(inputs), shipped)
+    stricter = neutral_adaptation(bias=1.0).is_poor(inputs)
+    assert stricter[shipped].all() and stricter.sum() > shipped.sum()
+
+
+def test_adaptation_file_round_trip_digest_and_refusals(tmp_path):
+    adaptation = neutral_adaptation(bias=0.25)
+    adaptation_file(tmp_path).write_text(adaptation.to_json())
+    loaded = load_adaptation(tmp_path, "m-1")
+    assert loaded == adaptation and loaded.digest == adaptation.digest
+    # What decides the verdicts names it; when and from how many reviews does not.
+    assert neutral_adaptation(bias=0.26).digest != adaptation.digest
+    assert neutral_adaptation(bias=0.25, reviews=99, learnt_at="x").digest == adaptation.digest
+    assert load_adaptation(tmp_path, "other-models") is None  # learnt on other models: not used
+    adaptation_file(tmp_path).write_text("{not json")
+    assert load_adaptation(tmp_path, "m-1") is None
+    with pytest.raises(AdaptationError):
+        LibraryAdaptation.from_json(json.dumps({**json.loads(adaptation.to_json()), "weights": [1.0]}))
+
+
+def test_learn_inputs_pack_to_228_bytes_and_back():
+    values = np.arange(len(LEARN_INPUTS), dtype=float) / 7
+    blob = pack(values)
+    assert len(blob) == 4 * 57 == 228
+    assert np.allclose(unpack(blob), values, atol=1e-6)
+    assert unpack(b"short") is None and unpack(None) is None
+
+
+def test_config_learn_section(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[index]\ndatabase = "lib/index.sqlite"\n')
+    assert load_settings(config).learn_folder == tmp_path / "lib" / "index-learn"
+    config.write_text('[learn]\nfolder = "adapt"\nevery_reviews = 20\n')
+    settings = load_settings(config)
+    assert settings.learn_folder == tmp_path / "adapt" and settings.learn.every_reviews == 20
+    config.write_text("[learn]\nevery_reviews = -1\n")
+    with pytest.raises(ValueError, match=r"config.toml: \[learn\] every_reviews must be at least 0"):
+        load_settings(config)
+
+
+def test_reset_removes_only_the_adaptation(tmp_path):
+    folder = tmp_path / "lib-learn"
+    folder.mkdir()
+    adaptation_file(folder).write_text(neutral_adaptation().to_json())
+    (folder / "notes.txt").write_text("the user's own file")
+    assert "removed" in reset_library(folder)
+    assert not adaptation_file(folder).exists() and (folder / "notes.txt").read_text() == "the user's own file"
+    assert "no adaptation" in reset_library(folder)
+
+
+# --- with the real models' shipped validation data -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def validation(trained_models_dir):
+    card = json.loads((trained_models_dir / "labels.json").read_text())
+    return load_validation(trained_models_dir, card["model_version"])
+
+
+def test_a_reviewer_who_keeps_blurred_photos_good_is_refused(validation):
+    """Reviews that call heavy synthetic blur Good would hide damage: the checks refuse it."""
+    blur = DEFECTS.index("blur")
+    chosen = np.flatnonzero(((validation.synthetic_defect == blur) & (validation.synthetic_level >= 3))
+                            | (validation.synthetic_level == 0))[::2]
+    poor = np.isin(validation.synthetic_defect[chosen], [DEFECTS.index(d) for d in ("noise", "compression")])
+    # Good for clean and blurred, and a few noisy ones Poor so both verdicts occur.
+    noisy = np.flatnonzero((validation.synthetic_defect == DEFECTS.index("noise")) & (validation.synthetic_level >= 3))
+    rows = np.concatenate([chosen, noisy[:20]])
+    poor = np.concatenate([poor, np.ones(20, bool)])
+    reviews = Reviews(inputs=validation.synthetic_inputs[rows], poor=poor, paths=[])
+    adaptation, agreement = fit_adaptation(reviews, validation, validation.model_version, 0.5, 0.35)
+    assert adaptation is not None and agreement["chosen"] > agreement["shipped"]
+    shipped = validation_measures(validation, lambda x: is_poor(x[:, 0], x[:, 1]))
+    after = validation_measures(validation, adaptation.is_poor)
+    assert after["blur damage (levels 3-5) flagged"] < shipped["blur damage (levels 3-5) flagged"] - 0.01
+    assert any(failure.startswith("blur damage") for failure in guard_failures(shipped, after))
+
+
+def test_reviews_that_agree_with_the_shipped_verdict_teach_nothing(validation):
+    inputs = validation.authentic_inputs
+    reviews = Reviews(inputs=inputs, poor=np.asarray(is_poor(inputs[:, 0], inputs[:, 1])), paths=[])
+    adaptation, agreement = fit_adaptation(reviews, validation, validation.model_version, 0.5, 0.35)
+    assert adaptation is None and agreement["shipped"] == 1.0
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+REVIEWED = 60
+NEW_FILES = 4
+
+
+def clive_photos(shared_data: Path, count: int) -> list[tuple[Path, float]]:
+    """``count`` CLIVE photos spread over the manifest (a fixed choice), with their MOS."""
+    with open(shared_data / "manifest.csv", newline="", encoding="utf-8") as handle:
+        rows = [(shared_data / row["file"], float(row["mos"])) for row in csv.DictReader(handle)
+                if row["set"] == "clive_train" and row["mos"]]
+    return rows[:: len(rows) // count][:count]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from pixelperfect_daemon.cli import main; main()", *args],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
+def test_learn_end_to_end_with_a_stricter_reviewer(tmp_path, shared_data, trained_models_dir):
+    from pixelperfect_daemon.daemon import scan_folder
+
+    library, later = tmp_path / "library", tmp_path / "later"
+    library.mkdir(), later.mkdir()
+    photos = clive_photos(shared_data, REVIEWED + NEW_FILES)
+    mos_of = {}
+    for number, (source, mos) in enumerate(photos):
+        target = (library if number < REVIEWED else later) / f"{number:03d}-{source.name}"
+        shutil.copyfile(source, target)
+        mos_of[str(target)] = mos
+    config = tmp_path / "config.toml"
+    config.write_text(f'[index]\ndatabase = "{tmp_path / "index.sqlite"}"\n[analysis]\nworkers = 1\n')
+    settings = load_settings(config)
+    scan_folder(settings, library, progress=False)
+
+    # The simulated reviewer holds a stricter bar on the models' own scale: Poor below a quality score
+    # of 0.5 (the shipped verdict's is 0.35, or P(poor) >= 0.5).
+    reviewed = sorted(p for p in mos_of if p.startswith(str(library)))
+    with ImageIndex(settings.index.database) as index:
+        assert index.reviewed_rows() == []
+        for path in reviewed:
+            row = index.get(Path(path))
+            assert row["learn_inputs"] is not None and len(row["learn_inputs"]) == 228
+            poor = row["quality"] < 0.5
+            index.record_review(Path(path), verdict="poor" if poor else "good",
+                                defect="blur" if poor else None, reviewed_by="sim", reviewed_at="2026-12-06T00:00:00Z")
+        # A row analysed before the index kept learn inputs: learn decodes its file again.
+        index.db.conn.execute("UPDATE images SET learn_inputs = NULL WHERE path = ?", (reviewed[0],))
+        index.db.conn.commit()
+        shipped_disagreements = sum((row["reviewed_verdict"] != row["verdict"]) for row in index.reviewed_rows())
+    assert shipped_disagreements >= 3  # the reviewer is stricter than the models: something to learn
+
+    dry = run_cli("learn", "--config", str(config), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"agreement with the {REVIEWED} reviews" in dry.stdout and "clear Good/Poor balanced accuracy" in dry.stdout
+    assert not settings.learn_folder.exists(), dry.stdout
+    with ImageIndex(settings.index.database) as index:
+        assert index.get(Path(reviewed[0]))["learn_inputs"] is not None  # kept after decoding again
+
+    learnt = run_cli("learn", "--config", str(config))
+    assert learnt.returncode == 0, learnt.stderr
+    assert "saved" in learnt.stdout.splitlines()[-1], learnt.stdout
+    table = {line.split("  ")[0].strip(): line.split()[-2:] for line in learnt.stdout.splitlines() if "  " in line}
+    shipped_agreement, adapted_agreement = (float(v) for v in table[next(k for k in table if k.startswith("agreement"))])
+    assert adapted_agreement > shipped_agreement
+    adaptation = load_adaptation(settings.learn_folder, json.loads((trained_models_dir / "labels.json").read_text())
+                                 ["model_version"])
+    assert adaptation is not None and adaptation.reviews == REVIEWED
+
+    # analyze uses it: the adapted model version, and verdicts by the adaptation.
+    analysed = run_cli("analyze", "--json", "--config", str(config), str(later))
+    results = [json.loads(line) for line in analysed.stdout.splitlines()]
+    assert len(results) == NEW_FILES
+    assert all(r["model_version"].endswith(f"+lib-{adaptation.digest}") for r in results)
+
+    # scan tags new files with it; the reviewed ones keep their reviews.
+    scan_folder(settings, later, progress=False)
+    tag = subprocess.run(["exiftool", "-s3", "-XMP-pixelperfect:ModelVersion", sorted(later.iterdir())[0]],
+                         capture_output=True, text=True)
+    assert tag.stdout.strip().endswith(f"+lib-{adaptation.digest}")
+    with ImageIndex(settings.index.database) as index:
+        assert all(r["reviewed_by"] == "sim" for r in index.reviewed_rows()) and len(index.reviewed_rows()) == REVIEWED
+
+    reset = run_cli("learn", "--config", str(config), "--reset")
+    assert reset.returncode == 0 and "removed" in reset.stdout
+    assert not settings.learn_folder.exists() and (tmp_path / "index.sqlite").is_file()
+    again = run_cli("analyze", "--json", "--config", str(config), str(later))
+    assert all("+lib-" not in json.loads(line)["model_version"] for line in again.stdout.splitlines())
