@@ -135,6 +135,12 @@ def run_daemon(
             threading.Thread(
                 target=_scan_periodically, args=(watcher, rescan_interval, stop), name="scanner", daemon=True
             ).start()
+            if settings.learn.every_reviews and index is not None:
+                from .relearning import Relearner, relearn_periodically
+
+                relearner = Relearner(settings, analyzer, writer, index, settings.learn.every_reviews)
+                threading.Thread(target=relearn_periodically, args=(relearner, stop), name="relearner",
+                                 daemon=True).start()
             logger.info(
                 "daemon ready: model %s, %d worker(s), tags %s, index %s%s",
                 analyzer.model_version,

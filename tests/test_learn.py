@@ -143,12 +143,11 @@ REVIEWED = 60
 NEW_FILES = 4
 
 
-def clive_photos(shared_data: Path, count: int) -> list[tuple[Path, float]]:
-    """``count`` CLIVE photos spread over the manifest (a fixed choice), with their MOS."""
+def clive_photos(shared_data: Path, count: int, offset: int = 0) -> list[Path]:
+    """``count`` CLIVE photos spread over the manifest (a fixed choice: every ninth from ``offset``)."""
     with open(shared_data / "manifest.csv", newline="", encoding="utf-8") as handle:
-        rows = [(shared_data / row["file"], float(row["mos"])) for row in csv.DictReader(handle)
-                if row["set"] == "clive_train" and row["mos"]]
-    return rows[:: len(rows) // count][:count]
+        rows = [shared_data / row["file"] for row in csv.DictReader(handle) if row["set"] == "clive_train" and row["mos"]]
+    return rows[offset::9][:count]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -156,27 +155,22 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
-def test_learn_end_to_end_with_a_stricter_reviewer(tmp_path, shared_data, trained_models_dir):
+def reviewed_library(tmp_path: Path, shared_data: Path, reviewed_count: int, other_count: int, extra_config: str = ""):
+    """A library of real CLIVE photos scanned into a real index, ``reviewed_count`` of them reviewed by
+    a simulated reviewer with a stricter bar on the models' own scale (Poor below a quality score
+    of 0.5; the shipped verdict's is 0.35, or P(poor) >= 0.5); the other photos wait in ``later``."""
     from pixelperfect_daemon.daemon import scan_folder
 
     library, later = tmp_path / "library", tmp_path / "later"
     library.mkdir(), later.mkdir()
-    photos = clive_photos(shared_data, REVIEWED + NEW_FILES)
-    mos_of = {}
-    for number, (source, mos) in enumerate(photos):
-        target = (library if number < REVIEWED else later) / f"{number:03d}-{source.name}"
-        shutil.copyfile(source, target)
-        mos_of[str(target)] = mos
+    photos = clive_photos(shared_data, reviewed_count) + clive_photos(shared_data, other_count, offset=4)
+    for number, source in enumerate(photos):
+        shutil.copyfile(source, (library if number < reviewed_count else later) / f"{number:03d}-{source.name}")
     config = tmp_path / "config.toml"
-    config.write_text(f'[index]\ndatabase = "{tmp_path / "index.sqlite"}"\n[analysis]\nworkers = 1\n')
+    config.write_text(f'[index]\ndatabase = "{tmp_path / "index.sqlite"}"\n[analysis]\nworkers = 2\n{extra_config}')
     settings = load_settings(config)
     scan_folder(settings, library, progress=False)
-
-    # The simulated reviewer holds a stricter bar on the models' own scale: Poor below a quality score
-    # of 0.5 (the shipped verdict's is 0.35, or P(poor) >= 0.5).
-    reviewed = sorted(p for p in mos_of if p.startswith(str(library)))
+    reviewed = sorted(str(path) for path in library.iterdir())
     with ImageIndex(settings.index.database) as index:
         assert index.reviewed_rows() == []
         for path in reviewed:
@@ -185,11 +179,21 @@ def test_learn_end_to_end_with_a_stricter_reviewer(tmp_path, shared_data, traine
             poor = row["quality"] < 0.5
             index.record_review(Path(path), verdict="poor" if poor else "good",
                                 defect="blur" if poor else None, reviewed_by="sim", reviewed_at="2026-12-06T00:00:00Z")
+        shipped_disagreements = sum((row["reviewed_verdict"] != row["verdict"]) for row in index.reviewed_rows())
+    assert shipped_disagreements >= 3  # the reviewer is stricter than the models: something to learn
+    return config, settings, reviewed, later
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
+def test_learn_end_to_end_with_a_stricter_reviewer(tmp_path, shared_data, trained_models_dir):
+    from pixelperfect_daemon.daemon import scan_folder
+
+    config, settings, reviewed, later = reviewed_library(tmp_path, shared_data, REVIEWED, NEW_FILES)
+    with ImageIndex(settings.index.database) as index:
         # A row analysed before the index kept learn inputs: learn decodes its file again.
         index.db.conn.execute("UPDATE images SET learn_inputs = NULL WHERE path = ?", (reviewed[0],))
         index.db.conn.commit()
-        shipped_disagreements = sum((row["reviewed_verdict"] != row["verdict"]) for row in index.reviewed_rows())
-    assert shipped_disagreements >= 3  # the reviewer is stricter than the models: something to learn
 
     dry = run_cli("learn", "--config", str(config), "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -227,3 +231,43 @@ def test_learn_end_to_end_with_a_stricter_reviewer(tmp_path, shared_data, traine
     assert not settings.learn_folder.exists() and (tmp_path / "index.sqlite").is_file()
     again = run_cli("analyze", "--json", "--config", str(config), str(later))
     assert all("+lib-" not in json.loads(line)["model_version"] for line in again.stdout.splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
+def test_the_daemon_learns_again_after_n_reviews_and_retags_only_unreviewed_files(tmp_path, shared_data,
+                                                                                  trained_models_dir):
+    from pixelperfect_daemon.adaptation import analyzer_for
+    from pixelperfect_daemon.daemon import scan_folder
+    from pixelperfect_daemon.metadata import MetadataWriter
+    from pixelperfect_daemon.relearning import Relearner
+
+    config, settings, reviewed, later = reviewed_library(tmp_path, shared_data, REVIEWED, 16,
+                                                         "[learn]\nevery_reviews = 50\n")
+    scan_folder(settings, later, progress=False)
+    analyzer = analyzer_for(settings)
+    writer = MetadataWriter(settings.metadata)
+    with ImageIndex(settings.index.database) as index:
+        before = {row["path"]: row for row in index.db["images"].rows}
+        relearner = Relearner(settings, analyzer, writer, index, settings.learn.every_reviews)
+        assert relearner.check() is False  # no new reviews since it started
+        relearner.reviews_at_last_learn = 0  # as if the 60 reviews had arrived while the daemon ran
+        assert relearner.check() is True
+        assert "+lib-" in analyzer.model_version and settings.learn_folder.joinpath("adaptation.json").is_file()
+        after = {row["path"]: row for row in index.db["images"].rows}
+    try:
+        changed = [path for path in after if after[path]["verdict"] != before[path]["verdict"]]
+        assert changed, "the stricter adaptation changed no unreviewed verdict"
+        assert not any(path in reviewed for path in changed)  # a review always wins
+        for path in changed:
+            tags = writer.read_verdict(Path(path))
+            assert after[path]["model_version"] == analyzer.model_version == tags["ModelVersion"]
+            assert tags["Verdict"].lower() == after[path]["verdict"], tags
+        for path in reviewed:
+            assert after[path]["reviewed_verdict"] == before[path]["reviewed_verdict"]
+            assert after[path]["model_version"] == before[path]["model_version"]
+        # The re-tagged files are not analysed again by the next scan.
+        stats = scan_folder(settings, later, analyzer=analyzer, progress=False)
+        assert stats.outcomes["analysed"] == 0
+    finally:
+        writer.close()
