@@ -154,6 +154,7 @@ def measure(pristine: Path, mos_csv: Path, models_dir: Path, limit: int | None =
             result = analyzer.analyze_decoded(source.path, decoded)
             record.update(verdict=result.verdict, defect=result.defect, most_likely=result.most_likely_defect,
                           quality=result.quality, luma=mean_luma(image), undecodable=False,
+                          learn_inputs=list(result.learn_inputs),
                           psnr=float(10 * np.log10(255**2 / max(np.mean((image.astype(float) - original) ** 2), 1e-9))))
             records.append(record)
     return records

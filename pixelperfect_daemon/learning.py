@@ -247,7 +247,7 @@ def guard_failures(before: dict[str, float], after: dict[str, float]) -> list[st
 
 def format_table(reviews: Reviews, agreement: dict[str, float], before: dict[str, float] | None,
                  after: dict[str, float] | None, folds: int = FOLDS) -> str:
-    rows = [("", "shipped", "adapted"), ("-" * 50, "-" * 7, "-" * 7)]
+    rows = [("", "shipped", "adapted")]
     chosen = agreement.get("chosen")
     rows.append((f"agreement with the {len(reviews.poor)} reviews ({reviews.poor.sum()} Poor), cross-validated",
                  f"{agreement['shipped']:.3f}", "–" if chosen is None else f"{chosen:.3f}"))
@@ -258,6 +258,7 @@ def format_table(reviews: Reviews, agreement: dict[str, float], before: dict[str
             rows.append((label, f"{value:.3f}", "–" if after is None else f"{after[key]:.3f}"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{name:<{width}}  {a:>7}  {b:>7}" for name, a, b in rows]
+    lines.insert(1, f"{'-' * width}  {'-' * 7}  {'-' * 7}")
     lines.append(f"* may not fall by more than {MARGIN}")
     return "\n".join(lines)
 
