@@ -109,8 +109,8 @@ def load_validation(models_dir: Path, model_version: str) -> Validation:
 
 
 def collect_reviews(index: ImageIndex, analyzer: Analyzer) -> Reviews:
-    """The reviewed rows' inputs and verdicts; rows analysed before the index kept inputs are decoded
-    again (and their inputs kept). Files with a decoder finding are left out: they are Poor whatever
+    """The reviewed rows' inputs and verdicts; rows analysed before the index kept inputs, or by other
+    models, are decoded again (and their inputs kept). Files with a decoder finding are left out: they are Poor whatever
     an adaptation says."""
     inputs, poor, paths, skipped = [], [], [], []
     decoded, seconds = 0, 0.0
@@ -119,6 +119,8 @@ def collect_reviews(index: ImageIndex, analyzer: Analyzer) -> Reviews:
             skipped.append(f"{row['path']}: a decoder finding decides it")
             continue
         values = unpack(row.get("learn_inputs"))
+        if (row.get("model_version") or "").split("+lib-")[0] != analyzer.card["model_version"]:
+            values = None  # kept by other models: their outputs are not these models'
         if values is None:
             started = time.perf_counter()
             result = analyzer.analyze_path(Path(row["path"]))

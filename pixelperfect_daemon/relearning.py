@@ -61,6 +61,8 @@ class Relearner:
             inputs = unpack(row["learn_inputs"])
             if inputs is None or row["error"]:  # a decoder finding keeps the file Poor
                 continue
+            if (row["model_version"] or "").split("+lib-")[0] != adaptation.base_model_version:
+                continue  # analysed by other models: their outputs are not what the adaptation corrects
             verdict = "poor" if adaptation.is_poor(inputs[None])[0] else "good"
             if verdict == row["verdict"]:
                 continue
