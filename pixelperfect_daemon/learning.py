@@ -83,6 +83,18 @@ class LearnOutcome:
     reason: str
     adaptation: LibraryAdaptation | None = None
     path: Path | None = None
+    reviews: Reviews | None = None
+
+    @property
+    def reviews_line(self) -> str:
+        if self.reviews is None:
+            return ""
+        line = f"{len(self.reviews.poor)} reviews used"
+        if self.reviews.decoded:
+            line += f", {self.reviews.decoded} of them decoded again ({self.reviews.decode_seconds:.1f} s)"
+        if self.reviews.skipped:
+            line += f"; {len(self.reviews.skipped)} left out (a decoder finding, or the file cannot be analysed)"
+        return line
 
 
 def load_validation(models_dir: Path, model_version: str) -> Validation:
@@ -280,7 +292,7 @@ def learn_library(settings, *, dry_run: bool = False, analyzer: Analyzer | None 
     if len(reviews.poor) < MIN_REVIEWS or reviews.poor.all() or not reviews.poor.any():
         reason = (f"{len(reviews.poor)} usable reviews; learning needs at least {MIN_REVIEWS}, with both Good and "
                   "Poor verdicts among them")
-        return LearnOutcome(format_table(reviews, none_agreement, None, None), False, reason)
+        return LearnOutcome(format_table(reviews, none_agreement, None, None), False, reason, reviews=reviews)
     adaptation, agreement = fit_adaptation(reviews, validation, base_version, analyzer.poor_threshold,
                                            analyzer.poor_below_quality)
     from .verdict import is_poor
@@ -291,17 +303,18 @@ def learn_library(settings, *, dry_run: bool = False, analyzer: Analyzer | None 
     before = validation_measures(validation, shipped)
     if adaptation is None:
         return LearnOutcome(format_table(reviews, agreement, before, None), False,
-                            "no adaptation agreed with the reviewers more often than the shipped verdict")
+                            "no adaptation agreed with the reviewers more often than the shipped verdict", reviews=reviews)
     after = validation_measures(validation, adaptation.is_poor)
     table = format_table(reviews, agreement, before, after)
     failures = guard_failures(before, after)
     if failures:
         return LearnOutcome(table, False, "it would lose too much on the shipped validation data: "
-                            + "; ".join(failures), adaptation)
+                            + "; ".join(failures), adaptation, reviews=reviews)
     if dry_run:
-        return LearnOutcome(table, False, "dry run: nothing saved", adaptation)
+        return LearnOutcome(table, False, "dry run: nothing saved", adaptation, reviews=reviews)
     path = save_adaptation(settings.learn_folder, LibraryAdaptation(**{**adaptation.__dict__, "report": table}))
-    return LearnOutcome(table, True, f"saved {path} ({base_version}+lib-{adaptation.digest})", adaptation, path)
+    return LearnOutcome(table, True, f"saved {path} ({base_version}+lib-{adaptation.digest})", adaptation, path,
+                        reviews=reviews)
 
 
 def save_adaptation(folder: Path, adaptation: LibraryAdaptation) -> Path:

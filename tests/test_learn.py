@@ -92,6 +92,23 @@ def test_config_learn_section(tmp_path):
         load_settings(config)
 
 
+def test_analyzer_for_uses_a_saved_adaptation_of_these_models_only(tmp_path, trained_models_dir):
+    from pixelperfect_daemon.adaptation import analyzer_for
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[index]\ndatabase = "{tmp_path / "index.sqlite"}"\n[analysis]\nmodels_dir = "{trained_models_dir}"\n')
+    settings = load_settings(config)
+    base = json.loads((trained_models_dir / "labels.json").read_text())["model_version"]
+    assert analyzer_for(settings).model_version == base
+    settings.learn_folder.mkdir()
+    adaptation = neutral_adaptation(base_model_version=base, bias=0.5)
+    adaptation_file(settings.learn_folder).write_text(adaptation.to_json())
+    analyzer = analyzer_for(settings)
+    assert analyzer.model_version == f"{base}+lib-{adaptation.digest}" and analyzer.adaptation == adaptation
+    adaptation_file(settings.learn_folder).write_text(neutral_adaptation(base_model_version="older").to_json())
+    assert analyzer_for(settings).model_version == base
+
+
 def test_reset_removes_only_the_adaptation(tmp_path):
     folder = tmp_path / "lib-learn"
     folder.mkdir()
@@ -197,6 +214,7 @@ def test_learn_end_to_end_with_a_stricter_reviewer(tmp_path, shared_data, traine
 
     dry = run_cli("learn", "--config", str(config), "--dry-run")
     assert dry.returncode == 0, dry.stderr
+    assert f"{REVIEWED} reviews used, 1 of them decoded again" in dry.stdout
     assert f"agreement with the {REVIEWED} reviews" in dry.stdout and "clear Good/Poor balanced accuracy" in dry.stdout
     assert not settings.learn_folder.exists(), dry.stdout
     with ImageIndex(settings.index.database) as index:

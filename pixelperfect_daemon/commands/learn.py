@@ -40,5 +40,6 @@ def learn_command(settings: Settings, dry_run: bool, reset: bool) -> None:
         outcome = learn_library(settings, dry_run=dry_run)
     except (LearnError, ModelsNotFoundError, ImageIndexError) as error:
         raise click.ClickException(str(error)) from None
+    click.echo(outcome.reviews_line)
     click.echo(outcome.table)
     click.echo(outcome.reason if outcome.saved else f"not saved: {outcome.reason}")
