@@ -7,7 +7,8 @@
   for each reviewed row whose inputs are not kept, on each folder given (one thread);
 * **seconds of learn itself**: fitting and checking an adaptation on N reviews.
 
-Usage: PYTHONPATH=. .venv/bin/python bench/bench_learn_inputs.py --folder ../shared/data/clive_train --folder ../shared/data/pristine
+Usage: PYTHONPATH=. .venv/bin/python bench/bench_learn_inputs.py \
+    --folder ../shared/data/clive_train --folder ../shared/data/pristine
 Prints a markdown table.
 """
 
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         adaptation, _ = fit_adaptation(reviews, validation, analyzer.model_version, 0.5, 0.35)
         if adaptation is not None:
             validation_measures(validation, adaptation.is_poor)
-        print(f"| fitting (6 strengths x 5 folds) and checking on {size} reviews | {time.perf_counter() - started:.2f} s |")
+        seconds = time.perf_counter() - started
+        print(f"| fitting (6 strengths x 5 folds) and checking on {size} reviews | {seconds:.2f} s |")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     with tqdm(unit="photo", desc="validation photos", file=sys.stderr) as bar:
         data = build(args.pristine, args.mos_csv, args.models, bar.update)
     np.savez_compressed(args.out, **data)
-    print(f"{args.out}: {len(data['authentic_mos'])} authentic photos, {len(data['synthetic_level'])} synthetic samples "
+    print(f"{args.out}: {len(data['authentic_mos'])} authentic photos, {len(data['synthetic_level'])} synthetic "
+          "samples "
           f"of model {data['model_version']}")
 
 

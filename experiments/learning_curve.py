@@ -38,7 +38,13 @@ from pixelperfect_daemon.adaptation import LEARN_INPUTS
 from pixelperfect_daemon.config import PACKAGE_MODELS_DIR
 from pixelperfect_daemon.engine import Analyzer
 from pixelperfect_daemon.learning import (
-    ENFORCED_DAMAGE, Reviews, fit_adaptation, guard_failures, load_validation, validation_measures,
+    ENFORCED_DAMAGE,
+    MARGIN,
+    Reviews,
+    fit_adaptation,
+    guard_failures,
+    load_validation,
+    validation_measures,
 )
 from pixelperfect_daemon.training import dataset
 from pixelperfect_daemon.verdict import is_poor
@@ -79,7 +85,8 @@ def reviewer(name: str, mos: np.ndarray, luma: np.ndarray, shipped: np.ndarray, 
     raise ValueError(name)
 
 
-def run(data, validation, analyzer: Analyzer, name: str, sizes, draws: int, dark: float, pool_of: str) -> list[dict]:
+def run(data, validation, analyzer: Analyzer, name: str, sizes, draws: int, dark: float, pool_of: str,
+        margin: float = MARGIN) -> list[dict]:
     inputs, mos, unseen = data["inputs"], data["mos"], data["validation"].astype(bool)
     luma = inputs[:, LEARN_INPUTS.index("overview_luma_mean")]
     shipped = np.asarray(is_poor(inputs[:, 0], inputs[:, 1], analyzer.poor_threshold, analyzer.poor_below_quality))
@@ -101,7 +108,9 @@ def run(data, validation, analyzer: Analyzer, name: str, sizes, draws: int, dark
                 if adaptation is not None:
                     after = validation_measures(validation, adaptation.is_poor)
                     row.update({f"after {k}": v for k, v in after.items()})
-                    row["refused"] = [failure.split(" (")[0].split(" 0.")[0] for failure in guard_failures(before, after)]
+                    failures = guard_failures(before, after, margin)
+                    row["refused"] = [failure.rsplit(" ", 3)[0].replace(" (levels 3-5) flagged", "")
+                                      for failure in failures]
                     fitted = adaptation.is_poor(inputs)
                     if not row["refused"]:
                         row["saved"], kept = True, fitted
@@ -133,8 +142,9 @@ def summary(rows: list[dict], before: dict, name: str, truth, data, pool_of: str
         kept = [r for r in group if r["saved"]]
         refused = collections.Counter(reason for r in group for reason in r["refused"])
         ba = min((r["after clear Good/Poor balanced accuracy"] for r in kept), default=float("nan"))
-        damage = " / ".join(f"{min((r[f'after {d} damage (levels 3-5) flagged'] for r in kept), default=float('nan')):.3f}"
-                            for d in ENFORCED_DAMAGE)
+        damage = " / ".join(
+            f"{min((r[f'after {d} damage (levels 3-5) flagged'] for r in kept), default=float('nan')):.3f}"
+            for d in ENFORCED_DAMAGE)
         clean = np.mean([r["after clean synthetic variants kept Good"] for r in kept]) if kept else float("nan")
         lines.append(
             f"| {size} | {len(kept)} / {len(group)} | {', '.join(f'{k} {n}' for k, n in refused.items()) or '–'} | "
@@ -159,12 +169,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--dark", type=float, default=0.25, help="the night reviewer keeps photos darker than this")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--margin", type=float, default=MARGIN, help="what the checks allow to be lost (learn's: 0.01)")
     args = parser.parse_args(argv)
     analyzer = Analyzer(args.models)
     validation = load_validation(args.models, analyzer.model_version)
     data = analysed_photos(args.mos_csv, args.pristine, args.models, args.cache)
     for name in args.reviewers:
-        rows, before, truth = run(data, validation, analyzer, name, args.sizes, args.draws, args.dark, args.pool)
+        rows, before, truth = run(data, validation, analyzer, name, args.sizes, args.draws, args.dark, args.pool,
+                                  args.margin)
         print(summary(rows, before, name, truth, data, args.pool))
         print()
 

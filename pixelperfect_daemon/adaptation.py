@@ -141,7 +141,7 @@ class LibraryAdaptation:
         return hashlib.sha256(json.dumps(deciding, sort_keys=True).encode()).hexdigest()[:8]
 
     @classmethod
-    def from_json(cls, text: str) -> "LibraryAdaptation":
+    def from_json(cls, text: str) -> LibraryAdaptation:
         try:
             raw = json.loads(text)
             if raw.get("format_version") != FORMAT_VERSION:
@@ -151,8 +151,9 @@ class LibraryAdaptation:
             adaptation = cls(**raw)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise AdaptationError(f"not an adaptation this version can read: {error}") from None
-        if not (len(adaptation.weights) == len(adaptation.feature_mean) == len(adaptation.feature_std) == len(FEATURES)):
-            raise AdaptationError(f"it has {len(adaptation.weights)} weights, this version uses {len(FEATURES)} features")
+        sizes = {len(adaptation.weights), len(adaptation.feature_mean), len(adaptation.feature_std)}
+        if sizes != {len(FEATURES)}:
+            raise AdaptationError(f"it has {len(adaptation.weights)} weights, this version reads {len(FEATURES)}")
         return adaptation
 
 

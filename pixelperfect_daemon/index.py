@@ -296,7 +296,8 @@ class ImageIndex:
         """A relearnt adaptation changed an unreviewed file's verdict (the scores stay as analysed)."""
         with self._lock, self.db.conn:
             self.db.conn.execute(
-                f"UPDATE {TABLE} SET verdict = ?, defect = ?, model_version = ? WHERE path = ? AND reviewed_verdict IS NULL",
+                f"UPDATE {TABLE} SET verdict = ?, defect = ?, model_version = ? "
+                "WHERE path = ? AND reviewed_verdict IS NULL",
                 (verdict, defect, model_version, normalise_path(path)))
 
     # -- the reviewer's columns -------------------------------------------------------------

@@ -26,9 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .adaptation import (
-    FEATURES, LEARN_INPUTS, LibraryAdaptation, adaptation_file, base_margin, features, unpack,
-)
+from .adaptation import LEARN_INPUTS, LibraryAdaptation, adaptation_file, base_margin, features, unpack
 from .common import utc_now
 from .engine import Analyzer
 from .evaluation import clear_balanced_accuracy, clearly_good_and_poor
@@ -214,9 +212,10 @@ def fit_adaptation(reviews: Reviews, validation: Validation, base_model_version:
     agreement = {"shipped": cross_validated_agreement(margin, standardised, reviews.poor, None, folds)}
     best, best_strength = agreement["shipped"], None
     for strength in strengths:
-        agreement[f"ridge {strength:g}"] = cross_validated_agreement(margin, standardised, reviews.poor, strength, folds)
-        if agreement[f"ridge {strength:g}"] > best + 1e-9:
-            best, best_strength = agreement[f"ridge {strength:g}"], strength
+        name = f"ridge {strength:g}"
+        agreement[name] = cross_validated_agreement(margin, standardised, reviews.poor, strength, folds)
+        if agreement[name] > best + 1e-9:
+            best, best_strength = agreement[name], strength
     if best_strength is None:
         return None, agreement
     theta = _fit(margin, standardised, reviews.poor, best_strength)
@@ -252,11 +251,11 @@ def validation_measures(validation: Validation, poor: Callable[[np.ndarray], np.
     return measures
 
 
-def guard_failures(before: dict[str, float], after: dict[str, float]) -> list[str]:
+def guard_failures(before: dict[str, float], after: dict[str, float], margin: float = MARGIN) -> list[str]:
     enforced = ["clear Good/Poor balanced accuracy", "SRCC of the quality score with MOS"]
     enforced += [f"{name} damage (levels 3-5) flagged" for name in ENFORCED_DAMAGE]
     return [f"{key} {before[key]:.3f} -> {after[key]:.3f}" for key in enforced
-            if key in before and after[key] < before[key] - MARGIN - 1e-9]
+            if key in before and after[key] < before[key] - margin - 1e-9]
 
 
 def format_table(reviews: Reviews, agreement: dict[str, float], before: dict[str, float] | None,
@@ -302,8 +301,8 @@ def learn_library(settings, *, dry_run: bool = False, analyzer: Analyzer | None 
 
     before = validation_measures(validation, shipped)
     if adaptation is None:
-        return LearnOutcome(format_table(reviews, agreement, before, None), False,
-                            "no adaptation agreed with the reviewers more often than the shipped verdict", reviews=reviews)
+        reason = "no adaptation agreed with the reviewers more often than the shipped verdict"
+        return LearnOutcome(format_table(reviews, agreement, before, None), False, reason, reviews=reviews)
     after = validation_measures(validation, adaptation.is_poor)
     table = format_table(reviews, agreement, before, after)
     failures = guard_failures(before, after)

@@ -15,14 +15,26 @@ import pytest
 
 from conftest import REPO_ROOT
 from pixelperfect_daemon.adaptation import (
-    FEATURES, LEARN_INPUTS, LibraryAdaptation, AdaptationError, adaptation_file, base_margin, load_adaptation,
-    pack, unpack,
+    FEATURES,
+    LEARN_INPUTS,
+    AdaptationError,
+    LibraryAdaptation,
+    adaptation_file,
+    base_margin,
+    load_adaptation,
+    pack,
+    unpack,
 )
 from pixelperfect_daemon.config import load_settings
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.learning import (
-    ENFORCED_DAMAGE, Reviews, fit_adaptation, guard_failures, load_validation, reset_library, validation_measures,
+    Reviews,
+    fit_adaptation,
+    guard_failures,
+    load_validation,
+    reset_library,
+    validation_measures,
 )
 from pixelperfect_daemon.verdict import is_poor
 
@@ -96,7 +108,8 @@ def test_analyzer_for_uses_a_saved_adaptation_of_these_models_only(tmp_path, tra
     from pixelperfect_daemon.adaptation import analyzer_for
 
     config = tmp_path / "config.toml"
-    config.write_text(f'[index]\ndatabase = "{tmp_path / "index.sqlite"}"\n[analysis]\nmodels_dir = "{trained_models_dir}"\n')
+    config.write_text(f'[index]\ndatabase = "{tmp_path / "index.sqlite"}"\n'
+                      f'[analysis]\nmodels_dir = "{trained_models_dir}"\n')
     settings = load_settings(config)
     base = json.loads((trained_models_dir / "labels.json").read_text())["model_version"]
     assert analyzer_for(settings).model_version == base
@@ -163,7 +176,8 @@ NEW_FILES = 4
 def clive_photos(shared_data: Path, count: int, offset: int = 0) -> list[Path]:
     """``count`` CLIVE photos spread over the manifest (a fixed choice: every ninth from ``offset``)."""
     with open(shared_data / "manifest.csv", newline="", encoding="utf-8") as handle:
-        rows = [shared_data / row["file"] for row in csv.DictReader(handle) if row["set"] == "clive_train" and row["mos"]]
+        rows = [shared_data / row["file"] for row in csv.DictReader(handle)
+                if row["set"] == "clive_train" and row["mos"]]
     return rows[offset::9][:count]
 
 
@@ -224,7 +238,8 @@ def test_learn_end_to_end_with_a_stricter_reviewer(tmp_path, shared_data, traine
     assert learnt.returncode == 0, learnt.stderr
     assert "saved" in learnt.stdout.splitlines()[-1], learnt.stdout
     table = {line.split("  ")[0].strip(): line.split()[-2:] for line in learnt.stdout.splitlines() if "  " in line}
-    shipped_agreement, adapted_agreement = (float(v) for v in table[next(k for k in table if k.startswith("agreement"))])
+    agreement_row = next(key for key in table if key.startswith("agreement"))
+    shipped_agreement, adapted_agreement = (float(v) for v in table[agreement_row])
     assert adapted_agreement > shipped_agreement
     adaptation = load_adaptation(settings.learn_folder, json.loads((trained_models_dir / "labels.json").read_text())
                                  ["model_version"])
@@ -260,8 +275,8 @@ def test_the_daemon_learns_again_after_n_reviews_and_retags_only_unreviewed_file
     from pixelperfect_daemon.metadata import MetadataWriter
     from pixelperfect_daemon.relearning import Relearner
 
-    config, settings, reviewed, later = reviewed_library(tmp_path, shared_data, REVIEWED, 16,
-                                                         "[learn]\nevery_reviews = 50\n")
+    _config, settings, reviewed, later = reviewed_library(tmp_path, shared_data, REVIEWED, 16,
+                                                          "[learn]\nevery_reviews = 50\n")
     scan_folder(settings, later, progress=False)
     analyzer = analyzer_for(settings)
     writer = MetadataWriter(settings.metadata)

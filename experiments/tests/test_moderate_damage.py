@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from experiments.learning_curve import reviewer
-from experiments.moderate_damage import Undecodable, fast_fading, mean_luma, very_dark, white_noise, working_copy
+from experiments.moderate_damage import (
+    Undecodable,
+    fast_fading,
+    mean_luma,
+    very_dark,
+    white_noise,
+    working_copy,
+)
 
 
 @pytest.fixture(scope="module")
