@@ -85,8 +85,8 @@ class Relearner:
         return changed
 
 
-def relearn_periodically(relearner: Relearner, stop: threading.Event, interval: float = CHECK_SECONDS) -> None:
-    while not stop.wait(interval):
+def relearn_periodically(relearner: Relearner, stop: threading.Event) -> None:
+    while not stop.wait(CHECK_SECONDS):
         try:
             relearner.check()
         except Exception as error:  # the daemon goes on with the verdicts it has

@@ -186,7 +186,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
 
 
-def reviewed_library(tmp_path: Path, shared_data: Path, reviewed_count: int, other_count: int, extra_config: str = ""):
+def reviewed_library(tmp_path: Path, shared_data: Path, reviewed_count: int, other_count: int, extra_config: str = "",
+                     review: bool = True):
     """A library of real CLIVE photos scanned into a real index, ``reviewed_count`` of them reviewed by
     a simulated reviewer with a stricter bar on the models' own scale (Poor below a quality score
     of 0.5; the shipped verdict's is 0.35, or P(poor) >= 0.5); the other photos wait in ``later``."""
@@ -202,6 +203,12 @@ def reviewed_library(tmp_path: Path, shared_data: Path, reviewed_count: int, oth
     settings = load_settings(config)
     scan_folder(settings, library, progress=False)
     reviewed = sorted(str(path) for path in library.iterdir())
+    if review:
+        review_as_a_stricter_reviewer(settings, reviewed)
+    return config, settings, reviewed, later
+
+
+def review_as_a_stricter_reviewer(settings, reviewed: list[str]) -> None:
     with ImageIndex(settings.index.database) as index:
         assert index.reviewed_rows() == []
         for path in reviewed:
@@ -212,7 +219,6 @@ def reviewed_library(tmp_path: Path, shared_data: Path, reviewed_count: int, oth
                                 defect="blur" if poor else None, reviewed_by="sim", reviewed_at="2026-12-06T00:00:00Z")
         shipped_disagreements = sum((row["reviewed_verdict"] != row["verdict"]) for row in index.reviewed_rows())
     assert shipped_disagreements >= 3  # the reviewer is stricter than the models: something to learn
-    return config, settings, reviewed, later
 
 
 @pytest.mark.slow
@@ -304,3 +310,41 @@ def test_the_daemon_learns_again_after_n_reviews_and_retags_only_unreviewed_file
         assert stats.outcomes["analysed"] == 0
     finally:
         writer.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
+def test_a_running_daemon_with_every_reviews_learns_from_new_reviews(tmp_path, shared_data, trained_models_dir,
+                                                                      monkeypatch):
+    import threading
+    import time
+
+    from pixelperfect_daemon import relearning
+    from pixelperfect_daemon.daemon import run_daemon, scan_folder
+
+    monkeypatch.setattr(relearning, "CHECK_SECONDS", 0.2)
+    extra = (f'[learn]\nevery_reviews = 50\n[watch]\nfolders = ["{tmp_path / "later"}"]\n'
+             "stable_seconds = 0.3\nrescan_interval = 0\n")
+    _config, settings, reviewed, later = reviewed_library(tmp_path, shared_data, REVIEWED, 16, extra, review=False)
+    scan_folder(settings, later, progress=False)
+    stop = threading.Event()
+    daemon = threading.Thread(target=run_daemon, args=(settings,), kwargs={"stop": stop})
+    daemon.start()
+    try:
+        time.sleep(1.0)  # the daemon counts the reviews it starts with: none
+        review_as_a_stricter_reviewer(settings, reviewed)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with ImageIndex(settings.index.database) as index:
+                relabelled = index.count("model_version LIKE '%+lib-%'")
+            if relabelled:
+                break
+            time.sleep(0.3)
+        assert relabelled, "the daemon did not learn again, or changed no verdict"
+        assert settings.learn_folder.joinpath("adaptation.json").is_file()
+        with ImageIndex(settings.index.database) as index:
+            assert index.count("model_version LIKE '%+lib-%' AND reviewed_verdict IS NOT NULL") == 0
+    finally:
+        stop.set()
+        daemon.join(timeout=60)
+    assert not daemon.is_alive()
