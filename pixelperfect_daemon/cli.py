@@ -20,6 +20,7 @@ LAZY_COMMANDS = {
     "distortions": "pixelperfect_daemon.commands.distortions:distortions",
     "daemon": "pixelperfect_daemon.commands.daemon:daemon_command",
     "scan": "pixelperfect_daemon.commands.scan:scan_command",
+    "learn": "pixelperfect_daemon.commands.learn:learn_command",
     "ui": "review_ui.cli:ui_command",
     "hash-password": "review_ui.cli:hash_password_command",
     "demo": "pixelperfect_daemon.commands.demo:demo",

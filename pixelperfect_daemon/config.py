@@ -90,6 +90,14 @@ class UISettings:
 
 
 @dataclass(frozen=True)
+class LearnSettings:
+    # Where `pixelperfect learn` keeps the library's adaptation; unset: beside the index (<database stem>-learn).
+    folder: Path | None = None
+    # > 0: the daemon learns again after this many new reviews and re-tags the files whose verdict changes.
+    every_reviews: int = 0
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -102,7 +110,14 @@ class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     ui: UISettings = field(default_factory=UISettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    learn: LearnSettings = field(default_factory=LearnSettings)
     source: Path | None = None  # the file these settings came from, if any
+
+    @property
+    def learn_folder(self) -> Path:
+        """The folder of the library adaptation: ``[learn] folder``, or beside the index."""
+        database = self.index.database
+        return self.learn.folder if self.learn.folder is not None else database.with_name(f"{database.stem}-learn")
 
 
 _CHOICES = {
@@ -124,6 +139,7 @@ _MINIMUMS = {
     ("index", "claim_timeout"): 5.0,
     ("analysis", "poor_threshold"): 0.0,
     ("analysis", "poor_below_quality"): 0.0,
+    ("learn", "every_reviews"): 0,
 }
 _MAXIMUMS = {
     ("analysis", "poor_threshold"): 1.0,
@@ -140,6 +156,8 @@ def _convert(section: str, key: str, value, annotation, base_dir: Path):
         if isinstance(value, str) and "://" in value:
             return _database_url(where, value)
         annotation = Path
+    if origin is types.UnionType and set(typing.get_args(annotation)) == {Path, type(None)}:
+        return _convert(section, key, value, Path, base_dir)  # TOML has no null: a given value is a path
     if annotation is Path:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a path string, got {value!r}")

@@ -38,10 +38,11 @@ class DaemonError(Exception):
 
 
 def load_analyzer(settings: Settings):
-    from .engine import Analyzer, ModelsNotFoundError
+    from .adaptation import analyzer_for
+    from .engine import ModelsNotFoundError
 
     try:
-        return Analyzer.from_settings(settings.analysis)
+        return analyzer_for(settings)
     except ModelsNotFoundError as error:
         raise DaemonError(str(error)) from None
 
@@ -161,6 +162,12 @@ def run_daemon(
                 threading.Thread(
                     target=_retry_transient_errors, args=(index, watcher, interval, stop), name="retrier", daemon=True
                 ).start()
+            if settings.learn.every_reviews and index is not None:
+                from .relearning import Relearner, relearn_periodically
+
+                relearner = Relearner(settings, analyzer, writer, index, settings.learn.every_reviews)
+                threading.Thread(target=relearn_periodically, args=(relearner, stop), name="relearner",
+                                 daemon=True).start()
             logger.info(
                 "daemon ready: model %s, %d worker(s), tags %s, index %s%s",
                 analyzer.model_version,

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .adaptation import learn_inputs
 from .config import AnalysisSettings
 from .labels import DEFECTS
 from .loading import DecodedImage, ImageLoadError, load_image
 from .result import AnalysisResult
 from .verdict import is_poor
-from .view_statistics import STATISTIC_NAMES, head_inputs
+from .view_statistics import STATISTIC_NAMES, STATISTICS_PER_VIEW, head_inputs
 from .views import VIEW_SIZE, make_views
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class ModelOutputs:
     p_poor: float
     quality: float
     defect_scores: dict[str, float]
+    statistics: np.ndarray | None = None  # both views' measured statistics (a library adaptation reads them)
 
 
 def _interpreter(path: Path):
@@ -106,6 +108,12 @@ class Analyzer:
         self.poor_below_quality = (poor_below_quality if poor_below_quality is not None
                                    else self.card.get("poor_below_quality", 0.0))
         self._local = threading.local()
+        self.adaptation = None  # a library's adaptation of the verdict (adaptation.py), when one is in use
+
+    def use_adaptation(self, adaptation) -> None:
+        """Decide verdicts with ``adaptation`` (``adaptation.LibraryAdaptation``) from now on."""
+        self.adaptation = adaptation
+        self.model_version = f"{self.card['model_version']}+lib-{adaptation.digest}"
 
     @classmethod
     def from_settings(cls, settings: AnalysisSettings) -> "Analyzer":
@@ -137,6 +145,7 @@ class Analyzer:
                 p_poor=float(stage1[i, 0]),
                 quality=float(np.clip(stage1[i, 1], 0.0, 1.0)),
                 defect_scores={key: float(value) for key, value in zip(DEFECTS, defect_probs[i])},
+                statistics=features[i, -2 * STATISTICS_PER_VIEW:],
             )
             for i in range(n)
         ]
@@ -168,8 +177,12 @@ class Analyzer:
             }
         total = sum(scores.values())
         scores = {key: round(value / total, 6) for key, value in scores.items()}
-        poor = corruption is not None or bool(is_poor(outputs.p_poor, outputs.quality, self.poor_threshold,
-                                                      self.poor_below_quality))
+        signals = learn_inputs(outputs.p_poor, outputs.quality, scores, outputs.statistics)
+        if self.adaptation is not None and signals is not None:
+            model_says_poor = self.adaptation.is_poor(np.asarray(signals)[None])[0]
+        else:
+            model_says_poor = is_poor(outputs.p_poor, outputs.quality, self.poor_threshold, self.poor_below_quality)
+        poor = corruption is not None or bool(model_says_poor)
         return AnalysisResult(
             path=path,
             verdict="poor" if poor else "good",
@@ -178,4 +191,5 @@ class Analyzer:
             defect_scores=scores,
             model_version=self.model_version,
             error=corruption,
+            learn_inputs=signals,
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .index_backends import IndexBackendError, WriterLock, describe, is_postgres_url, open_backend
 from .cull_flags import INDEX_COLUMNS as CULL_FLAG_FIELD_COLUMNS, USER_OWNED_COLUMN
+from .adaptation import pack
 from .labels import DEFECTS
 from .result import AnalysisResult
 
@@ -127,6 +128,9 @@ MIGRATIONS = [
     # (ISO 8601 UTC); NULL for a file's own errors, which stay until the file changes.
     AddColumn(TABLE, "retry_after", str, indexed=True),
     AddColumn(TABLE, "retries", int),
+    # What `pixelperfect learn` learns from (adaptation.LEARN_INPUTS as float32), so reviewed files
+    # need not be decoded again; NULL for rows analysed before this column existed.
+    AddColumn(TABLE, "learn_inputs", bytes),
 ]
 
 
@@ -393,6 +397,7 @@ class ImageIndex:
                 "tagged_file": None if tagged_file is None else normalise_path(tagged_file),
                 "retry_after": retry_after if failed else None,
                 "retries": retries if failed else None,
+                "learn_inputs": None if result.learn_inputs is None else pack(result.learn_inputs),
             },
         )
 
@@ -428,6 +433,7 @@ class ImageIndex:
                 "tagged_file": None,
                 "retry_after": retry_after,
                 "retries": retries,
+                "learn_inputs": None,
             },
         )
 
@@ -472,6 +478,32 @@ class ImageIndex:
         self._write([(
             f"UPDATE {TABLE} SET tagged_file = ? WHERE path = ?",
             (None if tagged_file is None else normalise_path(tagged_file), normalise_path(path)),
+        )])
+
+    def reviewed_rows(self) -> list[dict]:
+        """Every analysed row a reviewer decided, oldest review first (what `pixelperfect learn` reads)."""
+        return self._query(
+            f"SELECT {_COLUMN_LIST} FROM {TABLE} WHERE reviewed_verdict IS NOT NULL AND status = 'ok' "
+            "ORDER BY reviewed_at, path"
+        )
+
+    def set_learn_inputs(self, path: Path, inputs) -> None:
+        """Keep what a file's analysis produced for learning, found again by decoding it."""
+        self._write([(f"UPDATE {TABLE} SET learn_inputs = ? WHERE path = ?", (pack(inputs), normalise_path(path)))])
+
+    def unreviewed_rows_with_learn_inputs(self) -> list[dict]:
+        """Analysed rows no reviewer decided, with what an adaptation needs to decide them anew."""
+        return self._query(
+            f"SELECT {_COLUMN_LIST} FROM {TABLE} "
+            "WHERE reviewed_verdict IS NULL AND status = 'ok' AND learn_inputs IS NOT NULL ORDER BY path"
+        )
+
+    def set_model_verdict(self, path: Path, *, verdict: str, defect: str | None, model_version: str) -> None:
+        """A relearnt adaptation changed an unreviewed file's verdict (the scores stay as analysed)."""
+        self._write([(
+            f"UPDATE {TABLE} SET verdict = ?, defect = ?, model_version = ? "
+            "WHERE path = ? AND reviewed_verdict IS NULL",
+            (verdict, defect, model_version, normalise_path(path)),
         )])
 
     # -- the reviewer's columns -------------------------------------------------------------

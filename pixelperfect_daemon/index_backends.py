@@ -62,9 +62,9 @@ class Row(tuple):
 
 
 # Python types of the columns to each database's type.
-_SQLITE_TYPES = {str: "TEXT", int: "INTEGER", float: "FLOAT"}
+_SQLITE_TYPES = {str: "TEXT", int: "INTEGER", float: "FLOAT", bytes: "BLOB"}
 # Text compares byte-wise (COLLATE "C") as in SQLite: the folder filter's prefix ranges rely on it.
-_POSTGRES_TYPES = {str: 'TEXT COLLATE "C"', int: "BIGINT", float: "DOUBLE PRECISION"}
+_POSTGRES_TYPES = {str: 'TEXT COLLATE "C"', int: "BIGINT", float: "DOUBLE PRECISION", bytes: "BYTEA"}
 
 
 class SQLiteBackend:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from .labels import DEFECTS
 
@@ -17,6 +17,8 @@ class AnalysisResult:
     defect_scores: dict[str, float] | None  # all seven keys, summing to 1; None for errors
     model_version: str
     error: str | None = None  # one-line reason: for "error", or the corruption found in a "poor" file
+    # What a library adaptation learns from (adaptation.LEARN_INPUTS), kept in the index; not part of the JSON.
+    learn_inputs: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def failed(cls, path: str, reason: str, model_version: str) -> "AnalysisResult":
@@ -46,7 +48,9 @@ class AnalysisResult:
         return max(self.defect_scores, key=self.defect_scores.get)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        del record["learn_inputs"]
+        return record
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)

@@ -40,7 +40,8 @@ SORT_ORDERS = {
 DEFAULT_SORT = "quality_asc"
 
 # Every column of the index's table: index.py owns the list.
-ROW_COLUMNS = tuple(IMAGE_COLUMNS)
+# Binary columns (what `pixelperfect learn` keeps) are not for the screen.
+ROW_COLUMNS = tuple(column for column, kind in IMAGE_COLUMNS.items() if kind is not bytes)
 
 
 class QueryError(ValueError):

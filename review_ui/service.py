@@ -309,9 +309,9 @@ class ReviewService:
     # -- analysing an upload ---------------------------------------------------------------
 
     def _default_analyzer_factory(self):
-        from pixelperfect_daemon.engine import Analyzer
+        from pixelperfect_daemon.adaptation import analyzer_for
 
-        return Analyzer.from_settings(self.settings.analysis)
+        return analyzer_for(self.settings)
 
     def analyzer(self):
         """Loaded on first use, so the UI starts (and browses) without the models."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from ..adaptation import analyzer_for
 from ..config import Settings
 from ..engine import Analyzer, ModelsNotFoundError
 from ..files import iter_image_files
@@ -55,7 +56,7 @@ def analyze(paths: tuple[Path, ...], as_json: bool, workers: int | None, setting
     if missing:
         raise click.UsageError(f"no such file or folder: {', '.join(missing)}")
     try:
-        analyzer = Analyzer.from_settings(settings.analysis)
+        analyzer = analyzer_for(settings)
     except ModelsNotFoundError as error:
         raise click.ClickException(str(error)) from None
     files = list(iter_image_files(paths))
