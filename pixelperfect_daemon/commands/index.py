@@ -14,7 +14,12 @@ from .options import config_option
 
 @click.group("index")
 def index_group() -> None:
-    """Work on the index database itself."""
+    """Work on the index database itself.
+
+    \b
+    Example:
+      pixelperfect index migrate demo/pixelperfect.sqlite postgresql://pixelperfect@db/pixelperfect
+    """
 
 
 @index_group.command("migrate")
