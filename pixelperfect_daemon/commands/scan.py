@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..cluster_scan import ClusterError, scan_folder_on_cluster
 from ..config import Settings
 from ..daemon import STARTUP_ERRORS, scan_folder, summary_line
 from .options import config_option
@@ -15,15 +16,25 @@ from .options import config_option
 @config_option
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Analyse and log; write no tags and no index rows.")
-def scan_command(settings: Settings, folder: Path, dry_run: bool) -> None:
+@click.option(
+    "--cluster",
+    "address",
+    metavar="ADDRESS",
+    help="Run the analysis on the Dask scheduler at ADDRESS (tcp://host:8786); needs the cluster extra.",
+)
+def scan_command(settings: Settings, folder: Path, dry_run: bool, address: str | None) -> None:
     """Analyse the images under FOLDER once (tags + index, like the daemon), then exit.
 
     \b
     Example:
       pixelperfect scan --config config.toml /srv/photos/archive
+      pixelperfect scan --config config.toml /srv/photos/archive --cluster tcp://scheduler:8786
     """
     try:
-        stats = scan_folder(settings, folder, dry_run=dry_run)
-    except STARTUP_ERRORS as error:
+        if address is None:
+            stats = scan_folder(settings, folder, dry_run=dry_run)
+        else:
+            stats = scan_folder_on_cluster(settings, folder, address, dry_run=dry_run)
+    except (*STARTUP_ERRORS, ClusterError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{folder}: {summary_line(stats)}")
