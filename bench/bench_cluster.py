@@ -1,0 +1,205 @@
+"""Benchmark ``pixelperfect scan --cluster`` (1 and 2 local Dask workers) against plain ``scan`` on the same files.
+
+    .venv/bin/python bench/bench_cluster.py                # 60 camera-like 24-megapixel JPEGs, 2 rounds
+    .venv/bin/python bench/bench_cluster.py --count 20 --runs 1
+
+Every mode scans a fresh copy of the same files (hard links: ExifTool's rename-over-original leaves
+the cached sources untouched) into a fresh SQLite index, through the real CLI:
+
+- ``scan k``: plain ``pixelperfect scan`` with ``[analysis] workers = k`` (k analysis threads);
+- ``cluster k``: ``pixelperfect scan --cluster`` on a real ``dask scheduler`` with k ``dask worker``
+  processes of one thread each (loopback), started before the timing.
+
+Throughput is taken between the first and the last index row, so start-up (imports, loading the
+models, connecting) is left out and reported apart; efficiency is ``cluster k`` over ``scan k`` (the
+same number of analysis threads). The modes alternate round by round (a shared machine's speed
+drifts) and the table shows each mode's median. A plain ``scan`` over one worker also gives the
+per-image CPU time (the scan process and its ExifTool, less a scan of an empty folder) and the
+bytes read and written per image (``read()``/``write()`` calls, page cache included), which
+docs/scaling.md uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
+
+from bench_daemon import CLI, ensure_sources, row_count, write_config  # noqa: E402
+from tests.dask_cluster import LocalDaskCluster  # noqa: E402
+
+
+class RowTimes(threading.Thread):
+    """When the index got its first and its last row (polled every 20 ms)."""
+
+    def __init__(self, database: Path, count: int):
+        super().__init__(daemon=True)
+        self.database, self.count = database, count
+        self.first = self.last = None
+        self.running = True
+
+    def run(self):
+        while self.running:
+            rows = row_count(self.database)
+            now = time.monotonic()
+            if rows and self.first is None:
+                self.first, self.first_rows = now, rows
+            if rows >= self.count:
+                self.last = now
+                return
+            time.sleep(0.02)
+
+
+class IoCounters(threading.Thread):
+    """Bytes a process and its children (ExifTool) passed through read() and write(), sampled every 100 ms."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.last: dict[int, tuple[int, int]] = {}
+        self.running = True
+
+    def run(self):
+        import psutil
+
+        while self.running:
+            try:
+                processes = [self.process, *self.process.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            for process in processes:
+                try:
+                    io = process.io_counters()
+                except psutil.NoSuchProcess:
+                    continue
+                self.last[process.pid] = (io.read_chars, io.write_chars)
+            time.sleep(0.1)
+
+    @property
+    def totals(self) -> tuple[int, int]:
+        return sum(r for r, _ in self.last.values()), sum(w for _, w in self.last.values())
+
+
+def fresh_run(workdir: Path, sources: list[Path], workers: int) -> tuple[Path, Path, Path]:
+    """(config, ingest folder, index) of a fresh copy of ``sources``."""
+    run = workdir / "run"
+    shutil.rmtree(run, ignore_errors=True)  # the previous run's scratch folder, never user data
+    ingest = run / "ingest"
+    ingest.mkdir(parents=True)
+    for source in sources:
+        os.link(source, ingest / source.name)
+    return write_config(run, workers, stable_seconds=0.5), ingest, run / "index.sqlite"
+
+
+def time_scan(workdir: Path, sources: list[Path], workers: int, address: str | None, measure_io: bool = False) -> dict:
+    config, ingest, database = fresh_run(workdir, sources, workers)
+    command = [*CLI, "scan", "--config", str(config), str(ingest)]
+    if address is not None:
+        command += ["--cluster", address]
+    rows = RowTimes(database, len(sources))
+    rows.start()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    scan = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    io = IoCounters(scan.pid) if measure_io else None
+    if io is not None:
+        io.start()
+    stdout, _ = scan.communicate()
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rows.running = False
+    rows.join(1)
+    if io is not None:
+        io.running = False
+        io.join(1)
+    if scan.returncode != 0 or f"{len(sources)} analysed" not in stdout:
+        raise RuntimeError(f"scan failed: {stdout}")
+    result = {
+        "wall_s": wall,
+        "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "start_s": (rows.first or started) - started,
+    }
+    if rows.first is not None and rows.last is not None and rows.last > rows.first:
+        # Rows after the first one, over the time they took: the steady rate.
+        result["images_per_s"] = (len(sources) - rows.first_rows) / (rows.last - rows.first)
+    if io is not None:
+        result["read_bytes"], result["write_bytes"] = io.totals
+    return result
+
+
+def time_empty_scan(workdir: Path) -> dict:
+    """A scan of an empty folder: the start-up CPU the per-image figure leaves out."""
+    config, ingest, _ = fresh_run(workdir, [], 1)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([*CLI, "scan", "--config", str(config), str(ingest)], cwd=REPO_ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=60, help="how many 24-megapixel JPEGs (default 60)")
+    parser.add_argument("--runs", type=int, default=2, help="rounds over every mode (default 2)")
+    parser.add_argument("--workdir", default="/tmp/pixelperfect-bench-cluster", help="cache and scratch folder")
+    parser.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    sources = ensure_sources(workdir / "source", [f"DSC_{i:04}.jpg" for i in range(args.count)], first_seed=0)
+    mean_size = statistics.mean(p.stat().st_size for p in sources)
+
+    results: dict[str, list[dict]] = {}
+    cluster_start: dict[int, list[float]] = {1: [], 2: []}
+    empty = time_empty_scan(workdir)
+    for round_number in range(args.runs):
+        for workers in (1, 2):
+            print(f"round {round_number + 1}: scan {workers}", file=sys.stderr, flush=True)
+            results.setdefault(f"scan {workers}", []).append(
+                time_scan(workdir, sources, workers, None, measure_io=workers == 1))
+            print(f"round {round_number + 1}: cluster {workers}", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            with LocalDaskCluster(workdir / "cluster", workers) as cluster:
+                cluster_start[workers].append(time.monotonic() - started)
+                results.setdefault(f"cluster {workers}", []).append(
+                    time_scan(workdir, sources, workers, cluster.address))
+
+    def median(mode: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[mode])
+
+    print(f"\n{args.count} camera-like 24-megapixel JPEGs (mean {mean_size / 1e6:.1f} MB), {os.cpu_count()} CPU cores, "
+          f"median of {args.runs} round(s)\n")
+    print("| mode | images/s (first to last row) | efficiency vs scan | start-up to first row (s) | wall (s) |")
+    print("|---|---|---|---|---|")
+    for mode in ("scan 1", "cluster 1", "scan 2", "cluster 2"):
+        workers = int(mode[-1])
+        rate = median(mode, "images_per_s")
+        efficiency = "" if mode.startswith("scan") else f"{rate / median(f'scan {workers}', 'images_per_s'):.0%}"
+        print(f"| {mode} | {rate:.2f} | {efficiency} | {median(mode, 'start_s'):.1f} | {median(mode, 'wall_s'):.1f} |")
+    print(f"\nscaling 1 → 2 cluster workers: {median('cluster 2', 'images_per_s') / median('cluster 1', 'images_per_s'):.2f}x; "
+          f"plain scan 1 → 2 threads: {median('scan 2', 'images_per_s') / median('scan 1', 'images_per_s'):.2f}x")
+    print(f"cluster start-up (scheduler + workers up): 1 worker {statistics.median(cluster_start[1]):.1f} s, "
+          f"2 workers {statistics.median(cluster_start[2]):.1f} s")
+    cpu_per_image = (median("scan 1", "cpu_s") - empty["cpu_s"]) / args.count
+    print(f"per image (plain scan, 1 worker): CPU {cpu_per_image:.3f} s (scan + ExifTool, start-up of "
+          f"{empty['cpu_s']:.1f} s left out); read() {median('scan 1', 'read_bytes') / args.count / 1e6:.1f} MB, "
+          f"write() {median('scan 1', 'write_bytes') / args.count / 1e6:.1f} MB, file {mean_size / 1e6:.1f} MB")
+    if args.json:
+        print(json.dumps({"results": results, "cluster_start_s": cluster_start, "empty_scan": empty,
+                          "mean_file_bytes": mean_size}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
