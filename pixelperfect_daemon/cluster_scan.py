@@ -24,15 +24,14 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from .common import one_line
 from .config import Settings
-from .daemon import _close_outputs, _open_outputs, load_analyzer, stop_on_signals
+from .daemon import load_analyzer
 from .metadata import MetadataWriter
-from .pipeline import ERROR, IGNORED, Job, Pipeline, PipelineStats
-from .watcher import IgnoreRules, iter_candidate_files
+from .pipeline import ERROR, IGNORED, Job, Pipeline, run_steps
 
 logger = logging.getLogger(__name__)
 
@@ -47,20 +46,6 @@ _CONNECT_TIMEOUT = "20s"
 
 class ClusterError(Exception):
     """The Dask cluster cannot be used (unreachable scheduler, Dask not installed, workers that fail to start)."""
-
-
-def run_steps(steps: Iterable[Callable[[Job], None]], job: Job) -> None:
-    """Run pipeline steps in order until one finishes the job; a step that raises finishes it as an error,
-    as the pipeline's own stage threads do."""
-    for step in steps:
-        try:
-            step(job)
-        except Exception as error:  # one file's failure never stops the scan
-            step_name = step.__name__.replace("_", " ")
-            job.outcome, job.error = ERROR, f"{step_name}: {one_line(error)}"
-            logger.debug("%s failed for %s", step_name, job.path, exc_info=True)
-        if job.outcome is not None:
-            return
 
 
 def take_file_as_it_is(job: Job) -> None:
@@ -210,46 +195,22 @@ class _ClusterScan:
                 self._top_up()
 
 
-def scan_folder_on_cluster(
-    settings: Settings,
-    folder: Path,
-    address: str,
-    *,
-    dry_run: bool = False,
-    stop: threading.Event | None = None,
-    progress: bool | None = None,
-) -> PipelineStats:
-    """``scan_folder`` with the analysis and tagging done by the workers of the Dask scheduler at ``address``."""
-    from tqdm import tqdm
-
-    stop = stop or threading.Event()
-    folder = Path(os.path.abspath(folder))
-    files = list(iter_candidate_files(folder, IgnoreRules(settings.watch.ignore)))
-    # The driver runs no model: the analyzer only names the model version in error rows.
-    analyzer = load_analyzer(settings)
+def analyse_on_cluster(address: str, pipeline: Pipeline, files: list[Path]) -> None:
+    """Take ``files`` through ``pipeline`` (not started: its stages run here and on the workers of the
+    Dask scheduler at ``address``) until all are done or its stop event is set."""
     client = _connect(address)
     try:
-        client.register_plugin(AnalysisPlugin(settings, dry_run))
-    except Exception as error:
-        client.close()
-        raise ClusterError(f"the Dask workers at {address} cannot analyse: {one_line(error)}") from None
-    writer, index = _open_outputs(settings, dry_run)
-    bar = tqdm(total=len(files), unit="file", desc="scan", disable=None if progress is None else not progress)
-    pipeline = Pipeline(
-        settings, analyzer, writer=writer, index=index, stop=stop, on_finished=lambda job: bar.update(1)
-    )
-    with stop_on_signals(stop):
+        try:
+            client.register_plugin(AnalysisPlugin(pipeline.settings, pipeline.dry_run))
+        except Exception as error:
+            raise ClusterError(f"the Dask workers at {address} cannot analyse: {one_line(error)}") from None
         try:
             with client.as_current():  # distributed.wait finds the client through it
                 _ClusterScan(client, pipeline, files).run()
         finally:
-            bar.close()
-            _close_outputs(writer, index)
             try:
                 client.unregister_worker_plugin(PLUGIN_NAME)  # the workers close their ExifTool
             except Exception as error:  # a cluster gone away has nothing left to close
                 logger.warning("could not unregister the worker plugin: %s", one_line(error))
-            client.close()
-    stats = pipeline.stats
-    stats.handed_back += len(files) - stats.finished - stats.handed_back
-    return stats
+    finally:
+        client.close()

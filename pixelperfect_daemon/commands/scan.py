@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cluster_scan import ClusterError, scan_folder_on_cluster
+from ..cluster_scan import ClusterError
 from ..config import Settings
 from ..daemon import STARTUP_ERRORS, scan_folder, summary_line
 from .options import config_option
@@ -31,10 +31,7 @@ def scan_command(settings: Settings, folder: Path, dry_run: bool, address: str |
       pixelperfect scan --config config.toml /srv/photos/archive --cluster tcp://scheduler:8786
     """
     try:
-        if address is None:
-            stats = scan_folder(settings, folder, dry_run=dry_run)
-        else:
-            stats = scan_folder_on_cluster(settings, folder, address, dry_run=dry_run)
+        stats = scan_folder(settings, folder, dry_run=dry_run, cluster=address)
     except (*STARTUP_ERRORS, ClusterError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{folder}: {summary_line(stats)}")
