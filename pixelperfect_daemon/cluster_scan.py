@@ -113,10 +113,16 @@ def analyse_on_worker(job: Job) -> Job:
 def _connect(address: str):
     try:
         from distributed import Client
+        from distributed.comm.addressing import parse_address
+        from distributed.comm.registry import backends
     except ImportError:
         raise ClusterError(
             "--cluster needs Dask: install PixelPerfect with its cluster extra (pip install 'pixelperfect[cluster]')"
         ) from None
+    # Checked first: a Client given an unknown scheme fails, then hangs at exit.
+    scheme, _ = parse_address(address, strict=False)
+    if scheme not in backends:
+        raise ClusterError(f"{address!r} is not a Dask scheduler address (like tcp://scheduler:8786)")
     try:
         return Client(address, timeout=_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, ValueError) as error:

@@ -113,3 +113,19 @@ def test_scan_on_a_dask_cluster_survives_a_killed_worker_with_every_file_once(tm
     after = pixels_of(ingest)
     assert all(np.array_equal(before[name], after[name]) for name in before)
     assert not list(ingest.glob("*_exiftool_tmp"))
+
+
+def test_scan_with_a_bad_cluster_address_is_a_one_line_error_and_tags_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from pixelperfect_daemon.commands.scan import scan_command
+
+    config = write_config(tmp_path)
+    make_small_jpegs(tmp_path / "ingest", 2)
+    result = CliRunner().invoke(
+        scan_command, ["--config", str(config), str(tmp_path / "ingest"), "--cluster", "bogus://scheduler:8786"]
+    )
+    assert result.exit_code == 1
+    assert "'bogus://scheduler:8786' is not a Dask scheduler address" in result.output
+    assert pixelperfect_keyword_counts(tmp_path / "ingest") == {
+        name: ([], 0) for name in ("IMG_0000_poor.jpg", "IMG_0001.jpg")}
