@@ -15,8 +15,9 @@ models, connecting) is left out and reported apart; efficiency is ``cluster k`` 
 same number of analysis threads). The modes alternate round by round (a shared machine's speed
 drifts) and the table shows each mode's median. A plain ``scan`` over one worker also gives the
 per-image CPU time (the scan process and its ExifTool, less a scan of an empty folder) and the
-bytes read and written per image (``read()``/``write()`` calls, page cache included), which
-docs/scaling.md uses.
+bytes read and written per image (``read()``/``write()`` calls, page cache included); a
+24-megapixel DNG gives the bytes read to decode a RAW (its preview) and to hash it. docs/scaling.md
+uses these.
 """
 
 from __future__ import annotations
@@ -141,13 +142,42 @@ def time_scan(workdir: Path, sources: list[Path], workers: int, address: str | N
 
 
 def time_empty_scan(workdir: Path) -> dict:
-    """A scan of an empty folder: the start-up CPU the per-image figure leaves out."""
+    """A scan of an empty folder: the start-up CPU and I/O (imports, models) the per-image figures leave out."""
     config, ingest, _ = fresh_run(workdir, [], 1)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([*CLI, "scan", "--config", str(config), str(ingest)], cwd=REPO_ROOT, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scan = subprocess.Popen([*CLI, "scan", "--config", str(config), str(ingest)], cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    io = IoCounters(scan.pid)
+    io.start()
+    if scan.wait() != 0:
+        raise RuntimeError("scan of an empty folder failed")
+    io.running = False
+    io.join(1)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+    read_bytes, write_bytes = io.totals
+    return {"cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "read_bytes": read_bytes, "write_bytes": write_bytes}
+
+
+def raw_bytes_read(workdir: Path) -> dict:
+    """Bytes read() to decode a 24-megapixel DNG (its embedded preview) and to hash it (the whole file)."""
+    import psutil
+
+    from pixelperfect_daemon.common import sha256_of
+    from pixelperfect_daemon.loading import load_image
+    from tests.fixtures_images import make_dng
+
+    dng = workdir / "raw" / "mosaic-6000x4000.dng"
+    if not dng.exists():
+        dng.parent.mkdir(parents=True, exist_ok=True)
+        make_dng(dng, size=(6000, 4000), preview_size=(1620, 1080))
+    process = psutil.Process()
+    start = process.io_counters().read_chars
+    load_image(dng)
+    decoded = process.io_counters().read_chars
+    sha256_of(dng)
+    hashed = process.io_counters().read_chars
+    return {"file_bytes": dng.stat().st_size, "decode_read_bytes": decoded - start, "hash_read_bytes": hashed - decoded}
 
 
 def main() -> None:
@@ -193,12 +223,17 @@ def main() -> None:
     print(f"cluster start-up (scheduler + workers up): 1 worker {statistics.median(cluster_start[1]):.1f} s, "
           f"2 workers {statistics.median(cluster_start[2]):.1f} s")
     cpu_per_image = (median("scan 1", "cpu_s") - empty["cpu_s"]) / args.count
-    print(f"per image (plain scan, 1 worker): CPU {cpu_per_image:.3f} s (scan + ExifTool, start-up of "
-          f"{empty['cpu_s']:.1f} s left out); read() {median('scan 1', 'read_bytes') / args.count / 1e6:.1f} MB, "
-          f"write() {median('scan 1', 'write_bytes') / args.count / 1e6:.1f} MB, file {mean_size / 1e6:.1f} MB")
+    read_per_image = (median("scan 1", "read_bytes") - empty["read_bytes"]) / args.count
+    write_per_image = (median("scan 1", "write_bytes") - empty["write_bytes"]) / args.count
+    print(f"per image (plain scan, 1 worker; a scan of an empty folder left out): CPU {cpu_per_image:.3f} s "
+          f"(scan + ExifTool), read() {read_per_image / 1e6:.1f} MB, write() {write_per_image / 1e6:.1f} MB, "
+          f"file {mean_size / 1e6:.1f} MB")
+    raw = raw_bytes_read(workdir)
+    print(f"a 24-megapixel DNG of {raw['file_bytes'] / 1e6:.1f} MB: decoding its preview read() "
+          f"{raw['decode_read_bytes'] / 1e6:.2f} MB, hashing it {raw['hash_read_bytes'] / 1e6:.1f} MB")
     if args.json:
         print(json.dumps({"results": results, "cluster_start_s": cluster_start, "empty_scan": empty,
-                          "mean_file_bytes": mean_size}, indent=1))
+                          "mean_file_bytes": mean_size, "raw": raw}, indent=1))
 
 
 if __name__ == "__main__":
