@@ -1,6 +1,6 @@
 """Benchmark ``pixelperfect scan --cluster`` (1 and 2 local Dask workers) against plain ``scan`` on the same files.
 
-    .venv/bin/python bench/bench_cluster.py                # 60 camera-like 24-megapixel JPEGs, 2 rounds
+    .venv/bin/python bench/bench_cluster.py                # 40 camera-like 24-megapixel JPEGs, 2 rounds
     .venv/bin/python bench/bench_cluster.py --count 20 --runs 1
 
 Every mode scans a fresh copy of the same files (hard links: ExifTool's rename-over-original leaves
@@ -13,7 +13,10 @@ the cached sources untouched) into a fresh SQLite index, through the real CLI:
 Throughput is taken between the first and the last index row, so start-up (imports, loading the
 models, connecting) is left out and reported apart; efficiency is ``cluster k`` over ``scan k`` (the
 same number of analysis threads). The modes alternate round by round (a shared machine's speed
-drifts) and the table shows each mode's median. A plain ``scan`` over one worker also gives the
+drifts) and the table shows each mode's median. On a machine others load too, images/s follows
+their load (the table gives the load average); the CPU time per image (the scan, its ExifTool,
+and for a cluster the scheduler and workers with theirs, start-up included) does not, so the
+efficiency is given both ways. A plain ``scan`` over one worker also gives the
 per-image CPU time (the scan process and its ExifTool, less a scan of an empty folder) and the
 bytes read and written per image (``read()``/``write()`` calls, page cache included); a
 24-megapixel DNG gives the bytes read to decode a RAW (its preview) and to hash it. docs/scaling.md
@@ -37,7 +40,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
 
-from bench_daemon import CLI, ensure_sources, row_count, write_config  # noqa: E402
+from bench_daemon import CLI, cpu_seconds, ensure_sources, row_count, write_config  # noqa: E402
 from tests.dask_cluster import LocalDaskCluster  # noqa: E402
 
 
@@ -105,7 +108,17 @@ def fresh_run(workdir: Path, sources: list[Path], workers: int) -> tuple[Path, P
     return write_config(run, workers, stable_seconds=0.5), ingest, run / "index.sqlite"
 
 
-def time_scan(workdir: Path, sources: list[Path], workers: int, address: str | None, measure_io: bool = False) -> dict:
+def cluster_cpu_seconds(cluster: LocalDaskCluster | None) -> float:
+    """CPU time of the scheduler, the workers and their ExifTool processes so far."""
+    if cluster is None:
+        return 0.0
+    return sum(sum(cpu_seconds(process.pid)) for process in [cluster.scheduler, *cluster.workers])
+
+
+def time_scan(workdir: Path, sources: list[Path], workers: int, cluster: LocalDaskCluster | None,
+              measure_io: bool = False) -> dict:
+    """One scan through the CLI; the CPU figure adds the cluster's processes to the driver's."""
+    address = None if cluster is None else cluster.address
     config, ingest, database = fresh_run(workdir, sources, workers)
     command = [*CLI, "scan", "--config", str(config), str(ingest)]
     if address is not None:
@@ -113,6 +126,8 @@ def time_scan(workdir: Path, sources: list[Path], workers: int, address: str | N
     rows = RowTimes(database, len(sources))
     rows.start()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cluster_before = cluster_cpu_seconds(cluster)
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     scan = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     io = IoCounters(scan.pid) if measure_io else None
@@ -121,6 +136,7 @@ def time_scan(workdir: Path, sources: list[Path], workers: int, address: str | N
     stdout, _ = scan.communicate()
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cluster_cpu = cluster_cpu_seconds(cluster) - cluster_before
     rows.running = False
     rows.join(1)
     if io is not None:
@@ -130,8 +146,9 @@ def time_scan(workdir: Path, sources: list[Path], workers: int, address: str | N
         raise RuntimeError(f"scan failed: {stdout}")
     result = {
         "wall_s": wall,
-        "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) + cluster_cpu,
         "start_s": (rows.first or started) - started,
+        "load_average": (load_before + os.getloadavg()[0]) / 2,
     }
     if rows.first is not None and rows.last is not None and rows.last > rows.first:
         # Rows after the first one, over the time they took: the steady rate.
@@ -182,7 +199,7 @@ def raw_bytes_read(workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=60, help="how many 24-megapixel JPEGs (default 60)")
+    parser.add_argument("--count", type=int, default=40, help="how many 24-megapixel JPEGs (default 40)")
     parser.add_argument("--runs", type=int, default=2, help="rounds over every mode (default 2)")
     parser.add_argument("--workdir", default="/tmp/pixelperfect-bench-cluster", help="cache and scratch folder")
     parser.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
@@ -204,20 +221,25 @@ def main() -> None:
             with LocalDaskCluster(workdir / "cluster", workers) as cluster:
                 cluster_start[workers].append(time.monotonic() - started)
                 results.setdefault(f"cluster {workers}", []).append(
-                    time_scan(workdir, sources, workers, cluster.address))
+                    time_scan(workdir, sources, workers, cluster))
 
     def median(mode: str, key: str) -> float:
         return statistics.median(r[key] for r in results[mode])
 
     print(f"\n{args.count} camera-like 24-megapixel JPEGs (mean {mean_size / 1e6:.1f} MB), {os.cpu_count()} CPU cores, "
           f"median of {args.runs} round(s)\n")
-    print("| mode | images/s (first to last row) | efficiency vs scan | start-up to first row (s) | wall (s) |")
-    print("|---|---|---|---|---|")
+    print("| mode | images/s (first to last row) | efficiency vs scan (images/s) | CPU s per image "
+          "| efficiency vs scan (CPU) | start-up to first row (s) | wall (s) | load average |")
+    print("|---|---|---|---|---|---|---|---|")
     for mode in ("scan 1", "cluster 1", "scan 2", "cluster 2"):
         workers = int(mode[-1])
-        rate = median(mode, "images_per_s")
-        efficiency = "" if mode.startswith("scan") else f"{rate / median(f'scan {workers}', 'images_per_s'):.0%}"
-        print(f"| {mode} | {rate:.2f} | {efficiency} | {median(mode, 'start_s'):.1f} | {median(mode, 'wall_s'):.1f} |")
+        rate, cpu = median(mode, "images_per_s"), median(mode, "cpu_s") / args.count
+        rate_efficiency = cpu_efficiency = ""
+        if mode.startswith("cluster"):
+            rate_efficiency = f"{rate / median(f'scan {workers}', 'images_per_s'):.0%}"
+            cpu_efficiency = f"{median(f'scan {workers}', 'cpu_s') / median(mode, 'cpu_s'):.0%}"
+        print(f"| {mode} | {rate:.2f} | {rate_efficiency} | {cpu:.3f} | {cpu_efficiency} "
+              f"| {median(mode, 'start_s'):.1f} | {median(mode, 'wall_s'):.1f} | {median(mode, 'load_average'):.1f} |")
     print(f"\nscaling 1 → 2 cluster workers: {median('cluster 2', 'images_per_s') / median('cluster 1', 'images_per_s'):.2f}x; "
           f"plain scan 1 → 2 threads: {median('scan 2', 'images_per_s') / median('scan 1', 'images_per_s'):.2f}x")
     print(f"cluster start-up (scheduler + workers up): 1 worker {statistics.median(cluster_start[1]):.1f} s, "

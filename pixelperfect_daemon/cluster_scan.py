@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from .common import one_line
 from .config import Settings
 from .daemon import load_analyzer
 from .metadata import MetadataWriter
-from .pipeline import ERROR, IGNORED, Job, Pipeline, run_steps
+from .pipeline import ERROR, Job, Pipeline, run_steps
 
 logger = logging.getLogger(__name__)
 
@@ -46,21 +45,6 @@ _CONNECT_TIMEOUT = "20s"
 
 class ClusterError(Exception):
     """The Dask cluster cannot be used (unreachable scheduler, Dask not installed, workers that fail to start)."""
-
-
-def take_file_as_it_is(job: Job) -> None:
-    """A retried task may find the file already tagged by the attempt that died: analyse it as it is
-    now, so the check before writing compares with what this attempt decoded."""
-    try:
-        st = os.lstat(job.path)
-    except FileNotFoundError:
-        job.outcome, job.error = ERROR, "file vanished before it could be analysed"
-        return
-    if not stat.S_ISREG(st.st_mode):
-        job.outcome = IGNORED
-        return
-    if (st.st_size, st.st_mtime) != (job.size, job.mtime):
-        job.size, job.mtime, job.sha256 = st.st_size, st.st_mtime, None
 
 
 def _worker_plugin_base():
@@ -95,8 +79,18 @@ class AnalysisPlugin(_worker_plugin_base()):
             self.pipeline.writer.close()
 
     def analyse(self, job: Job) -> Job:
+        """decode → analyse → write metadata, after looking at the file again: a retried task may find
+        it tagged by the attempt that died, and must compare with what it decodes itself."""
         pipeline = self.pipeline
-        run_steps((take_file_as_it_is, pipeline.decode, pipeline.analyse, pipeline.write_metadata), job)
+        seen_by_driver = (job.size, job.mtime)
+
+        def forget_stale_hash(job: Job) -> None:
+            if (job.size, job.mtime) != seen_by_driver:
+                job.sha256 = None
+
+        # identify without an index only stats the file.
+        run_steps((pipeline.identify, forget_stale_hash, pipeline.decode, pipeline.analyse, pipeline.write_metadata),
+                  job)
         return job
 
     def __getstate__(self) -> dict:

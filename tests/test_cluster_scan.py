@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -62,14 +63,20 @@ def test_a_retried_task_after_its_tags_were_written_tags_once_and_describes_the_
     assert len(hierarchical) == 1 and flat == 1
 
 def wait_for_rows(database: Path, count: int, timeout: float, scan: subprocess.Popen) -> int:
+    """Rows in the index once it has ``count`` (read-only: the scan is the one writer)."""
     deadline = time.monotonic() + timeout
     rows = 0
     while time.monotonic() < deadline and scan.poll() is None:
-        if database.exists():
-            with ImageIndex(database) as index:
-                rows = index.db["images"].count
-            if rows >= count:
-                return rows
+        try:
+            connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
+            try:
+                rows = connection.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+            finally:
+                connection.close()
+        except sqlite3.OperationalError:  # not created yet
+            rows = 0
+        if rows >= count:
+            return rows
         time.sleep(0.05)
     return rows
 
