@@ -156,21 +156,25 @@ class _ClusterScan:
 
         sent = {future: self.in_flight.pop(future) for future in done}
         finished = [future for future in done if future.status == "finished"]
-        for job in self.client.gather(finished, errors="skip"):
+        jobs = self.client.gather(finished, errors="skip")
+        failed = {future: future.exception() if future.status == "error" else None
+                  for future in done if future.status != "finished"}
+        for future in done:
+            # Released before the rows are written: Dask recomputes a result it still holds for us
+            # when the worker holding it dies, and that rerun would tag the file again after its row.
+            future.release()
+        for job in jobs:
             if job.outcome is None:
                 run_steps((self.pipeline.record,), job)
             self.pipeline._finish(job)
-        for future in done:
-            if future.status == "finished":
-                continue
-            error = future.exception() if future.status == "error" else None
+        for future, error in failed.items():
+            job = sent[future]
             if isinstance(error, KilledWorker):
-                job = sent[future]
                 job.outcome, job.error = ERROR, "every worker that analysed it died (a crash or out of memory)"
                 self.pipeline._finish(job)
             else:
                 # The cluster's fault, not the file's: no row, so the next scan takes it again.
-                logger.error("%s: the cluster task failed: %s", sent[future].path,
+                logger.error("%s: the cluster task failed: %s", job.path,
                              one_line(error) if error is not None else future.status)
 
     def _wait(self) -> set:
