@@ -233,6 +233,16 @@ def summary_line(stats: PipelineStats) -> str:
     return line
 
 
+def _run_pipeline(pipeline: Pipeline, files: list[Path]) -> None:
+    pipeline.start()
+    for path in files:
+        if not pipeline.submit(path):
+            break
+    pipeline.close_input()
+    while not pipeline.join(timeout=0.5):
+        pass
+
+
 def scan_folder(
     settings: Settings,
     folder: Path,
@@ -242,10 +252,14 @@ def scan_folder(
     stop: threading.Event | None = None,
     progress: bool | None = None,
     retag: bool = False,
+    cluster: str | None = None,
 ) -> PipelineStats:
     """Analyse the backlog under ``folder`` once (files are taken as complete) and return.
 
-    ``retag``: files analysed before are tagged again from the index (after a ``[metadata]`` change)."""
+    ``retag``: files analysed before are tagged again from the index (after a ``[metadata]`` change).
+    ``cluster``: the address of a Dask scheduler whose workers decode, analyse and tag the files
+    (cluster_scan.py); identifying them and writing the rows stay here.
+    """
     from tqdm import tqdm
 
     stop = stop or threading.Event()
@@ -260,13 +274,12 @@ def scan_folder(
     )
     with stop_on_signals(stop):
         try:
-            pipeline.start()
-            for path in files:
-                if not pipeline.submit(path):
-                    break
-            pipeline.close_input()
-            while not pipeline.join(timeout=0.5):
-                pass
+            if cluster is None:
+                _run_pipeline(pipeline, files)
+            else:
+                from .cluster_scan import analyse_on_cluster
+
+                analyse_on_cluster(cluster, pipeline, files)
         finally:
             stop.set()
             pipeline.join()

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +100,19 @@ class Job:
     from_row: bool = False  # tagged again from its index row, not analysed
     transient: bool = False  # the error was the environment's (disk, permissions): retried with back-off
     retry_after: str | None = None
+
+
+def run_steps(steps: Iterable[Callable[[Job], None]], job: Job) -> None:
+    """Run ``steps`` in order until one finishes ``job``; a step that raises finishes it as an error."""
+    for step in steps:
+        try:
+            step(job)
+        except Exception as error:  # one file's failure never stops the pipeline
+            step_name = step.__name__.replace("_", " ")
+            job.outcome, job.error, job.transient = ERROR, f"{step_name}: {one_line(error)}", is_transient(error)
+            logger.debug("%s failed for %s", step_name, job.path, exc_info=True)
+        if job.outcome is not None:
+            return
 
 
 @dataclass(frozen=True)
@@ -555,16 +568,7 @@ class Pipeline:
             self._run_stage(number, job)
 
     def _run_stage(self, number: int, job: Job) -> None:
-        stage = self.stages[number]
-        for step in stage.steps:
-            try:
-                step(job)
-            except Exception as error:  # one file's failure never stops the pipeline
-                step_name = step.__name__.replace("_", " ")
-                job.outcome, job.error, job.transient = ERROR, f"{step_name}: {one_line(error)}", is_transient(error)
-                logger.debug("%s failed for %s", step_name, job.path, exc_info=True)
-            if job.outcome is not None:
-                break
+        run_steps(self.stages[number].steps, job)
         if job.outcome is not None:
             self._finish(job)
         elif number + 1 < len(self.stages):

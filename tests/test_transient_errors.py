@@ -157,7 +157,9 @@ def test_permission_errors_fixed_later_are_retried_and_broken_files_are_not(unpr
     try:
         assert wait_until(lambda: len(rows_by_name(database)) == 3, 120), log.read_text()
         rows = rows_by_name(database)
-        assert all(row["status"] == "error" for row in rows.values()), rows
+        # Analysed but not taggable in its locked folder: its tags failed (tag_error), not its analysis.
+        statuses = {name: row["status"] for name, row in rows.items()}
+        assert statuses == {"in_locked_folder.jpg": "tag_error", "unreadable.jpg": "error", "broken.jpg": "error"}, rows
         assert rows["in_locked_folder.jpg"]["retry_after"] and rows["unreadable.jpg"]["retry_after"]
         assert rows["broken.jpg"]["retry_after"] is None  # the file's own fault
         broken_analysed_at = rows["broken.jpg"]["analyzed_at"]
@@ -223,7 +225,7 @@ def test_a_write_refused_by_a_full_disk_is_retried_once_there_is_room(tmp_path, 
         daemon.wait_for_rows(1, 60)
         assert wait_until(lambda: daemon.rows() and daemon.rows()[0]["retry_after"], 30), daemon.rows()
         (row,) = daemon.rows()
-        assert row["status"] == "error" and "Error writing output file" in row["error"], row
+        assert row["status"] == "tag_error" and "Error writing output file" in row["error"], row  # analysed, not tagged
         assert target.read_bytes() == original  # a failed write never damages the original
         filler.unlink()  # room again (our own filler file; the photo is untouched)
         assert wait_until(lambda: daemon.rows()[0]["status"] == "ok", 30), daemon.rows()
