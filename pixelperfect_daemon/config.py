@@ -57,6 +57,9 @@ class MetadataSettings:
     # Optional, off by default: touch the user's own label/rating for Poor images.
     poor_color_label: str = ""
     poor_reject_rating: bool = False
+    # Address-space cap of the ExifTool process: metadata that would expand beyond it (a compressed
+    # text bomb) fails that one file instead of exhausting the machine.
+    exiftool_memory_mb: int = 2048
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ _MINIMUMS = {
     ("watch", "rescan_interval"): 0.0,
     ("analysis", "workers"): 1,
     ("analysis", "max_pixels"): 1,
+    ("metadata", "exiftool_memory_mb"): 256,
     ("ui", "port"): 1,
     ("ui", "page_size"): 1,
 }

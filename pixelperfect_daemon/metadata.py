@@ -6,8 +6,11 @@ shipped next to this module) plus keywords every DAM reads: ``XMP-lr:Hierarchica
 Earlier PixelPerfect keywords are replaced; the user's own keywords, rating and label are left
 alone unless ``[metadata]`` asks for a colour label or a reject rating on Poor images.
 
-ExifTool writes a temporary file and renames it over the original, so a failed write leaves the
-original as it was, and only the metadata segment changes (the image data is copied verbatim).
+ExifTool writes the tagged copy to a scratch file of ours (``file_replace``), which replaces the
+original only if that is still the file analysed and nobody is writing it; a failed or refused
+write leaves the original as it was, and only the metadata segment changes (the image data is
+copied verbatim). Every path reaches ExifTool through ``exiftool_arguments`` (no name can become
+an argument), and the ExifTool process runs under a memory cap.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import json
 import logging
 import os
 import queue
+import re
+import resource
 import signal
 import stat
 import threading
@@ -31,6 +36,17 @@ from exiftool.exceptions import ExifToolException
 
 from .common import one_line
 from .config import MetadataSettings
+from .exiftool_arguments import ExifToolPaths, option_argument
+from .file_replace import (
+    FileIdentity,
+    ReplaceRefused,
+    check_unchanged,
+    clear_stale_scratch,
+    place_new_file,
+    remove_scratch,
+    replace_if_unchanged,
+    scratch_path_for,
+)
 from .jpeg_segments import jpeg_may_hold_xmp
 from .labels import DEFECT_DISPLAY_NAMES, VERDICT_DISPLAY_NAMES, defect_display_name
 
@@ -52,7 +68,7 @@ _FLAT = "XMP-dc:Subject"
 _LABEL = "XMP-xmp:Label"
 _RATING = "XMP-xmp:Rating"
 _PP_FIELDS = ("Verdict", "Defect", "Quality", "ModelVersion", "AnalyzedAt", "ReviewedBy", "ReviewedAt")
-# ExifTool's own name for the file it writes before renaming it over the original.
+# ExifTool's own name for the file it wrote before renaming it over the original (earlier versions).
 _EXIFTOOL_TEMP_SUFFIX = "_exiftool_tmp"
 # A temp file older than this cannot belong to a write in progress: a crash left it.
 _STALE_TEMP_SECONDS = 60.0
@@ -60,12 +76,18 @@ _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 # Loaded here, not in the forked child, where loading a library is unsafe.
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _PREEXEC_PATCH_LOCK = threading.Lock()
-_SUCCESS_MARKERS = ("image files updated", "image files created", "image files unchanged")
+# The one answer that means our copy was written with the new tags (``-o``: "copied" means unchanged).
+_WRITTEN = re.compile(r"^\s*1 image files created\s*$")
+_COUNT_LINE = re.compile(r"^\s*\d+ (image )?(files|directories)\b")
 _REJECT_RATING = "-1"
 
 
 class MetadataError(Exception):
     """Tags could not be written or read; the original file is unchanged."""
+
+
+class FileBusyError(MetadataError):
+    """The file changed or is being written since it was analysed: nothing was written; look again later."""
 
 
 def sidecar_file_name(image_path: Path, naming: str) -> Path:
@@ -169,22 +191,23 @@ def _exiftool_failure(stderr: str, stdout: str) -> str:
     return (errors or lines or ["ExifTool failed without a message"])[0]
 
 
-def _exiftool_preexec() -> None:
+def _exiftool_preexec(memory_limit_bytes: int) -> None:
     """Runs in the ExifTool child before exec."""
     # Its own process group: Ctrl-C in a terminal reaches the daemon, which stops ExifTool in order.
     os.setpgrp()
-    # The daemon killed (even kill -9): SIGINT, on which ExifTool finishes a rename in progress or
-    # deletes its temp file, then exits (pyexiftool's default SIGTERM kills it mid-write, and
-    # without any signal it would wait on its closed stdin for ever).
+    # The daemon killed (even kill -9): SIGINT, on which ExifTool finishes the file in hand and exits
+    # (without any signal it would wait on its closed stdin for ever).
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+    # A metadata bomb makes this one ExifTool run out of memory (and be restarted), not the machine.
+    resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 
 
-def _run_exiftool(tool: exiftool.ExifTool) -> None:
+def _run_exiftool(tool: exiftool.ExifTool, memory_limit_bytes: int) -> None:
     """``tool.run()`` with our pre-exec function instead of pyexiftool's (which has no option for it)."""
     module = exiftool.exiftool
     with _PREEXEC_PATCH_LOCK:
         original = module._set_pdeathsig
-        module._set_pdeathsig = lambda _signal: _exiftool_preexec
+        module._set_pdeathsig = lambda _signal: (lambda: _exiftool_preexec(memory_limit_bytes))
         try:
             tool.run()
         finally:
@@ -201,6 +224,7 @@ class MetadataWriter:
         self._exiftool: exiftool.ExifTool | None = None
         self._spawner: threading.Thread | None = None
         self._spawn_requests: queue.SimpleQueue | None = None
+        self._paths = ExifToolPaths()
 
     # -- the ExifTool process ---------------------------------------------------------------
 
@@ -229,7 +253,7 @@ class MetadataWriter:
                 encoding="utf-8",
             )
             try:
-                _run_exiftool(tool)
+                _run_exiftool(tool, self.settings.exiftool_memory_mb * 1024 * 1024)
             except (OSError, RuntimeError, ExifToolException) as error:
                 request.set_exception(
                     MetadataError(f"cannot start ExifTool ({self._executable}): {one_line(error)}")
@@ -238,7 +262,15 @@ class MetadataWriter:
                 request.set_result(tool)
 
     def _execute(self, *arguments: str | bytes) -> tuple[int, str, str]:
-        """Run one command; a dead ExifTool process is restarted once. Call with the lock held."""
+        """Run one command; a dead ExifTool process is restarted once. Call with the lock held.
+
+        ``str`` arguments are options (made exact by ``option_argument``); file names come as the
+        ``bytes`` lines of ``ExifToolPaths``.
+        """
+        try:
+            arguments = tuple(a if isinstance(a, bytes) else option_argument(a) for a in arguments)
+        except ValueError as error:
+            raise MetadataError(one_line(error)) from None
         for attempt in (1, 2):
             if self._exiftool is None or not self._exiftool.running:
                 self._exiftool = self._start()
@@ -246,11 +278,24 @@ class MetadataWriter:
                 stdout = self._exiftool.execute(*arguments)
                 return self._exiftool.last_status, stdout, self._exiftool.last_stderr
             except (OSError, ExifToolException) as error:
-                logger.warning("ExifTool process failed (%s); restarting it", one_line(error))
+                stderr = self._stderr_of_dead_process()
+                reason = "ran out of memory (exiftool_memory_mb)" if "Out of memory" in stderr else one_line(error)
+                logger.warning("ExifTool process failed (%s); restarting it", reason)
                 self._stop()
                 if attempt == 2:
-                    raise MetadataError(f"ExifTool failed: {one_line(error)}") from None
+                    raise MetadataError(f"ExifTool failed: {reason}") from None
         raise AssertionError("unreachable")
+
+    def _stderr_of_dead_process(self) -> str:
+        """What a dead ExifTool process said last (\"Out of memory!\"), if it is readable without blocking."""
+        process = getattr(self._exiftool, "_process", None)
+        if process is None or process.poll() is None or process.stderr is None:
+            return ""
+        try:
+            os.set_blocking(process.stderr.fileno(), False)
+            return (process.stderr.read() or b"").decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
 
     def _stop(self) -> None:
         tool, self._exiftool = self._exiftool, None
@@ -271,6 +316,7 @@ class MetadataWriter:
     def close(self) -> None:
         with self._lock:
             self._stop()
+            self._paths.close()
             if self._spawner is not None:
                 self._spawn_requests.put(None)
                 self._spawner.join()
@@ -299,11 +345,12 @@ class MetadataWriter:
         """Raw PixelPerfect-relevant tags of one file; {} when it does not exist or is a JPEG without XMP."""
         if not file_path.exists() or not jpeg_may_hold_xmp(file_path):
             return {}  # nothing to read: spares ExifTool a read (about 3 ms of its CPU per fresh JPEG)
-        status, stdout, stderr = self._execute(
-            "-j", "-G1", "-n", "-struct",
-            f"-{_PP}:all", f"-{_HIERARCHICAL}", f"-{_FLAT}", f"-{_LABEL}", f"-{_RATING}",
-            os.fsencode(file_path),
-        )
+        with self._paths.arguments(file_path) as (file_argument,):
+            status, stdout, stderr = self._execute(
+                "-j", "-G1", "-n", "-struct",
+                f"-{_PP}:all", f"-{_HIERARCHICAL}", f"-{_FLAT}", f"-{_LABEL}", f"-{_RATING}",
+                file_argument,
+            )
         if status != 0 or not stdout.strip():
             raise MetadataError(f"cannot read tags of {file_path}: {_exiftool_failure(stderr, stdout)}")
         # Keep numbers as their text ("1.10" must not become 1.1).
@@ -362,10 +409,12 @@ class MetadataWriter:
         analyzed_at: str,
         reviewed_by: str | None = None,
         reviewed_at: str | None = None,
+        analysed: FileIdentity | None = None,
     ) -> Path:
         """Write the verdict tags for ``image_path``; return the file written (image or sidecar).
 
-        Raises MetadataError, leaving the original untouched.
+        ``analysed``: the image as it was when analysed; nothing is written unless it is still that
+        file (FileBusyError). Raises MetadataError, leaving the original untouched.
         """
         image_path = Path(image_path)
         if verdict not in VERDICT_DISPLAY_NAMES:
@@ -384,6 +433,8 @@ class MetadataWriter:
         if target != image_path and sidecar_path(image_path, self.settings) is None:
             logger.info("%s is read-only: writing its tags to the sidecar %s", image_path, target)
         self._clear_stale_temp_file(target)
+        scratch = scratch_path_for(target)
+        clear_stale_scratch(scratch)
 
         new_hierarchical, new_flat = pixelperfect_keywords(verdict, defect)
         values = {
@@ -396,10 +447,17 @@ class MetadataWriter:
             "ReviewedAt": reviewed_at,
         }
         with self._lock:
+            try:
+                # Captured before ExifTool reads it: what is replaced must be what was read.
+                target_before = FileIdentity.of(target)
+            except FileNotFoundError:
+                target_before = None  # a new sidecar
+            if target == image_path and analysed is not None and target_before != analysed:
+                raise FileBusyError(f"cannot tag {image_path}: it changed since it was analysed")
             existing = self._read_tags(target)
             previous_verdict = existing.get(f"{_PP}:Verdict")
             previous_defect = existing.get(f"{_PP}:Defect")
-            arguments = ["-overwrite_original", "-P", "-m"]
+            arguments = ["-P", "-m"]
             arguments += [
                 f"-{_PP}:{name}=" + ("" if value is None else one_line(value)) for name, value in values.items()
             ]
@@ -418,10 +476,41 @@ class MetadataWriter:
                 None if existing.get(_LABEL) is None else str(existing[_LABEL]),
                 None if existing.get(_RATING) is None else str(existing[_RATING]),
             )
-            status, stdout, stderr = self._execute(*arguments, os.fsencode(target))
-        if status != 0 or not any(marker in stdout for marker in _SUCCESS_MARKERS):
-            raise MetadataError(f"cannot tag {image_path}: {_exiftool_failure(stderr, stdout)}")
+            sources = () if target_before is None else (target,)
+            with self._paths.arguments(scratch, *sources) as (output, *source):
+                status, stdout, stderr = self._execute(*arguments, "-o", output, *source)
+            self._check_written(image_path, scratch, status, stdout, stderr)
+            self._put_in_place(image_path, target, scratch, target_before, analysed)
         return target
+
+    @staticmethod
+    def _check_written(image_path: Path, scratch: Path, status: int, stdout: str, stderr: str) -> None:
+        """ExifTool's answer must be exactly "1 image files created" (our tagged copy); anything else
+        ("copied": nothing changed, "unchanged", errors) fails the write."""
+        counts = [line.strip() for line in stdout.splitlines() if _COUNT_LINE.match(line)]
+        if status == 0 and len(counts) == 1 and _WRITTEN.match(counts[0]) and scratch.is_file():
+            return
+        remove_scratch(scratch)
+        if status == 0 and counts and not any("rror" in line for line in (stderr + stdout).splitlines()):
+            raise MetadataError(f"cannot tag {image_path}: ExifTool did not write the tags ({'; '.join(counts)})")
+        raise MetadataError(f"cannot tag {image_path}: {_exiftool_failure(stderr, stdout)}")
+
+    @staticmethod
+    def _put_in_place(
+        image_path: Path, target: Path, scratch: Path, target_before: FileIdentity | None,
+        analysed: FileIdentity | None,
+    ) -> None:
+        """Our tagged copy replaces ``target`` only if nothing changed meanwhile (FileBusyError if it did)."""
+        try:
+            if analysed is not None and target != image_path:
+                check_unchanged(image_path, analysed)  # tags in a sidecar describe the file analysed
+            if target_before is None:
+                place_new_file(scratch, target)
+            else:
+                replace_if_unchanged(target, scratch, analysed if target == image_path and analysed else target_before)
+        except ReplaceRefused as refusal:
+            remove_scratch(scratch)
+            raise FileBusyError(f"not tagged, left as it is: {refusal}") from None
 
     @staticmethod
     def _clear_stale_temp_file(target: Path) -> None:

@@ -31,9 +31,10 @@ from pathlib import Path
 
 from .common import one_line, sha256_of, utc_now
 from .config import Settings
+from .file_replace import FileIdentity
 from .index import ImageIndex
 from .loading import DecodedImage, ImageLoadError, load_image
-from .metadata import MetadataWriter
+from .metadata import FileBusyError, MetadataWriter
 from .result import AnalysisResult
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Job:
     path: Path
     size: int | None = None
     mtime: float | None = None
+    identity: FileIdentity | None = None  # the file as identify saw it: tags replace only that file
     sha256: str | None = None
     row: dict | None = None  # its index row before this run
     decoded: DecodedImage | None = None  # dropped once analysed
@@ -155,7 +157,7 @@ class Pipeline:
         if not stat.S_ISREG(st.st_mode):
             job.outcome = IGNORED
             return
-        job.size, job.mtime = st.st_size, st.st_mtime
+        job.size, job.mtime, job.identity = st.st_size, st.st_mtime, FileIdentity.from_stat(st)
         if self.index is None:
             return  # dry run: no index to compare with
         job.row = self.index.get(job.path)
@@ -233,16 +235,23 @@ class Pipeline:
         # A review may have landed while the file was being analysed: it wins.
         job.row = self.index.get(job.path) if self.index is not None else job.row
         verdict, defect, reviewed_by, reviewed_at = effective_verdict(job.result.verdict, job.result.defect, job.row)
-        job.tagged_file = self.writer.write_verdict(
-            job.path,
-            verdict=verdict,
-            defect=defect,
-            quality=job.result.quality,
-            model_version=job.result.model_version,
-            analyzed_at=job.analyzed_at,
-            reviewed_by=reviewed_by,
-            reviewed_at=reviewed_at,
-        )
+        try:
+            job.tagged_file = self.writer.write_verdict(
+                job.path,
+                verdict=verdict,
+                defect=defect,
+                quality=job.result.quality,
+                model_version=job.result.model_version,
+                analyzed_at=job.analyzed_at,
+                reviewed_by=reviewed_by,
+                reviewed_at=reviewed_at,
+                analysed=job.identity,
+            )
+        except FileBusyError as refusal:
+            # Still being written (or replaced): nothing was written; it is looked at again once stable.
+            logger.info("%s", one_line(refusal))
+            job.outcome = CHANGED
+            return
         if job.tagged_file == job.path:
             # The file changed by our write: the row must describe it as it is now.
             st = os.lstat(job.path)
