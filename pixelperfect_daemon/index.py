@@ -16,6 +16,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from .common import path_to_text
 from .labels import DEFECTS
 from .result import AnalysisResult
 
@@ -73,8 +74,9 @@ MIGRATIONS = [_create_schema_v1, _index_size]
 
 
 def normalise_path(path: Path | str) -> str:
-    """The key a file is stored under: absolute, normalised, symlinks not resolved."""
-    return os.path.abspath(os.fspath(path))
+    """The key a file is stored under: absolute, normalised, symlinks not resolved, as lossless text
+    (``common.path_to_text``; ``common.text_to_path`` turns a row's path back into the file's)."""
+    return path_to_text(os.path.abspath(os.fspath(path)))
 
 
 class ImageIndex:

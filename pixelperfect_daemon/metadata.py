@@ -36,6 +36,7 @@ from exiftool.exceptions import ExifToolException
 
 from .common import one_line
 from .config import MetadataSettings
+from .files import image_suffix
 from .exiftool_arguments import ExifToolPaths, option_argument
 from .file_replace import (
     FileIdentity,
@@ -92,14 +93,15 @@ class FileBusyError(MetadataError):
 
 def sidecar_file_name(image_path: Path, naming: str) -> Path:
     """``IMG_0001.xmp`` ("basename": Lightroom, Bridge) or ``IMG_0001.CR2.xmp`` ("fullname": darktable, digiKam)."""
-    if naming == "fullname":
+    if naming == "fullname" or image_path.suffix != image_path.suffix.rstrip():
+        # A name with white space after its extension keeps it whole: "a.jpg .xmp" is not "a.jpg"'s sidecar.
         return image_path.with_name(image_path.name + ".xmp")
     return image_path.with_suffix(".xmp")
 
 
 def sidecar_path(image_path: Path, settings: MetadataSettings) -> Path | None:
     """Where the tags of ``image_path`` go when not inside it; None when they are embedded."""
-    if settings.mode == "embedded" and image_path.suffix.lower() in EMBEDDED_XMP_EXTENSIONS:
+    if settings.mode == "embedded" and image_suffix(image_path) in EMBEDDED_XMP_EXTENSIONS:
         return None
     return sidecar_file_name(image_path, settings.sidecar_name)
 
@@ -202,7 +204,7 @@ def _exiftool_preexec(memory_limit_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 
 
-def _run_exiftool(tool: exiftool.ExifTool, memory_limit_bytes: int) -> None:
+def run_exiftool(tool: exiftool.ExifTool, memory_limit_bytes: int) -> None:
     """``tool.run()`` with our pre-exec function instead of pyexiftool's (which has no option for it)."""
     module = exiftool.exiftool
     with _PREEXEC_PATCH_LOCK:
@@ -253,7 +255,7 @@ class MetadataWriter:
                 encoding="utf-8",
             )
             try:
-                _run_exiftool(tool, self.settings.exiftool_memory_mb * 1024 * 1024)
+                run_exiftool(tool, self.settings.exiftool_memory_mb * 1024 * 1024)
             except (OSError, RuntimeError, ExifToolException) as error:
                 request.set_exception(
                     MetadataError(f"cannot start ExifTool ({self._executable}): {one_line(error)}")
@@ -379,7 +381,7 @@ class MetadataWriter:
         )
         # Tags written while the file was writable (or read-only) are in the other place.
         others = [sidecar_file_name(image_path, self.settings.sidecar_name)]
-        if image_path.suffix.lower() in EMBEDDED_XMP_EXTENSIONS:
+        if image_suffix(image_path) in EMBEDDED_XMP_EXTENSIONS:
             others.insert(0, image_path)
         with self._lock:
             first = self._summarise(self._read_tags(primary), primary)

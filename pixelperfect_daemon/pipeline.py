@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import one_line, sha256_of, utc_now
+from .common import one_line, path_to_text, sha256_of, text_to_path, utc_now
 from .config import Settings
 from .file_replace import FileIdentity
 from .index import ImageIndex
@@ -168,7 +168,7 @@ class Pipeline:
         # when it could be a moved one, i.e. an analysed row of the same size lost its file.
         moved_candidates = [
             other for other in self.index.find_by_size(job.size)
-            if other["path"] != str(job.path) and not os.path.lexists(other["path"])
+            if other["path"] != path_to_text(job.path) and not os.path.lexists(text_to_path(other["path"]))
         ]
         if job.row is None and not moved_candidates:
             return
@@ -184,7 +184,7 @@ class Pipeline:
                 return
 
     def _record_move(self, job: Job, old_row: dict) -> None:
-        self.index.record_move(Path(old_row["path"]), job.path)
+        self.index.record_move(text_to_path(old_row["path"]), job.path)
         self.index.record_stat(job.path, size=job.size, mtime=job.mtime)
         job.moved_from, job.outcome = old_row["path"], MOVED
         tagged_elsewhere = old_row["tagged_file"] not in (None, old_row["path"])

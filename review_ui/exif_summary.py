@@ -6,6 +6,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pixelperfect_daemon.config import MetadataSettings
+from pixelperfect_daemon.exiftool_arguments import ExifToolPaths
+
 log = logging.getLogger(__name__)
 
 # Read with -n (numbers, not ExifTool's prose) so the formatting below is ours and testable.
@@ -93,14 +96,18 @@ class ExifReader:
     def __init__(self):
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exif-reader")
         self._helper = None
+        self._paths = ExifToolPaths()  # a file name never becomes an ExifTool argument
 
     def _read_tags(self, path: Path) -> dict:
         import exiftool  # pyexiftool
 
+        from pixelperfect_daemon.metadata import run_exiftool
+
         if self._helper is None or not self._helper.running:
             self._helper = exiftool.ExifToolHelper(common_args=["-G", "-n"])
-            self._helper.run()
-        tags = self._helper.get_tags([str(path)], tags=list(EXIF_TAGS))
+            run_exiftool(self._helper, MetadataSettings().exiftool_memory_mb * 1024 * 1024)
+        with self._paths.arguments(path) as (file_argument,):
+            tags = self._helper.execute_json(*(f"-{tag}" for tag in EXIF_TAGS), file_argument)
         return tags[0] if tags else {}
 
     def read(self, path: Path) -> dict[str, str | None]:
@@ -119,3 +126,4 @@ class ExifReader:
     def close(self) -> None:
         self._thread.submit(self._stop).result()
         self._thread.shutdown()
+        self._paths.close()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pixelperfect_daemon.config import Settings
 from pixelperfect_daemon.labels import DEFECTS
-from pixelperfect_daemon.common import sha256_of, utc_now
+from pixelperfect_daemon.common import sha256_of, text_to_path, utc_now
 
 from . import queries
 from .exif_summary import ExifReader
@@ -142,12 +142,12 @@ class ReviewService:
         return row
 
     def thumbnails(self, rows: list[dict]) -> list[Path]:
-        return self.renders.thumbnails([Path(r["path"]) for r in rows])
+        return self.renders.thumbnails([text_to_path(r["path"]) for r in rows])
 
     def inspect(self, path: str) -> Inspection:
         row = self.row(path)
         summary = queries.row_to_summary(row)
-        original = Path(row["path"])
+        original = text_to_path(row["path"])
         crop_kind = CROP_FOR_DEFECT.get(summary["defect"] or "")
         return Inspection(
             summary=summary,
@@ -215,12 +215,12 @@ class ReviewService:
                 reviewed_at = self._clock()
                 previous = {column: row.get(column) for column in REVIEW_COLUMNS}
                 self.index.record_review(
-                    Path(row["path"]), verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at
+                    text_to_path(row["path"]), verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at
                 )
                 try:
                     self._tag(row, verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at)
                 except Exception as error:  # MetadataError; the index must not claim what the file lacks
-                    self.index.clear_review(Path(row["path"]), previous)
+                    self.index.clear_review(text_to_path(row["path"]), previous)
                     log.warning("review of %s not saved: %s", row["path"], error)
                     failures.append(f"{Path(row['path']).name}: {error}")
                     continue
@@ -237,7 +237,7 @@ class ReviewService:
     def _tag(self, row: dict, *, verdict: str, defect: str | None, reviewed_by: str | None, reviewed_at: str | None):
         written = self._tagging.submit(
             self.metadata.write_verdict,
-            Path(row["path"]),
+            text_to_path(row["path"]),
             verdict=verdict,
             defect=defect,
             quality=row.get("quality"),
@@ -246,7 +246,7 @@ class ReviewService:
             reviewed_by=reviewed_by,
             reviewed_at=reviewed_at,
         ).result()
-        image = Path(row["path"])
+        image = text_to_path(row["path"])
         if Path(written) == image:
             # Tags inside the image change its bytes: record the new hash, or the daemon would
             # take the file for new content and analyse it again.
