@@ -25,6 +25,7 @@ import re
 import resource
 import signal
 import stat
+import subprocess
 import threading
 import time
 from concurrent.futures import Future
@@ -204,6 +205,22 @@ def _exiftool_preexec(memory_limit_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 
 
+def _read_until(fd: int, ending: bytes, block_size: int) -> bytes:
+    """pyexiftool's read loop, but an ExifTool that died (killed, out of memory) is an error: its own
+    loop would spin on the closed pipe for ever, holding the writer."""
+    output = bytearray()
+    tail = len(ending) + 4
+    while not bytes(output[-tail:]).strip().endswith(ending):
+        chunk = os.read(fd, block_size)
+        if not chunk:
+            raise BrokenPipeError("the ExifTool process ended")
+        output += chunk
+    return bytes(output)
+
+
+exiftool.exiftool._read_fd_endswith = _read_until
+
+
 def run_exiftool(tool: exiftool.ExifTool, memory_limit_bytes: int) -> None:
     """``tool.run()`` with our pre-exec function instead of pyexiftool's (which has no option for it)."""
     module = exiftool.exiftool
@@ -291,7 +308,11 @@ class MetadataWriter:
     def _stderr_of_dead_process(self) -> str:
         """What a dead ExifTool process said last (\"Out of memory!\"), if it is readable without blocking."""
         process = getattr(self._exiftool, "_process", None)
-        if process is None or process.poll() is None or process.stderr is None:
+        if process is None or process.stderr is None:
+            return ""
+        try:
+            process.wait(timeout=1.0)  # its output pipe closed: it is ending
+        except subprocess.TimeoutExpired:
             return ""
         try:
             os.set_blocking(process.stderr.fileno(), False)
@@ -516,14 +537,12 @@ class MetadataWriter:
 
     @staticmethod
     def _clear_stale_temp_file(target: Path) -> None:
-        """Remove ExifTool's half-written copy left by a killed write (the original is intact).
-
-        ExifTool refuses to write while it exists; it is our own scratch file, never user data.
-        """
+        """Remove the half-written copy an earlier version's killed ExifTool write left (the original is
+        intact); it was ExifTool's own scratch file, never user data."""
         temp = target.with_name(target.name + _EXIFTOOL_TEMP_SUFFIX)
         try:
             age = time.time() - temp.stat().st_mtime
-        except FileNotFoundError:
+        except OSError:  # none, or a name too long to have one
             return
         if age > _STALE_TEMP_SECONDS:
             logger.warning("removing %s, left by an interrupted ExifTool write", temp)
