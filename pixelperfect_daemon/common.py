@@ -34,6 +34,14 @@ def one_line(error: BaseException | str | bytes) -> str:
     return text
 
 
+def valid_text(text: str) -> str:
+    """``text`` (a message quoting a path that is not UTF-8) as valid UTF-8: each undecodable byte as ``\\xHH``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def path_to_text(path: Path | str | bytes) -> str:
     """A file path as valid UTF-8 text, losslessly (the index's key and ``analyze --json``'s ``path``).
 

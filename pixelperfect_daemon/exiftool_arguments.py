@@ -13,6 +13,8 @@ ExifTool sees goes through ``ExifToolPaths.argument``:
   ExifTool 12 cannot express ``$`` or ``@`` in such a line (it leaves a backslash before them), so
   a name with both a line break and ``$``/``@`` is reached through a symbolic link of our own, in a
   private folder, named with plain characters.
+* An output file (``-o``) is a format string to ExifTool (``%d`` is the source's folder, and there is
+  no escape for ``%``), so an output path holding ``%`` is reached through a link to its folder.
 
 In every case ExifTool opens exactly the file named, and nothing in a name can become an option.
 """
@@ -77,12 +79,15 @@ class ExifToolPaths:
         self._numbers = itertools.count()
 
     @contextmanager
-    def arguments(self, *paths: Path | str | bytes) -> Iterator[list[bytes]]:
-        """The argument lines naming exactly ``paths`` (an output file need not exist yet); any
-        link made for them is removed on leaving."""
+    def arguments(self, *paths: Path | str | bytes, output: Path | None = None) -> Iterator[list[bytes]]:
+        """The argument lines naming exactly ``paths``, then ``output`` (a file ExifTool creates, whose
+        own name must be plain); any link made for them is removed on leaving."""
         links: list[bytes] = []
         try:
-            yield [self._argument(path, links) for path in paths]
+            lines = [self._argument(path, links) for path in paths]
+            if output is not None:
+                lines.append(self._output_argument(output, links))
+            yield lines
         finally:
             for link in links:
                 try:
@@ -105,6 +110,15 @@ class ExifToolPaths:
             return self._link_to(folder, b"", links) + b"/" + name
         suffix = os.path.splitext(name)[1]
         return self._link_to(absolute, suffix if _plain_and_cstr_safe(suffix) else b"", links)
+
+    def _output_argument(self, path: Path | str | bytes, links: list[bytes]) -> bytes:
+        folder, name = os.path.split(os.path.abspath(os.fsencode(path)))
+        if not _plain_and_cstr_safe(name) or b"%" in name:
+            raise ValueError(f"an output file needs a plain name, not {name!r}")
+        line = self._argument(os.path.join(folder, name), links)
+        if b"%" in line:
+            line = self._link_to(folder, b"", links) + b"/" + name
+        return line
 
     def _link_to(self, target: bytes, suffix: bytes, links: list[bytes]) -> bytes:
         """A new symbolic link to ``target`` in our private folder; its name is plain ASCII."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from .common import path_to_text
+from .common import path_to_text, valid_text
 from .labels import DEFECTS
 from .result import AnalysisResult
 
@@ -199,7 +199,7 @@ class ImageIndex:
                 "defect_scores": None if result.defect_scores is None else json.dumps(result.defect_scores),
                 "model_version": result.model_version,
                 "status": "error" if failed else "ok",
-                "error": error if error is not None else result.error,
+                "error": valid_text(error) if error is not None else result.error and valid_text(result.error),
                 "analyzed_at": analyzed_at,
                 "tagged_file": None if tagged_file is None else normalise_path(tagged_file),
             },
@@ -229,7 +229,7 @@ class ImageIndex:
                 "defect_scores": None,
                 "model_version": model_version,
                 "status": "error",
-                "error": error,
+                "error": valid_text(error),
                 "analyzed_at": analyzed_at,
                 "tagged_file": None,
             },

@@ -294,8 +294,10 @@ class MetadataWriter:
             if self._exiftool is None or not self._exiftool.running:
                 self._exiftool = self._start()
             try:
-                stdout = self._exiftool.execute(*arguments)
-                return self._exiftool.last_status, stdout, self._exiftool.last_stderr
+                # Bytes: ExifTool's messages quote file names, which need not be UTF-8.
+                stdout = self._exiftool.execute(*arguments, raw_bytes=True)
+                stderr = self._exiftool.last_stderr
+                return self._exiftool.last_status, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
             except (OSError, ExifToolException) as error:
                 stderr = self._stderr_of_dead_process()
                 reason = "ran out of memory (exiftool_memory_mb)" if "Out of memory" in stderr else one_line(error)
@@ -500,7 +502,7 @@ class MetadataWriter:
                 None if existing.get(_RATING) is None else str(existing[_RATING]),
             )
             sources = () if target_before is None else (target,)
-            with self._paths.arguments(scratch, *sources) as (output, *source):
+            with self._paths.arguments(*sources, output=scratch) as (*source, output):
                 status, stdout, stderr = self._execute(*arguments, "-o", output, *source)
             self._check_written(image_path, scratch, status, stdout, stderr)
             self._put_in_place(image_path, target, scratch, target_before, analysed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -107,7 +108,9 @@ class ExifReader:
             self._helper = exiftool.ExifToolHelper(common_args=["-G", "-n"])
             run_exiftool(self._helper, MetadataSettings().exiftool_memory_mb * 1024 * 1024)
         with self._paths.arguments(path) as (file_argument,):
-            tags = self._helper.execute_json(*(f"-{tag}" for tag in EXIF_TAGS), file_argument)
+            # Bytes: ExifTool's messages quote the file name, which need not be UTF-8.
+            output = self._helper.execute("-j", *(f"-{tag}" for tag in EXIF_TAGS), file_argument, raw_bytes=True)
+        tags = json.loads(output.decode("utf-8", "replace") or "[]")
         return tags[0] if tags else {}
 
     def read(self, path: Path) -> dict[str, str | None]:

@@ -34,6 +34,7 @@ HOSTILE_FILE_NAMES = (
     b"money$\n@at.jpg",
     b"#[CSTR]hash\\n.jpg",
     b"back\\slash.jpg",
+    b"per%dcent%c.jpg",
     b"n" * 251 + b".jpg",  # 255 bytes
 )
 HOSTILE_FOLDER_NAMES = (
@@ -46,6 +47,7 @@ HOSTILE_FOLDER_NAMES = (
     b"caf\xe9",
     b"money$\n@at",
     b"d" * 255,
+    b"%d%f%e%c%-2:1d",
 )
 
 
@@ -100,7 +102,7 @@ def tree_digest(root: Path) -> dict[bytes, str]:
 
 _FRAGMENTS = [
     "\n", "\r", " ", "  ", "-", "=", "$", "@", "#[CSTR]", "\\", "\\n", "'", '"', "`", "|", ";", "&", "*", "?",
-    "%s", "{", "}", "..", "-if", "-all=", "system(q{touch PWNED})", "é", "日本", "\t", "~", "!", "(", ")",
+    "%s", "%d", "%c", "%-:1d", "{", "}", "..", "-if", "-all=", "system(q{touch PWNED})", "é", "日本", "\t", "~", "!", "(", ")",
     "photo", "IMG_", "0042", "x",
 ]
 _BAD_BYTES = [b"\xe9", b"\xff", b"\xc3", b"\x80"]
@@ -127,9 +129,11 @@ def random_hostile_folder(rng: random.Random) -> bytes:
 
 
 def make_random_content(path: Path, rng: random.Random, seed: int) -> str:
-    """A valid image, a truncated one or garbage at ``path``; returns which."""
-    kind = rng.choices(["jpeg", "png", "truncated", "garbage"], weights=[6, 2, 1, 1])[0]
+    """A valid image (of the type its extension says), a truncated one or garbage at ``path``; returns which."""
     path = Path(os.fsdecode(path))
+    kind = rng.choices(["valid", "truncated", "garbage"], weights=[8, 1, 1])[0]
+    if kind == "valid":
+        kind = "png" if path.suffix.strip().lower() == ".png" else "jpeg"
     if kind == "jpeg":
         make_jpeg(path, size=(48, 40), variant=seed)
     elif kind == "png":

@@ -366,8 +366,8 @@ def test_analyze_json_prints_every_hostile_name_losslessly(tmp_path):
         cwd=REPO_ROOT, capture_output=True, timeout=300,
     )
     assert output.returncode == 0, output.stderr.decode(errors="replace")
-    lines = output.stdout.decode("utf-8").splitlines()  # strict: valid UTF-8
-    results = [json.loads(line) for line in lines]
+    lines = output.stdout.decode("utf-8").split("\n")  # strict: valid UTF-8; one object per line
+    results = [json.loads(line) for line in lines if line]
     assert sorted(text_to_path(r["path"]) for r in results) == sorted(files)
     assert all(r["verdict"] in ("good", "poor") for r in results)
 

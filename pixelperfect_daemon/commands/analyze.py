@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from ..common import path_to_text
+from ..common import path_to_text, valid_text
 from ..config import Settings
 from ..engine import Analyzer, ModelsNotFoundError
 from ..files import iter_image_files
@@ -31,8 +31,8 @@ def analyze_files(analyzer: Analyzer, files: list[Path], workers: int) -> Iterat
 
 def printable(result: AnalysisResult) -> AnalysisResult:
     """``result`` with text that prints as valid UTF-8: the path as ``common.path_to_text`` writes it
-    (``caf\\xe9.jpg`` for a name that is not UTF-8), any stray undecodable byte in the error as ``\\udcXX``."""
-    error = None if result.error is None else result.error.encode("utf-8", "backslashreplace").decode("utf-8")
+    (``caf\\xe9.jpg`` for a name that is not UTF-8), an undecodable byte quoted in the error as ``\\xHH``."""
+    error = None if result.error is None else valid_text(result.error)
     return dataclasses.replace(result, path=path_to_text(result.path), error=error)
 
 
