@@ -374,7 +374,7 @@ def test_analyze_json_prints_every_hostile_name_losslessly(tmp_path):
 
 @pytest.mark.slow
 def test_a_slow_writer_never_loses_the_original(tmp_path):
-    """Written 64 KiB at a time with pauses longer than stable_seconds, the file kept open throughout."""
+    """Written 64 KiB at a time with pauses long enough for an analysis, the file kept open throughout."""
     source = make_jpeg(tmp_path / "source.jpg", size=(1200, 900), quality=95)
     data = source.read_bytes()
     with RunningDaemon(tmp_path) as daemon:
@@ -383,7 +383,7 @@ def test_a_slow_writer_never_loses_the_original(tmp_path):
             for start in range(0, len(data), 64 << 10):
                 file.write(data[start:start + (64 << 10)])
                 file.flush()
-                time.sleep(1.0)  # stable_seconds is 0.3: the file looks complete after every chunk
+                time.sleep(2.5)  # stable_seconds is 0.3: the file looks complete, and is analysed, after every chunk
         assert wait_until(lambda: any(r["status"] == "ok" for r in daemon.rows()), 30), daemon.rows()
         time.sleep(1.0)
     assert (pixels(target) == pixels(source)).all()  # every byte the writer wrote is there
