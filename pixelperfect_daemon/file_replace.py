@@ -96,8 +96,8 @@ def processes_writing(path: Path, identity: FileIdentity | None = None) -> list[
     return writers
 
 
-def check_unchanged(path: Path, expected: FileIdentity) -> os.stat_result:
-    """``path`` as it is now; ReplaceRefused unless it is ``expected`` and nobody is writing it."""
+def check_unchanged(path: Path, expected: FileIdentity, *, writers: bool = True) -> os.stat_result:
+    """``path`` as it is now; ReplaceRefused unless it is ``expected`` and (``writers``) nobody is writing it."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -109,9 +109,9 @@ def check_unchanged(path: Path, expected: FileIdentity) -> os.stat_result:
         what = "replaced by another file" if (now.device, now.inode) != (expected.device, expected.inode) else (
             "changed since it was analysed")
         raise ReplaceRefused(f"{path} was {what}")
-    writers = processes_writing(path, now)
-    if writers:
-        raise ReplaceRefused(f"{path} is open for writing by process {', '.join(map(str, writers))}")
+    found = processes_writing(path, now) if writers else []
+    if found:
+        raise ReplaceRefused(f"{path} is open for writing by process {', '.join(map(str, found))}")
     return st
 
 
@@ -141,10 +141,10 @@ def replace_if_unchanged(original: Path, new_version: Path, expected: FileIdenti
     permission bits and, where allowed, its owner.
     """
     try:
-        st = check_unchanged(original, expected)
+        st = check_unchanged(original, expected, writers=False)
         _copy_ownership(st, new_version)
         _fsync(new_version)
-        check_unchanged(original, expected)  # again, right before the rename: the fsync took time
+        check_unchanged(original, expected)  # all of it right before the rename: the fsync took time
         os.rename(new_version, original)
     except BaseException:
         remove_scratch(new_version)
