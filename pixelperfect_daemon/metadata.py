@@ -37,7 +37,6 @@ from exiftool.exceptions import ExifToolException
 
 from .common import one_line
 from .config import MetadataSettings
-from .files import image_suffix
 from .exiftool_arguments import ExifToolPaths, option_argument
 from .file_replace import (
     FileIdentity,
@@ -49,6 +48,7 @@ from .file_replace import (
     replace_if_unchanged,
     scratch_path_for,
 )
+from .files import image_suffix
 from .jpeg_segments import jpeg_may_hold_xmp
 from .labels import DEFECT_DISPLAY_NAMES, VERDICT_DISPLAY_NAMES, defect_display_name
 
