@@ -459,7 +459,6 @@ class MetadataWriter:
             logger.info("%s is read-only: writing its tags to the sidecar %s", image_path, target)
         self._clear_stale_temp_file(target)
         scratch = scratch_path_for(target)
-        clear_stale_scratch(scratch)
 
         new_hierarchical, new_flat = pixelperfect_keywords(verdict, defect)
         values = {
@@ -472,6 +471,7 @@ class MetadataWriter:
             "ReviewedAt": reviewed_at,
         }
         with self._lock:
+            clear_stale_scratch(scratch)  # under the lock: never another thread's copy in progress
             try:
                 # Captured before ExifTool reads it: what is replaced must be what was read.
                 target_before = FileIdentity.of(target)

@@ -431,3 +431,12 @@ def test_fuzz_hostile_names_and_contents_into_a_running_daemon(tmp_path, cwd):
     assert tree_digest(outside) == before_outside
     assert not (cwd / "PWNED").exists()
     assert not [p for p in daemon.ingest.rglob("*") if p.name.startswith(".pixelperfect-")]
+
+
+def test_exiftool_memory_cap_is_validated_with_file_section_and_key(tmp_path):
+    from pixelperfect_daemon.config import ConfigError, load_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text("[metadata]\nexiftool_memory_mb = 10\n")
+    with pytest.raises(ConfigError, match=r"config.toml: \[metadata\] exiftool_memory_mb must be at least 256"):
+        load_settings(config)
