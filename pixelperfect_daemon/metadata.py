@@ -198,8 +198,8 @@ def _exiftool_preexec(memory_limit_bytes: int) -> None:
     """Runs in the ExifTool child before exec."""
     # Its own process group: Ctrl-C in a terminal reaches the daemon, which stops ExifTool in order.
     os.setpgrp()
-    # The daemon killed (even kill -9): SIGINT, on which ExifTool finishes the file in hand and exits
-    # (without any signal it would wait on its closed stdin for ever).
+    # The daemon killed (even kill -9): SIGINT, on which ExifTool exits (without any signal it would
+    # wait on its closed stdin for ever); a half-written scratch copy is cleared at the next write.
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
     # A metadata bomb makes this one ExifTool run out of memory (and be restarted), not the machine.
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
@@ -308,7 +308,7 @@ class MetadataWriter:
         raise AssertionError("unreachable")
 
     def _stderr_of_dead_process(self) -> str:
-        """What a dead ExifTool process said last (\"Out of memory!\"), if it is readable without blocking."""
+        """What a dead ExifTool process said last ('Out of memory!'), if it is readable without blocking."""
         process = getattr(self._exiftool, "_process", None)
         if process is None or process.stderr is None:
             return ""

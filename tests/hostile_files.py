@@ -12,8 +12,9 @@ from PIL import Image
 
 from tests.fixtures_images import make_jpeg, make_png, make_random_bytes_jpg, make_truncated_jpeg
 
-# The injection the issue found: a folder name holding lines that become ExifTool arguments.
-# "{outside}" is replaced by a file outside the watch folders; "PWNED" lands in ExifTool's cwd.
+# The injections the issue found: a folder name holding lines that become ExifTool arguments; the
+# tests put an outside file's absolute path under it, so that path is the name's last line.
+# "PWNED" would land in ExifTool's working folder.
 INJECTION_FOLDERS = (
     b"x\n-if\nsystem(q{touch PWNED}) or 1\n",
     b"a\n-all=\n",
