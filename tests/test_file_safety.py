@@ -219,6 +219,7 @@ def test_a_write_interrupted_by_a_kill_does_not_block_the_next(tmp_path, writer)
     assert not scratch_path_for(path).exists()
 
 
+@pytest.mark.slow
 def test_exiftool_killed_mid_write_leaves_the_original_and_the_next_write_works(tmp_path, writer):
     path = make_photo(tmp_path / "big.jpg", seed=8)
     with path.open("ab") as file:
@@ -271,6 +272,7 @@ def make_png_text_bomb(path: Path, megabytes: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_metadata_bomb_fails_that_file_and_exiftool_restarts(tmp_path):
     bomb = make_png_text_bomb(tmp_path / "bomb.png", megabytes=400)
     assert bomb.stat().st_size < 1 << 20
