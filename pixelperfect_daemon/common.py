@@ -1,12 +1,17 @@
-"""Small helpers the daemon, the index and the review UI share: time stamps, file hashes, one-line errors."""
+"""Small helpers the daemon, the index and the review UI share: time stamps, file hashes, one-line errors,
+paths as lossless text."""
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+_PATH_ESCAPE = re.compile(r"\\\\|\\x[0-9a-f]{2}")
 
 
 def utc_now() -> str:
@@ -35,3 +40,40 @@ def one_line(error: BaseException | str | bytes) -> str:
     if isinstance(error, BaseException) and not text:
         text = type(error).__name__
     return text
+
+
+def valid_text(text: str) -> str:
+    """``text`` (a message quoting a path that is not UTF-8) as valid UTF-8: each undecodable byte as ``\\xHH``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def path_to_text(path: Path | str | bytes) -> str:
+    """A file path as valid UTF-8 text, losslessly (the index's key and ``analyze --json``'s ``path``).
+
+    A path without a backslash whose bytes are valid UTF-8 is its own text. Otherwise the backslash
+    is the escape character: ``\\`` becomes ``\\\\`` and every byte that is not valid UTF-8 becomes
+    ``\\xHH`` (``caf\\xe9.jpg``). ``text_to_path`` undoes it.
+    """
+    raw = os.fsencode(path)
+    text = raw.decode("utf-8", "surrogateescape")
+    if "\\" not in text and not any("\udc80" <= c <= "\udcff" for c in text):
+        return text
+    return "".join(
+        "\\\\" if c == "\\" else f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c for c in text
+    )
+
+
+def text_to_path(text: str) -> Path:
+    """The path ``path_to_text`` wrote as ``text``."""
+    if "\\" not in text:
+        return Path(text)
+    raw, position = bytearray(), 0
+    for match in _PATH_ESCAPE.finditer(text):
+        raw += text[position:match.start()].encode("utf-8")
+        raw += b"\\" if match.group() == "\\\\" else bytes([int(match.group()[2:], 16)])
+        position = match.end()
+    raw += text[position:].encode("utf-8")
+    return Path(os.fsdecode(bytes(raw)))

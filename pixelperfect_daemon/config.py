@@ -66,6 +66,9 @@ class MetadataSettings:
     pick_label: bool = False  # digiKam:PickLabel: rejected for Poor, accepted for Good unless the user set one
     quality_stars: bool = False  # 1-5 stars from the quality score where the user gave no rating
     touch_on_change: bool = False  # the tagged file's mtime set to now, so Lightroom sees "changed on disk"
+    # Address-space cap of the ExifTool process: metadata that would expand beyond it (a compressed
+    # text bomb) fails that one file instead of exhausting the machine.
+    exiftool_memory_mb: int = 2048
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ _MINIMUMS = {
     ("watch", "retry_max_seconds"): 1.0,
     ("analysis", "workers"): 1,
     ("analysis", "max_pixels"): 1,
+    ("metadata", "exiftool_memory_mb"): 256,
     ("ui", "port"): 1,
     ("ui", "page_size"): 1,
     ("index", "claim_timeout"): 5.0,

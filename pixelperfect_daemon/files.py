@@ -12,8 +12,14 @@ IMAGE_EXTENSIONS = frozenset(
 ) | RAW_EXTENSIONS
 
 
+def image_suffix(path: Path | str) -> str:
+    """The extension that says what a file is: lower case, trailing white space ignored
+    (``holiday.jpg `` is a JPEG, and is tagged as itself, never as ``holiday.jpg``)."""
+    return Path(path).suffix.rstrip().lower()
+
+
 def is_image_name(path: Path | str) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    return image_suffix(path) in IMAGE_EXTENSIONS
 
 
 def iter_image_files(paths: Iterable[Path | str]) -> Iterator[Path]:

@@ -16,9 +16,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .index_backends import IndexBackendError, WriterLock, describe, is_postgres_url, open_backend
-from .cull_flags import INDEX_COLUMNS as CULL_FLAG_FIELD_COLUMNS, USER_OWNED_COLUMN
 from .adaptation import pack
+from .common import path_to_text, valid_text
+from .cull_flags import INDEX_COLUMNS as CULL_FLAG_FIELD_COLUMNS, USER_OWNED_COLUMN
+from .index_backends import IndexBackendError, WriterLock, describe, is_postgres_url, open_backend
 from .labels import DEFECTS
 from .result import AnalysisResult
 
@@ -150,8 +151,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def normalise_path(path: Path | str) -> str:
-    """The key a file is stored under: absolute, normalised, symlinks not resolved."""
-    return os.path.abspath(os.fspath(path))
+    """The key a file is stored under: absolute, normalised, symlinks not resolved, as lossless text
+    (``common.path_to_text``; ``common.text_to_path`` turns a row's path back into the file's)."""
+    return path_to_text(os.path.abspath(os.fspath(path)))
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:
@@ -392,7 +394,7 @@ class ImageIndex:
                 "defect_scores": None if result.defect_scores is None else json.dumps(result.defect_scores),
                 "model_version": result.model_version,
                 "status": status,
-                "error": error if error is not None else result.error,
+                "error": valid_text(error) if error is not None else result.error and valid_text(result.error),
                 "analyzed_at": analyzed_at,
                 "tagged_file": None if tagged_file is None else normalise_path(tagged_file),
                 "retry_after": retry_after if failed else None,
@@ -428,7 +430,7 @@ class ImageIndex:
                 "defect_scores": None,
                 "model_version": model_version,
                 "status": "error",
-                "error": error,
+                "error": valid_text(error),
                 "analyzed_at": analyzed_at,
                 "tagged_file": None,
                 "retry_after": retry_after,

@@ -7,8 +7,11 @@ Earlier PixelPerfect keywords are replaced; the user's own keywords are left alo
 cull flags (rating, colour label, pick label) are set only where ``[metadata]`` asks for them, and
 the user's own values are remembered and restored (``cull_flags.py`` decides).
 
-ExifTool writes a temporary file and renames it over the original, so a failed write leaves the
-original as it was, and only the metadata segment changes (the image data is copied verbatim).
+ExifTool writes the tagged copy to a scratch file of ours (``file_replace``), which replaces the
+original only if that is still the file analysed and nobody is writing it; a failed or refused
+write leaves the original as it was, and only the metadata segment changes (the image data is
+copied verbatim). Every path reaches ExifTool through ``exiftool_arguments`` (no name can become
+an argument), and the ExifTool process runs under a memory cap.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ import json
 import logging
 import os
 import queue
+import re
+import resource
 import signal
 import stat
+import subprocess
 import threading
 import time
 from concurrent.futures import Future
@@ -33,6 +39,18 @@ from exiftool.exceptions import ExifToolException
 from . import cull_flags
 from .common import one_line
 from .config import MetadataSettings
+from .exiftool_arguments import ExifToolPaths, option_argument
+from .file_replace import (
+    FileIdentity,
+    ReplaceRefused,
+    check_unchanged,
+    clear_stale_scratch,
+    place_new_file,
+    remove_scratch,
+    replace_if_unchanged,
+    scratch_path_for,
+)
+from .files import image_suffix
 from .jpeg_segments import jpeg_may_hold_xmp
 from .labels import DEFECT_DISPLAY_NAMES, VERDICT_DISPLAY_NAMES, defect_display_name
 
@@ -52,7 +70,7 @@ _PP = "XMP-pixelperfect"
 _HIERARCHICAL = "XMP-lr:HierarchicalSubject"
 _FLAT = "XMP-dc:Subject"
 _PP_FIELDS = ("Verdict", "Defect", "Quality", "ModelVersion", "AnalyzedAt", "ReviewedBy", "ReviewedAt")
-# ExifTool's own name for the file it writes before renaming it over the original.
+# ExifTool's own name for the file it wrote before renaming it over the original (earlier versions).
 _EXIFTOOL_TEMP_SUFFIX = "_exiftool_tmp"
 # A temp file older than this cannot belong to a write in progress: a crash left it.
 _STALE_TEMP_SECONDS = 60.0
@@ -60,7 +78,9 @@ _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 # Loaded here, not in the forked child, where loading a library is unsafe.
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _PREEXEC_PATCH_LOCK = threading.Lock()
-_SUCCESS_MARKERS = ("image files updated", "image files created", "image files unchanged")
+# The one answer that means our copy was written with the new tags (``-o``: "copied" means unchanged).
+_WRITTEN = re.compile(r"^\s*1 image files created\s*$")
+_COUNT_LINE = re.compile(r"^\s*\d+ (image )?(files|directories)\b")
 # How each embedded format's file starts (first bytes, at an offset); a file named otherwise is another
 # format, which ExifTool refuses to embed XMP into ("Not a valid JPG").
 _CONTAINER_SIGNATURES = {
@@ -80,16 +100,21 @@ class MetadataError(Exception):
     """Tags could not be written or read; the original file is unchanged."""
 
 
+class FileBusyError(MetadataError):
+    """The file changed or is being written since it was analysed: nothing was written; look again later."""
+
+
 def sidecar_file_name(image_path: Path, naming: str) -> Path:
     """``IMG_0001.xmp`` ("basename": Lightroom, Bridge) or ``IMG_0001.CR2.xmp`` ("fullname": darktable, digiKam)."""
-    if naming == "fullname":
+    if naming == "fullname" or image_path.suffix != image_path.suffix.rstrip():
+        # A name with white space after its extension keeps it whole: "a.jpg .xmp" is not "a.jpg"'s sidecar.
         return image_path.with_name(image_path.name + ".xmp")
     return image_path.with_suffix(".xmp")
 
 
 def sidecar_path(image_path: Path, settings: MetadataSettings) -> Path | None:
     """Where the tags of ``image_path`` go when not inside it; None when they are embedded."""
-    if settings.mode == "embedded" and image_path.suffix.lower() in EMBEDDED_XMP_EXTENSIONS:
+    if settings.mode == "embedded" and image_suffix(image_path) in EMBEDDED_XMP_EXTENSIONS:
         return None
     return sidecar_file_name(image_path, settings.sidecar_name)
 
@@ -161,7 +186,7 @@ def container_of(path: Path) -> str | None:
 
 def container_mismatch(path: Path) -> str | None:
     """Why XMP cannot be embedded in ``path`` though its extension allows it (e.g. a PNG named .jpg), or None."""
-    expected = _CONTAINER_OF_EXTENSION.get(path.suffix.lower())
+    expected = _CONTAINER_OF_EXTENSION.get(image_suffix(path))
     if expected is None:
         return None
     try:
@@ -170,7 +195,7 @@ def container_mismatch(path: Path) -> str | None:
         return None  # unreadable: ExifTool's own error will say why
     if actual == expected:
         return None
-    return f"named {path.suffix} but {'a ' + actual if actual else 'not a ' + expected} inside"
+    return f"named {image_suffix(path)} but {'a ' + actual if actual else 'not a ' + expected} inside"
 
 
 def _as_list(value) -> list[str]:
@@ -187,22 +212,39 @@ def _exiftool_failure(stderr: str, stdout: str) -> str:
     return (errors or lines or ["ExifTool failed without a message"])[0]
 
 
-def _exiftool_preexec() -> None:
+def _exiftool_preexec(memory_limit_bytes: int) -> None:
     """Runs in the ExifTool child before exec."""
     # Its own process group: Ctrl-C in a terminal reaches the daemon, which stops ExifTool in order.
     os.setpgrp()
-    # The daemon killed (even kill -9): SIGINT, on which ExifTool finishes a rename in progress or
-    # deletes its temp file, then exits (pyexiftool's default SIGTERM kills it mid-write, and
-    # without any signal it would wait on its closed stdin for ever).
+    # The daemon killed (even kill -9): SIGINT, on which ExifTool exits (without any signal it would
+    # wait on its closed stdin for ever); a half-written scratch copy is cleared at the next write.
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+    # A metadata bomb makes this one ExifTool run out of memory (and be restarted), not the machine.
+    resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 
 
-def _run_exiftool(tool: exiftool.ExifTool) -> None:
+def _read_until(fd: int, ending: bytes, block_size: int) -> bytes:
+    """pyexiftool's read loop, but an ExifTool that died (killed, out of memory) is an error: its own
+    loop would spin on the closed pipe for ever, holding the writer."""
+    output = bytearray()
+    tail = len(ending) + 4
+    while not bytes(output[-tail:]).strip().endswith(ending):
+        chunk = os.read(fd, block_size)
+        if not chunk:
+            raise BrokenPipeError("the ExifTool process ended")
+        output += chunk
+    return bytes(output)
+
+
+exiftool.exiftool._read_fd_endswith = _read_until
+
+
+def run_exiftool(tool: exiftool.ExifTool, memory_limit_bytes: int) -> None:
     """``tool.run()`` with our pre-exec function instead of pyexiftool's (which has no option for it)."""
     module = exiftool.exiftool
     with _PREEXEC_PATCH_LOCK:
         original = module._set_pdeathsig
-        module._set_pdeathsig = lambda _signal: _exiftool_preexec
+        module._set_pdeathsig = lambda _signal: (lambda: _exiftool_preexec(memory_limit_bytes))
         try:
             tool.run()
         finally:
@@ -219,6 +261,7 @@ class MetadataWriter:
         self._exiftool: exiftool.ExifTool | None = None
         self._spawner: threading.Thread | None = None
         self._spawn_requests: queue.SimpleQueue | None = None
+        self._paths = ExifToolPaths()
 
     # -- the ExifTool process ---------------------------------------------------------------
 
@@ -247,7 +290,7 @@ class MetadataWriter:
                 encoding="utf-8",
             )
             try:
-                _run_exiftool(tool)
+                run_exiftool(tool, self.settings.exiftool_memory_mb * 1024 * 1024)
             except (OSError, RuntimeError, ExifToolException) as error:
                 request.set_exception(
                     MetadataError(f"cannot start ExifTool ({self._executable}): {one_line(error)}")
@@ -256,19 +299,46 @@ class MetadataWriter:
                 request.set_result(tool)
 
     def _execute(self, *arguments: str | bytes) -> tuple[int, str, str]:
-        """Run one command; a dead ExifTool process is restarted once. Call with the lock held."""
+        """Run one command; a dead ExifTool process is restarted once. Call with the lock held.
+
+        ``str`` arguments are options (made exact by ``option_argument``); file names come as the
+        ``bytes`` lines of ``ExifToolPaths``.
+        """
+        try:
+            arguments = tuple(a if isinstance(a, bytes) else option_argument(a) for a in arguments)
+        except ValueError as error:
+            raise MetadataError(one_line(error)) from None
         for attempt in (1, 2):
             if self._exiftool is None or not self._exiftool.running:
                 self._exiftool = self._start()
             try:
-                stdout = self._exiftool.execute(*arguments)
-                return self._exiftool.last_status, stdout, self._exiftool.last_stderr
+                # Bytes: ExifTool's messages quote file names, which need not be UTF-8.
+                stdout = self._exiftool.execute(*arguments, raw_bytes=True)
+                stderr = self._exiftool.last_stderr
+                return self._exiftool.last_status, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
             except (OSError, ExifToolException) as error:
-                logger.warning("ExifTool process failed (%s); restarting it", one_line(error))
+                stderr = self._stderr_of_dead_process()
+                reason = "ran out of memory (exiftool_memory_mb)" if "Out of memory" in stderr else one_line(error)
+                logger.warning("ExifTool process failed (%s); restarting it", reason)
                 self._stop()
                 if attempt == 2:
-                    raise MetadataError(f"ExifTool failed: {one_line(error)}") from None
+                    raise MetadataError(f"ExifTool failed: {reason}") from None
         raise AssertionError("unreachable")
+
+    def _stderr_of_dead_process(self) -> str:
+        """What a dead ExifTool process said last ('Out of memory!'), if it is readable without blocking."""
+        process = getattr(self._exiftool, "_process", None)
+        if process is None or process.stderr is None:
+            return ""
+        try:
+            process.wait(timeout=1.0)  # its output pipe closed: it is ending
+        except subprocess.TimeoutExpired:
+            return ""
+        try:
+            os.set_blocking(process.stderr.fileno(), False)
+            return (process.stderr.read() or b"").decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
 
     def _stop(self) -> None:
         tool, self._exiftool = self._exiftool, None
@@ -289,6 +359,7 @@ class MetadataWriter:
     def close(self) -> None:
         with self._lock:
             self._stop()
+            self._paths.close()
             if self._spawner is not None:
                 self._spawn_requests.put(None)
                 self._spawner.join()
@@ -317,11 +388,12 @@ class MetadataWriter:
         """Raw PixelPerfect-relevant tags of one file; {} when it does not exist or is a JPEG without XMP."""
         if not file_path.exists() or not jpeg_may_hold_xmp(file_path):
             return {}  # nothing to read: spares ExifTool a read (about 3 ms of its CPU per fresh JPEG)
-        status, stdout, stderr = self._execute(
-            "-j", "-G1", "-n", "-struct",
-            f"-{_PP}:all", f"-{_HIERARCHICAL}", f"-{_FLAT}", *(f"-{tag}" for tag in cull_flags.FIELD_TAGS.values()),
-            os.fsencode(file_path),
-        )
+        with self._paths.arguments(file_path) as (file_argument,):
+            status, stdout, stderr = self._execute(
+                "-j", "-G1", "-n", "-struct",
+                f"-{_PP}:all", f"-{_HIERARCHICAL}", f"-{_FLAT}", *(f"-{tag}" for tag in cull_flags.FIELD_TAGS.values()),
+                file_argument,
+            )
         if status != 0 or not stdout.strip():
             raise MetadataError(f"cannot read tags of {file_path}: {_exiftool_failure(stderr, stdout)}")
         # Keep numbers as their text ("1.10" must not become 1.1).
@@ -350,7 +422,7 @@ class MetadataWriter:
         )
         # Tags written while the file was writable (or read-only) are in the other place.
         others = [sidecar_file_name(image_path, self.settings.sidecar_name)]
-        if image_path.suffix.lower() in EMBEDDED_XMP_EXTENSIONS:
+        if image_suffix(image_path) in EMBEDDED_XMP_EXTENSIONS:
             others.insert(0, image_path)
         with self._lock:
             first = self._summarise(self._read_tags(primary), primary)
@@ -381,11 +453,13 @@ class MetadataWriter:
         reviewed_by: str | None = None,
         reviewed_at: str | None = None,
         remember: dict | None = None,
+        analysed: FileIdentity | None = None,
     ) -> Path:
         """Write the verdict tags for ``image_path``; return the file written (image or sidecar).
 
         ``remember``, if given, receives the cull-flag memory written (``cull_flags.index_values``)
-        for the index. Raises MetadataError, leaving the original untouched.
+        for the index. ``analysed``: the image as it was when analysed; nothing is written unless it
+        is still that file (FileBusyError). Raises MetadataError, leaving the original untouched.
         """
         image_path = Path(image_path)
         if verdict not in VERDICT_DISPLAY_NAMES:
@@ -406,6 +480,7 @@ class MetadataWriter:
             why = f"{mismatch}, which cannot hold embedded XMP" if mismatch else "read-only"
             logger.info("%s is %s: writing its tags to the sidecar %s", image_path, why, target)
         self._clear_stale_temp_file(target)
+        scratch = scratch_path_for(target)
 
         new_hierarchical, new_flat = pixelperfect_keywords(verdict, defect)
         values = {
@@ -418,10 +493,18 @@ class MetadataWriter:
             "ReviewedAt": reviewed_at,
         }
         with self._lock:
+            clear_stale_scratch(scratch)  # under the lock: never another thread's copy in progress
+            try:
+                # Captured before ExifTool reads it: what is replaced must be what was read.
+                target_before = FileIdentity.of(target)
+            except FileNotFoundError:
+                target_before = None  # a new sidecar
+            if target == image_path and analysed is not None and target_before != analysed:
+                raise FileBusyError(f"cannot tag {image_path}: it changed since it was analysed")
             existing = self._read_tags(target)
             previous_verdict = existing.get(f"{_PP}:Verdict")
             previous_defect = existing.get(f"{_PP}:Defect")
-            arguments = ["-overwrite_original", "-P", "-m"]
+            arguments = ["-P", "-m"]
             arguments += [
                 f"-{_PP}:{name}=" + ("" if value is None else one_line(value)) for name, value in values.items()
             ]
@@ -435,9 +518,11 @@ class MetadataWriter:
             )
             flags = cull_flags.plan_cull_flags(self.settings, verdict, quality, *cull_flags.state_from_tags(existing))
             arguments += cull_flags.exiftool_arguments(flags)
-            status, stdout, stderr = self._execute(*arguments, os.fsencode(target))
-        if status != 0 or not any(marker in stdout for marker in _SUCCESS_MARKERS):
-            raise MetadataError(f"cannot tag {image_path}: {_exiftool_failure(stderr, stdout)}")
+            sources = () if target_before is None else (target,)
+            with self._paths.arguments(*sources, output=scratch) as (*source, output):
+                status, stdout, stderr = self._execute(*arguments, "-o", output, *source)
+            self._check_written(image_path, scratch, status, stdout, stderr)
+            self._put_in_place(image_path, target, scratch, target_before, analysed)
         self._after_write(target, before=existing)
         if remember is not None:
             remember.update(cull_flags.index_values(flags))
@@ -455,15 +540,42 @@ class MetadataWriter:
             os.utime(target)
 
     @staticmethod
-    def _clear_stale_temp_file(target: Path) -> None:
-        """Remove ExifTool's half-written copy left by a killed write (the original is intact).
+    def _check_written(image_path: Path, scratch: Path, status: int, stdout: str, stderr: str) -> None:
+        """ExifTool's answer must be exactly "1 image files created" (our tagged copy); anything else
+        ("copied": nothing changed, "unchanged", errors) fails the write."""
+        counts = [line.strip() for line in stdout.splitlines() if _COUNT_LINE.match(line)]
+        if status == 0 and len(counts) == 1 and _WRITTEN.match(counts[0]) and scratch.is_file():
+            return
+        remove_scratch(scratch)
+        if status == 0 and counts and not any("rror" in line for line in (stderr + stdout).splitlines()):
+            raise MetadataError(f"cannot tag {image_path}: ExifTool did not write the tags ({'; '.join(counts)})")
+        raise MetadataError(f"cannot tag {image_path}: {_exiftool_failure(stderr, stdout)}")
 
-        ExifTool refuses to write while it exists; it is our own scratch file, never user data.
-        """
+    @staticmethod
+    def _put_in_place(
+        image_path: Path, target: Path, scratch: Path, target_before: FileIdentity | None,
+        analysed: FileIdentity | None,
+    ) -> None:
+        """Our tagged copy replaces ``target`` only if nothing changed meanwhile (FileBusyError if it did)."""
+        try:
+            if analysed is not None and target != image_path:
+                check_unchanged(image_path, analysed)  # tags in a sidecar describe the file analysed
+            if target_before is None:
+                place_new_file(scratch, target)
+            else:
+                replace_if_unchanged(target, scratch, analysed if target == image_path and analysed else target_before)
+        except ReplaceRefused as refusal:
+            remove_scratch(scratch)
+            raise FileBusyError(f"not tagged, left as it is: {refusal}") from None
+
+    @staticmethod
+    def _clear_stale_temp_file(target: Path) -> None:
+        """Remove the half-written copy an earlier version's killed ExifTool write left (the original is
+        intact); it was ExifTool's own scratch file, never user data."""
         temp = target.with_name(target.name + _EXIFTOOL_TEMP_SUFFIX)
         try:
             age = time.time() - temp.stat().st_mtime
-        except FileNotFoundError:
+        except OSError:  # none, or a name too long to have one
             return
         if age > _STALE_TEMP_SECONDS:
             logger.warning("removing %s, left by an interrupted ExifTool write", temp)

@@ -36,12 +36,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import one_line, sha256_of, utc_in, utc_now
+from .common import one_line, path_to_text, sha256_of, text_to_path, utc_in, utc_now
 from .config import Settings
 from .failures import is_transient, retry_delay
+from .file_replace import FileIdentity
 from .index import TAG_ERROR, ImageIndex, ImageIndexGoneError, ImageIndexWriteError
 from .loading import DecodedImage, ImageLoadError, load_image
-from .metadata import MetadataWriter
+from .metadata import FileBusyError, MetadataWriter
 from .result import AnalysisResult
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Job:
     path: Path
     size: int | None = None
     mtime: float | None = None
+    identity: FileIdentity | None = None  # the file as identify saw it: tags replace only that file
     sha256: str | None = None
     row: dict | None = None  # its index row before this run
     decoded: DecodedImage | None = None  # dropped once analysed
@@ -211,7 +213,7 @@ class Pipeline:
         if not stat.S_ISREG(st.st_mode):
             job.outcome = IGNORED
             return
-        job.size, job.mtime = st.st_size, st.st_mtime
+        job.size, job.mtime, job.identity = st.st_size, st.st_mtime, FileIdentity.from_stat(st)
         if self.index is None:
             return  # dry run: no index to compare with
         job.row = self.index.get(job.path)
@@ -225,7 +227,7 @@ class Pipeline:
         # when it could be a moved one, i.e. an analysed row of the same size lost its file.
         moved_candidates = [
             other for other in self.index.find_by_size(job.size)
-            if other["path"] != str(job.path) and not os.path.lexists(other["path"])
+            if other["path"] != path_to_text(job.path) and not os.path.lexists(text_to_path(other["path"]))
         ]
         if job.row is None and not moved_candidates:
             return
@@ -259,7 +261,7 @@ class Pipeline:
         return True
 
     def _record_move(self, job: Job, old_row: dict) -> None:
-        self.index.record_move(Path(old_row["path"]), job.path)
+        self.index.record_move(text_to_path(old_row["path"]), job.path)
         self.index.record_stat(job.path, size=job.size, mtime=job.mtime)
         job.moved_from, job.outcome = old_row["path"], MOVED
         tagged_elsewhere = old_row["tagged_file"] not in (None, old_row["path"])
@@ -318,17 +320,24 @@ class Pipeline:
         job.row = self.index.get(job.path) if self.index is not None else job.row
         verdict, defect, reviewed_by, reviewed_at = effective_verdict(job.result.verdict, job.result.defect, job.row)
         job.cull_flags = {}
-        job.tagged_file = self.writer.write_verdict(
-            job.path,
-            verdict=verdict,
-            defect=defect,
-            quality=job.result.quality,
-            model_version=job.result.model_version,
-            analyzed_at=job.analyzed_at,
-            reviewed_by=reviewed_by,
-            reviewed_at=reviewed_at,
-            remember=job.cull_flags,
-        )
+        try:
+            job.tagged_file = self.writer.write_verdict(
+                job.path,
+                verdict=verdict,
+                defect=defect,
+                quality=job.result.quality,
+                model_version=job.result.model_version,
+                analyzed_at=job.analyzed_at,
+                reviewed_by=reviewed_by,
+                reviewed_at=reviewed_at,
+                remember=job.cull_flags,
+                analysed=job.identity,
+            )
+        except FileBusyError as refusal:
+            # Still being written (or replaced): nothing was written; it is looked at again once stable.
+            logger.info("%s", one_line(refusal))
+            job.outcome = CHANGED
+            return
         if job.tagged_file == job.path:
             # The file changed by our write: the row must describe it as it is now.
             st = os.lstat(job.path)

@@ -34,6 +34,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from .common import path_to_text
 from .files import is_image_name
 
 logger = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ class FolderWatcher:
 
     @staticmethod
     def _unchanged(path: Path, known: dict) -> bool:
-        recorded = known.get(str(path))
+        recorded = known.get(path_to_text(path))
         if recorded is None:
             return False
         try:

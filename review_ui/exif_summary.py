@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from pixelperfect_daemon.config import MetadataSettings
+from pixelperfect_daemon.exiftool_arguments import ExifToolPaths
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +97,20 @@ class ExifReader:
     def __init__(self):
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exif-reader")
         self._helper = None
+        self._paths = ExifToolPaths()  # a file name never becomes an ExifTool argument
 
     def _read_tags(self, path: Path) -> dict:
         import exiftool  # pyexiftool
 
+        from pixelperfect_daemon.metadata import run_exiftool
+
         if self._helper is None or not self._helper.running:
             self._helper = exiftool.ExifToolHelper(common_args=["-G", "-n"])
-            self._helper.run()
-        tags = self._helper.get_tags([str(path)], tags=list(EXIF_TAGS))
+            run_exiftool(self._helper, MetadataSettings().exiftool_memory_mb * 1024 * 1024)
+        with self._paths.arguments(path) as (file_argument,):
+            # Bytes: ExifTool's messages quote the file name, which need not be UTF-8.
+            output = self._helper.execute("-j", *(f"-{tag}" for tag in EXIF_TAGS), file_argument, raw_bytes=True)
+        tags = json.loads(output.decode("utf-8", "replace") or "[]")
         return tags[0] if tags else {}
 
     def read(self, path: Path) -> dict[str, str | None]:
@@ -119,3 +129,4 @@ class ExifReader:
     def close(self) -> None:
         self._thread.submit(self._stop).result()
         self._thread.shutdown()
+        self._paths.close()

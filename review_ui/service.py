@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pixelperfect_daemon.config import Settings
 from pixelperfect_daemon.labels import DEFECTS
-from pixelperfect_daemon.common import sha256_of, utc_now
+from pixelperfect_daemon.common import sha256_of, text_to_path, utc_now
 
 from . import queries
 from .exif_summary import ExifReader
@@ -146,7 +146,7 @@ class ReviewService:
     def original(self, path: str) -> Path | None:
         """The indexed file at ``path`` when it may be rendered: still a regular file (not a link) whose
         real location is inside a watch folder; None for anything a stranger turned into a link since."""
-        original = Path(path)
+        original = text_to_path(path)
         try:
             if not stat.S_ISREG(os.lstat(original).st_mode):
                 return None
@@ -231,12 +231,12 @@ class ReviewService:
                 reviewed_at = self._clock()
                 previous = {column: row.get(column) for column in REVIEW_COLUMNS}
                 self.index.record_review(
-                    Path(row["path"]), verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at
+                    text_to_path(row["path"]), verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at
                 )
                 try:
                     self._tag(row, verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at)
                 except Exception as error:  # MetadataError; the index must not claim what the file lacks
-                    self.index.clear_review(Path(row["path"]), previous)
+                    self.index.clear_review(text_to_path(row["path"]), previous)
                     log.warning("review of %s not saved: %s", row["path"], error)
                     failures.append(f"{Path(row['path']).name}: {error}")
                     continue
@@ -254,7 +254,7 @@ class ReviewService:
         cull_flags: dict = {}
         written = self._tagging.submit(
             self.metadata.write_verdict,
-            Path(row["path"]),
+            text_to_path(row["path"]),
             verdict=verdict,
             defect=defect,
             quality=row.get("quality"),
@@ -264,7 +264,7 @@ class ReviewService:
             reviewed_at=reviewed_at,
             remember=cull_flags,
         ).result()
-        image = Path(row["path"])
+        image = text_to_path(row["path"])
         self.index.record_tags_written(image, cull_flags)
         if Path(written) == image:
             # Tags inside the image change its bytes: record the new hash, or the daemon would

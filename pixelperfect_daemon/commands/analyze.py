@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ import click
 from tqdm import tqdm
 
 from ..adaptation import analyzer_for
+from ..common import path_to_text, valid_text
 from ..config import Settings
 from ..engine import Analyzer, ModelsNotFoundError
 from ..files import iter_image_files
@@ -26,6 +28,13 @@ def analyze_files(analyzer: Analyzer, files: list[Path], workers: int) -> Iterat
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="analyze") as pool:
         # map() keeps order; decode and LiteRT release the GIL, so threads use both cores.
         yield from pool.map(analyzer.analyze_path, files)
+
+
+def printable(result: AnalysisResult) -> AnalysisResult:
+    """``result`` with text that prints as valid UTF-8: the path as ``common.path_to_text`` writes it
+    (``caf\\xe9.jpg`` for a name that is not UTF-8), an undecodable byte quoted in the error as ``\\xHH``."""
+    error = None if result.error is None else valid_text(result.error)
+    return dataclasses.replace(result, path=path_to_text(result.path), error=error)
 
 
 def _human_line(result: AnalysisResult) -> str:
@@ -65,6 +74,7 @@ def analyze(paths: tuple[Path, ...], as_json: bool, workers: int | None, setting
     with progress:
         for result in analyze_files(analyzer, files, workers or settings.analysis.workers):
             errors += result.verdict == "error"
+            result = printable(result)
             click.echo(result.to_json() if as_json else _human_line(result))
             progress.update()
     sys.exit(1 if errors else 0)
