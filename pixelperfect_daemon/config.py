@@ -72,6 +72,8 @@ class UISettings:
     users: dict[str, str] = field(default_factory=dict)
     thumbnail_cache: Path = Path("demo/thumbnails")
     page_size: int = 48
+    # How often an open review page looks for new analyses and others' reviews; 0 turns it off.
+    refresh_seconds: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ _MINIMUMS = {
     ("analysis", "max_pixels"): 1,
     ("ui", "port"): 1,
     ("ui", "page_size"): 1,
+    ("ui", "refresh_seconds"): 0.0,
 }
 
 

@@ -20,7 +20,7 @@ from .labels import DEFECTS
 from .result import AnalysisResult
 
 TABLE = "images"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
 # Busy writers (daemon + UI) wait for each other instead of failing.
 _BUSY_TIMEOUT_SECONDS = 30.0
@@ -68,8 +68,17 @@ def _index_size(db: sqlite_utils.Database) -> None:
     db[TABLE].create_index(["size"], if_not_exists=True)
 
 
+def _capture_time_and_review_stamp(db: sqlite_utils.Database) -> None:
+    # captured_at: EXIF DateTimeOriginal (+ sub-seconds) as ISO text, "" when the file has none;
+    # NULL until read. Sorting and burst grouping use it; reviewed_at makes the UI's change stamp cheap.
+    if "captured_at" not in db[TABLE].columns_dict:
+        db[TABLE].add_column("captured_at", str)
+    for column in ("captured_at", "reviewed_at"):
+        db[TABLE].create_index([column], if_not_exists=True)
+
+
 # MIGRATIONS[n] brings a version-n database to version n + 1; append, never edit.
-MIGRATIONS = [_create_schema_v1, _index_size]
+MIGRATIONS = [_create_schema_v1, _index_size, _capture_time_and_review_stamp]
 
 
 def normalise_path(path: Path | str) -> str:
@@ -200,6 +209,7 @@ class ImageIndex:
                 "error": error if error is not None else result.error,
                 "analyzed_at": analyzed_at,
                 "tagged_file": None if tagged_file is None else normalise_path(tagged_file),
+                "captured_at": None,  # new content: its capture time is read again
             },
         )
 
@@ -263,6 +273,20 @@ class ImageIndex:
             self.db.conn.execute(
                 f"UPDATE {TABLE} SET tagged_file = ? WHERE path = ?",
                 (None if tagged_file is None else normalise_path(tagged_file), normalise_path(path)),
+            )
+
+    def paths_without_capture_time(self, limit: int) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self.db.conn.execute(
+                f"SELECT path FROM {TABLE} WHERE captured_at IS NULL LIMIT ?", (limit,)
+            )]  # fmt: skip
+
+    def record_capture_times(self, captured: dict[str, str]) -> None:
+        """``captured`` maps a path to its ISO capture time, or "" when the file records none."""
+        with self._lock, self.db.conn:
+            self.db.conn.executemany(
+                f"UPDATE {TABLE} SET captured_at = ? WHERE path = ?",
+                [(value, normalise_path(path)) for path, value in captured.items()],
             )
 
     # -- the reviewer's columns -------------------------------------------------------------

@@ -94,13 +94,13 @@ class ExifReader:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exif-reader")
         self._helper = None
 
-    def _read_tags(self, path: Path) -> dict:
+    def _read_tags(self, path: Path, names: tuple[str, ...] = EXIF_TAGS) -> dict:
         import exiftool  # pyexiftool
 
         if self._helper is None or not self._helper.running:
             self._helper = exiftool.ExifToolHelper(common_args=["-G", "-n"])
             self._helper.run()
-        tags = self._helper.get_tags([str(path)], tags=list(EXIF_TAGS))
+        tags = self._helper.get_tags([str(path)], tags=list(names))
         return tags[0] if tags else {}
 
     def read(self, path: Path) -> dict[str, str | None]:
@@ -110,6 +110,11 @@ class ExifReader:
             log.warning("cannot read EXIF of %s: %s", path, error)
             tags = {}
         return summarize_exif(tags)
+
+    def read_tags(self, path: Path, names: tuple[str, ...]) -> dict:
+        """The raw values of ``names`` (without group prefixes); raises when ExifTool fails."""
+        tags = self._thread.submit(self._read_tags, Path(path), tuple(names)).result()
+        return {key.rsplit(":", 1)[-1]: value for key, value in tags.items()}
 
     def _stop(self) -> None:
         helper, self._helper = self._helper, None

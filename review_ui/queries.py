@@ -32,6 +32,9 @@ SORT_ORDERS = {
     "date_desc": "analyzed_at DESC, rowid DESC",
     "date_asc": "analyzed_at ASC, rowid ASC",
     "name": "file_name ASC, rowid ASC",
+    # Photos without a recorded capture time ("" or not read yet) come last either way.
+    "capture_asc": "COALESCE(NULLIF(captured_at, ''), '9999') ASC, rowid ASC",
+    "capture_desc": "COALESCE(NULLIF(captured_at, ''), '0000') DESC, rowid DESC",
 }
 DEFAULT_SORT = "quality_asc"
 
@@ -55,6 +58,7 @@ ROW_COLUMNS = (
     "reviewed_defect",
     "reviewed_by",
     "reviewed_at",
+    "captured_at",
 )
 
 
@@ -188,6 +192,7 @@ def row_to_summary(row: sqlite3.Row | dict) -> dict:
         "reviewed_at": row.get("reviewed_at"),
         "analyzed_at": row.get("analyzed_at"),
         "error": row.get("error"),
+        "captured_at": row.get("captured_at") or None,
     }
 
 
@@ -259,6 +264,17 @@ def verdict_counts(conn: sqlite3.Connection, image_filter: ImageFilter = ImageFi
     ):
         counts[verdict] = count
     return counts
+
+
+def change_stamp(conn: sqlite3.Connection) -> tuple:
+    """Changes whenever an image is added, re-analysed, removed, reviewed or un-reviewed.
+
+    Each part is answered from an index (no table scan), so the UI can poll it every few seconds.
+    """
+    row = conn.execute(
+        "SELECT COUNT(*), MAX(analyzed_at), MAX(reviewed_at), COUNT(reviewed_verdict) FROM images"
+    ).fetchone()
+    return tuple(row)
 
 
 def folders(conn: sqlite3.Connection, limit: int = 500) -> list[str]:

@@ -21,12 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image
+
 from pixelperfect_daemon.config import Settings
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.common import sha256_of, utc_now
 
 from . import queries
+from .capture_time import read_capture_time
 from .exif_summary import ExifReader
+from .heatmap import HeatMap, compute_heatmap
 from .queries import ImageFilter, IndexReader, SearchPage
 from .thumbnails import RenderCache
 
@@ -70,6 +74,18 @@ class Inspection:
     crop: Path | None
     crop_kind: str | None  # "sharpest" | "flattest"
     exif: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class LoupeView:
+    """What the loupe shows: a full-resolution derivative, where to centre it, and the heat-map."""
+
+    path: str
+    image: Path  # the derivative under the render cache, never the original
+    size: tuple[int, int]  # of ``image``
+    focus: tuple[float, float]  # (x, y) as fractions of the width and height
+    defect: str | None  # whose evidence the focus and the heat-map show
+    heatmap: HeatMap | None
 
 
 @dataclass
@@ -159,6 +175,37 @@ class ReviewService:
             crop_kind=crop_kind,
             exif=self.exif.read(original) if original.exists() else {},
         )
+
+    def heatmap(self, path: str) -> HeatMap | None:
+        """Per-tile evidence of every defect (computed on first request, then cached); None when unreadable."""
+        row = self.row(path)
+        data = self.renders.heatmap(Path(row["path"]), lambda pixels: compute_heatmap(pixels).to_dict())
+        return None if data is None else HeatMap.from_dict(data)
+
+    def loupe(self, path: str) -> LoupeView:
+        """The loupe of an indexed image, centred on the hottest tile of the defect it is flagged for."""
+        summary = queries.row_to_summary(self.row(path))
+        image = self.renders.full_view(Path(summary["path"]))
+        with Image.open(image) as opened:
+            size = opened.size
+        heat = self.heatmap(path)
+        defect = summary["defect"] or summary["model_defect"]
+        focus = heat.hottest_centre(defect) if heat and defect else (0.5, 0.5)
+        return LoupeView(summary["path"], image, size, focus, defect, heat)
+
+    def change_stamp(self) -> tuple:
+        """Cheap to ask every few seconds; differs after any analysis or review by anyone."""
+        return queries.change_stamp(self.reader.connection())
+
+    def fill_capture_times(self, limit: int = 200) -> int:
+        """Read the capture time of up to ``limit`` images that lack one; returns how many were read."""
+        paths = self.index.paths_without_capture_time(limit)
+        if not paths:
+            return 0
+        captured = {p: read_capture_time(Path(p), self.exif) if Path(p).exists() else "" for p in paths}
+        with self._write_lock:
+            self.index.record_capture_times(captured)
+        return len(captured)
 
     def export_csv(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> Path:
         """Every image the filter matches (not just the page shown), as CSV under the cache's exports/."""

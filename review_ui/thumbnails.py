@@ -9,6 +9,7 @@ mtime of the original, so an edited file gets a fresh thumbnail and a stale one 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from .regions import crop_region, flattest_region, sharpest_region
@@ -139,6 +141,38 @@ class RenderCache:
             format="JPEG",
             quality=90,
         )
+
+    def full_view(self, path: Path) -> Path:
+        """The whole image at full resolution (a RAW: its embedded preview) for the loupe's 100 % view.
+
+        JPEG at high quality without chroma subsampling: a faithful copy at a fraction of a PNG's
+        encoding time, and with none of the original's metadata.
+        """
+
+        def make(p: Path) -> Image.Image:
+            return self._decode(p, max_pixels=self.max_pixels, min_side=None).image
+
+        return self._render(path, "full", ".jpg", make, format="JPEG", quality=95, subsampling=0)
+
+    def heatmap(self, path: Path, compute: Callable) -> dict | None:
+        """``compute(pixels)`` of a preview-sized decode, kept as JSON beside the renders; None when unreadable."""
+        target = self._entry(path, "heatmap", ".json")
+        if target is None:
+            return None
+        if target.exists():
+            return json.loads(target.read_text(encoding="utf-8"))
+        try:
+            pixels = self._reduced(Path(path), self.preview_long_side)
+            data = compute(np.asarray(pixels))
+        except Exception as error:
+            log.warning("cannot compute the heat-map of %s: %s", path, error)
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(data, file)
+        os.replace(temp_name, target)
+        return data
 
     def detail_crop(self, path: Path, kind: str) -> Path:
         """A lossless crop at 100 % (full resolution) of the sharpest or flattest region."""

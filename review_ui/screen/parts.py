@@ -1,0 +1,160 @@
+"""The parts of the review screen, each built on its own: filters, gallery, inspector (with the loupe), analyse tab.
+
+Each builder lays out its components inside the current Blocks context and returns them in a
+dataclass, so ``wiring`` can connect them without knowing the layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from pixelperfect_daemon.labels import DEFECTS
+
+from .browser import SHORTCUTS_HELP
+from .helpers import (
+    ALL_FOLDERS, DEFECT_FILTER_CHOICES, DEFECT_OVERRIDE_CHOICES, REVIEWED_CHOICES, SORT_CHOICES, VERDICT_CHOICES,
+)  # fmt: skip
+from .loupe import EMPTY
+
+
+@dataclass
+class Filters:
+    verdict: gr.Radio
+    defect: gr.Dropdown
+    counts: gr.Markdown
+    quality_min: gr.Slider
+    quality_max: gr.Slider
+    reviewed: gr.Radio
+    folder: gr.Dropdown
+    date_from: gr.Textbox
+    date_to: gr.Textbox
+    name: gr.Textbox
+    sort: gr.Dropdown
+    export_button: gr.Button
+    export_file: gr.File
+
+    @property
+    def values(self) -> list:
+        """The filter inputs in ``helpers.build_filter``'s order."""
+        return [self.verdict, self.defect, self.quality_min, self.quality_max, self.reviewed, self.folder,
+                self.date_from, self.date_to, self.name]  # fmt: skip
+
+
+def build_filters() -> Filters:
+    verdict = gr.Radio(VERDICT_CHOICES, value="poor", label="Verdict", elem_id="filter-verdict")
+    defect = gr.Dropdown(DEFECT_FILTER_CHOICES, value="all", label="Defect", elem_id="filter-defect")
+    counts = gr.Markdown(elem_id="counts")
+    with gr.Row():
+        quality_min = gr.Slider(0, 1, value=0, step=0.01, label="Quality from", elem_id="quality-min")
+        quality_max = gr.Slider(0, 1, value=1, step=0.01, label="to", elem_id="quality-max")
+    reviewed = gr.Radio(REVIEWED_CHOICES, value="all", label="Reviewed", elem_id="filter-reviewed")
+    # Typing a path is allowed: the list names at most 500 folders.
+    folder = gr.Dropdown([("All folders", ALL_FOLDERS)], value=ALL_FOLDERS, label="Folder",
+                         allow_custom_value=True, elem_id="filter-folder")  # fmt: skip
+    with gr.Row():
+        date_from = gr.Textbox(label="Analysed from", placeholder="YYYY-MM-DD", elem_id="date-from")
+        date_to = gr.Textbox(label="to", placeholder="YYYY-MM-DD", elem_id="date-to")
+    name = gr.Textbox(label="File name contains", placeholder="e.g. IMG_12", elem_id="name-search")
+    sort = gr.Dropdown(SORT_CHOICES, value="quality_asc", label="Sort", elem_id="sort")
+    export_button = gr.Button("Export list as CSV", size="sm", elem_id="export-csv")
+    export_file = gr.File(label="CSV", visible=False, elem_id="export-file")
+    return Filters(verdict, defect, counts, quality_min, quality_max, reviewed, folder, date_from, date_to, name,
+                   sort, export_button, export_file)  # fmt: skip
+
+
+@dataclass
+class Gallery:
+    previous_page: gr.Button
+    page_info: gr.Markdown
+    next_page: gr.Button
+    page: gr.Number
+    gallery: gr.Gallery
+    bulk: gr.CheckboxGroup
+    bulk_all: gr.Button
+    bulk_none: gr.Button
+    bulk_good: gr.Button
+    bulk_poor: gr.Button
+
+
+def build_gallery() -> Gallery:
+    with gr.Row():
+        previous_page = gr.Button("◀ Page", size="sm", elem_id="previous-page", scale=0)
+        page_info = gr.Markdown(elem_id="page-info")
+        next_page = gr.Button("Page ▶", size="sm", elem_id="next-page", scale=0)
+        page = gr.Number(value=1, precision=0, minimum=1, label="Page", elem_id="page", scale=0, min_width=90)
+    gallery = gr.Gallery(
+        label="Images", columns=6, height=720, object_fit="cover", allow_preview=False,
+        interactive=False, elem_id="gallery", buttons=[],
+    )  # fmt: skip
+    with gr.Accordion("Bulk review of this page", open=False, elem_id="bulk"):
+        bulk = gr.CheckboxGroup([], label="Selected images", elem_id="bulk-selection")
+        with gr.Row():
+            bulk_all = gr.Button("Select whole page", size="sm", elem_id="bulk-all")
+            bulk_none = gr.Button("Clear selection", size="sm", elem_id="bulk-none")
+            bulk_good = gr.Button("Mark selected Good", size="sm", elem_id="bulk-good")
+            bulk_poor = gr.Button("Mark selected Poor", size="sm", elem_id="bulk-poor")
+    return Gallery(previous_page, page_info, next_page, page, gallery, bulk, bulk_all, bulk_none, bulk_good, bulk_poor)
+
+
+@dataclass
+class Inspector:
+    loupe: gr.HTML
+    zoom: gr.Button
+    heat: gr.Button
+    details: gr.Markdown
+    override_defect: gr.Radio
+    mark_good: gr.Button
+    mark_poor: gr.Button
+    undo: gr.Button
+    prev_image: gr.Button
+    next_image: gr.Button
+    status: gr.Markdown
+    scores: gr.Label
+
+
+def build_inspector() -> Inspector:
+    loupe = gr.HTML(EMPTY, elem_id="loupe")
+    with gr.Row():
+        zoom = gr.Button("Fit / 100 % (z)", size="sm", elem_id="loupe-zoom")
+        heat = gr.Button("Heat-map (h)", size="sm", elem_id="loupe-heat")
+    details = gr.Markdown("Select an image in the gallery.", elem_id="details")
+    override_defect = gr.Radio(DEFECT_OVERRIDE_CHOICES, value="blur", label="Defect (for Poor)",
+                               elem_id="override-defect")  # fmt: skip
+    with gr.Row():
+        mark_good = gr.Button("Good (g)", elem_id="mark-good")
+        mark_poor = gr.Button("Poor (p)", elem_id="mark-poor")
+        undo = gr.Button("Undo (u)", elem_id="undo")
+    with gr.Row():
+        prev_image = gr.Button("◀ Previous (←)", size="sm", elem_id="prev-image")
+        next_image = gr.Button("Next (→) ▶", size="sm", elem_id="next-image")
+    status = gr.Markdown(elem_id="status")
+    gr.Markdown(SHORTCUTS_HELP)
+    scores = gr.Label(label="Defect probabilities", num_top_classes=len(DEFECTS), show_heading=False,
+                      elem_id="scores")  # fmt: skip
+    return Inspector(loupe, zoom, heat, details, override_defect, mark_good, mark_poor, undo, prev_image, next_image,
+                     status, scores)  # fmt: skip
+
+
+@dataclass
+class AnalyseTab:
+    upload: gr.File
+    analyse_button: gr.Button
+    upload_preview: gr.Image
+    upload_verdict: gr.Markdown
+    upload_scores: gr.Label
+
+
+def build_analyse_tab() -> AnalyseTab:
+    gr.Markdown("Upload a photo to see its verdict. It is not added to the index and no file is tagged.")
+    with gr.Row():
+        with gr.Column():
+            upload = gr.File(label="Image file", elem_id="upload")
+            analyse_button = gr.Button("Analyse", variant="primary", elem_id="analyse")
+        with gr.Column():
+            upload_preview = gr.Image(label="Preview", type="filepath", interactive=False, elem_id="upload-preview")
+            upload_verdict = gr.Markdown(elem_id="upload-verdict")
+            upload_scores = gr.Label(label="Defect probabilities", num_top_classes=len(DEFECTS),
+                                     elem_id="upload-scores")  # fmt: skip
+    return AnalyseTab(upload, analyse_button, upload_preview, upload_verdict, upload_scores)
