@@ -10,6 +10,7 @@ import json
 import re
 import sqlite3
 import subprocess
+from urllib.parse import unquote
 
 import pytest
 
@@ -103,12 +104,13 @@ def test_log_in_filter_poor_blur_open_override_to_good_and_undo(app, page):
     sources = page.locator("#gallery img").evaluate_all("images => images.map(i => i.src)")
     assert all(str(setup.settings.ui.thumbnail_cache) in s for s in sources)
 
-    # Open the first image: details, probabilities and the 100 % view of its sharpest region.
+    # Open the first image: details, probabilities and the loupe.
     page.locator("#gallery button.thumbnail-item").first.click()
     page.wait_for_function("document.querySelector('#details').innerText.includes('blurry1.jpg')")
     assert "Poor — Blur" in page.locator("#details").inner_text()
-    page.wait_for_selector("#crop img")
-    assert "sharpest region" in page.locator("#crop").inner_text()
+    # The loupe shows a full-resolution derivative from the render cache, never the original.
+    loupe_source = page.locator("#loupe img.pp-loupe-image").get_attribute("src")
+    assert str(setup.settings.ui.thumbnail_cache) in unquote(loupe_source)
     assert "Blur" in page.locator("#scores").inner_text()
 
     # Override to Good with the keyboard shortcut.
