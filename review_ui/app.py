@@ -24,7 +24,7 @@ from .screen.helpers import (  # noqa: F401  (the screen's helpers, importable f
     API_COLUMNS, API_MAX_PAGE_SIZE, _blank_to_none, api_table, build_filter, caption, counts_markdown,
     details_markdown, neighbour, reviewer_name, scores_for_label,
 )
-from .screen.parts import build_analyse_tab, build_filters, build_gallery, build_inspector
+from .screen.parts import build_analyse_tab, build_compare, build_filters, build_gallery, build_inspector
 from .screen.wiring import Screen, wire
 from .service import ReviewError, ReviewService
 
@@ -39,21 +39,25 @@ def build_ui(settings: Settings, service: ReviewService) -> gr.Blocks:
     with gr.Blocks(title="PixelPerfect review", analytics_enabled=False, fill_width=True) as demo:
         states = {name: gr.State(value) for name, value in
                   (("page_paths", []), ("selected_path", None), ("selected_index", 0), ("listed_for", None),
-                   ("stamp", None))}  # fmt: skip
+                   ("stamp", None), ("compare_paths", []))}  # fmt: skip
         with gr.Row():
             gr.Markdown("## PixelPerfect review")
             whoami = gr.Markdown(elem_id="whoami")
-        with gr.Tab("Review"):
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=1, min_width=240):
-                    filters = build_filters()
-                with gr.Column(scale=3, min_width=480):
-                    gallery = build_gallery()
-                with gr.Column(scale=2, min_width=380):
-                    inspector = build_inspector()
-        with gr.Tab("Analyse an image"):
-            analyse_tab = build_analyse_tab()
-        screen = Screen(service, settings.ui.page_size, whoami, filters, gallery, inspector, analyse_tab, **states)
+        with gr.Tabs(selected="review", elem_id="tabs") as tabs:
+            with gr.Tab("Review", id="review"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1, min_width=240):
+                        filters = build_filters()
+                    with gr.Column(scale=3, min_width=480):
+                        gallery = build_gallery()
+                    with gr.Column(scale=2, min_width=380):
+                        inspector = build_inspector()
+            with gr.Tab("Compare", id="compare"):
+                compare = build_compare()
+            with gr.Tab("Analyse an image", id="analyse"):
+                analyse_tab = build_analyse_tab()
+        screen = Screen(service, settings.ui.page_size, whoami, filters, gallery, inspector, analyse_tab, compare, tabs,
+                        **states)  # fmt: skip
         wire(demo, screen, settings.ui.refresh_seconds)
         _register_api(service, settings.ui.page_size)
     return demo

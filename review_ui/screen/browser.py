@@ -75,7 +75,8 @@ HEAD = """
   });
 
   // -- the loupe: fit or 100 %, pan, heat-map, locked panes -------------------------------------
-  function panes() { return [...document.querySelectorAll(".pp-loupe[data-width]")]; }
+  // The panes on screen: the inspector's loupe, or the compare view's two to four.
+  function panes() { return [...document.querySelectorAll(".pp-loupe[data-width]")].filter(p => p.offsetParent); }
   function size(pane) { return [Number(pane.dataset.width), Number(pane.dataset.height)]; }
   function layout(pane) {
     const [width, height] = size(pane);
@@ -94,9 +95,12 @@ HEAD = """
   function focusOf(pane) { return [Number(pane.dataset.focusX), Number(pane.dataset.focusY)]; }
   function setZoom(zoomed, point) {
     loupe.zoomed = zoomed;
-    for (const pane of panes()) {
+    const shown = panes();
+    // Locked panes: all centre on one point, the one clicked or the first pane's flagged region.
+    const centre = point || (shown.length ? focusOf(shown[0]) : null);
+    for (const pane of shown) {
       layout(pane);
-      if (zoomed) centreOn(pane, ...(point || focusOf(pane)));
+      if (zoomed) centreOn(pane, ...centre);
     }
   }
   loupe.toggleZoom = (point) => setZoom(!loupe.zoomed, point);
@@ -119,7 +123,7 @@ HEAD = """
   const drag = {pane: null, x: 0, y: 0, moved: false};
   document.addEventListener("mousedown", (event) => {
     const pane = event.target.closest && event.target.closest(".pp-loupe[data-width]");
-    if (!pane || event.button !== 0) return;
+    if (!pane || event.button !== 0 || !pane.offsetParent) return;
     event.preventDefault();
     Object.assign(drag, {pane, x: event.clientX, y: event.clientY, moved: false});
   });
@@ -143,13 +147,18 @@ HEAD = """
   });
 
   // A new image (or compare pane) arrives as new markup: lay it out in the current mode.
+  // Panes that were hidden (another tab) are laid out again when they show.
   new MutationObserver(() => {
-    for (const pane of document.querySelectorAll(".pp-loupe[data-width]:not([data-ready])")) {
+    const fresh = panes().filter(p => !p.dataset.ready || p.dataset.laidOutFor !== String(p.clientWidth));
+    if (!fresh.length) return;
+    const centre = focusOf(panes()[0]);
+    for (const pane of fresh) {
       pane.dataset.ready = "1";
+      pane.dataset.laidOutFor = String(pane.clientWidth);
       layout(pane);
-      if (loupe.zoomed) centreOn(pane, ...focusOf(pane));
+      if (loupe.zoomed) centreOn(pane, ...centre);
     }
-  }).observe(document.documentElement, {childList: true, subtree: true});
+  }).observe(document.documentElement, {childList: true, subtree: true, attributes: true, attributeFilter: ["style", "class"]});
   window.addEventListener("resize", () => panes().forEach(layout));
 
   // -- the gallery keeps its scroll position when a live refresh replaces its thumbnails ----------
@@ -175,6 +184,7 @@ CSS = """
 .pp-loupe { position: relative; height: 520px; overflow: hidden; background: #161616; display: flex;
   align-items: center; justify-content: center; user-select: none; cursor: zoom-in; border-radius: 6px; }
 .pp-loupe.pp-empty { color: #aaa; font-size: 0.9rem; }
+#compare-panes .pp-loupe { height: 620px; }
 .pp-loupe.pp-zoomed { display: block; overflow: scroll; cursor: grab; scrollbar-width: none; }
 .pp-loupe-canvas { position: relative; flex: none; }
 .pp-loupe img.pp-loupe-image { display: block; width: 100%; height: 100%; max-width: none !important;

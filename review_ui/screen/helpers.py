@@ -146,3 +146,8 @@ def reviewer_name(request: gr.Request | None) -> str:
 def listing_key(filter_values, sort_value, page_number) -> list:
     """What a gallery page was listed for: a text box losing focus with this unchanged lists nothing."""
     return [*(None if v is None else str(v).strip() for v in filter_values), sort_value, int(page_number or 1)]
+
+
+def pane_caption(summary: dict) -> str:
+    """The name and verdict above a compare pane."""
+    return f"**{summary['file_name']}** · {caption(summary).rsplit(' · ', 1)[0]}"

@@ -76,6 +76,7 @@ class Gallery:
     bulk_none: gr.Button
     bulk_good: gr.Button
     bulk_poor: gr.Button
+    compare: gr.Button
 
 
 def build_gallery() -> Gallery:
@@ -95,7 +96,9 @@ def build_gallery() -> Gallery:
             bulk_none = gr.Button("Clear selection", size="sm", elem_id="bulk-none")
             bulk_good = gr.Button("Mark selected Good", size="sm", elem_id="bulk-good")
             bulk_poor = gr.Button("Mark selected Poor", size="sm", elem_id="bulk-poor")
-    return Gallery(previous_page, page_info, next_page, page, gallery, bulk, bulk_all, bulk_none, bulk_good, bulk_poor)
+            compare = gr.Button("Compare ticked (2–4)", size="sm", elem_id="compare-ticked")
+    return Gallery(previous_page, page_info, next_page, page, gallery, bulk, bulk_all, bulk_none, bulk_good, bulk_poor,
+                   compare)  # fmt: skip
 
 
 @dataclass
@@ -135,6 +138,36 @@ def build_inspector() -> Inspector:
                       elem_id="scores")  # fmt: skip
     return Inspector(loupe, zoom, heat, details, override_defect, mark_good, mark_poor, undo, prev_image, next_image,
                      status, scores)  # fmt: skip
+
+
+COMPARE_PANES = 4
+
+
+@dataclass
+class Compare:
+    panes: list[gr.HTML]
+    columns: list[gr.Column]
+    names: list[gr.Markdown]
+    goods: list[gr.Button]
+    poors: list[gr.Button]
+    status: gr.Markdown
+
+
+def build_compare() -> Compare:
+    gr.Markdown("Tick 2–4 images under “Bulk review” and press **Compare ticked**. Zoom (click or `z`) "
+                "and pan (drag or arrows) move every pane together.")  # fmt: skip
+    panes, columns, names, goods, poors = [], [], [], [], []
+    with gr.Row(elem_id="compare-panes", equal_height=False):
+        for index in range(COMPARE_PANES):
+            with gr.Column(visible=False, min_width=200) as column:
+                names.append(gr.Markdown(elem_id=f"compare-name-{index}"))
+                panes.append(gr.HTML(EMPTY, elem_id=f"compare-pane-{index}"))
+                with gr.Row():
+                    goods.append(gr.Button("Good", size="sm", elem_id=f"compare-good-{index}"))
+                    poors.append(gr.Button("Poor", size="sm", elem_id=f"compare-poor-{index}"))
+            columns.append(column)
+    status = gr.Markdown(elem_id="compare-status")
+    return Compare(panes, columns, names, goods, poors, status)
 
 
 @dataclass

@@ -17,11 +17,11 @@ from ..queries import QueryError
 from ..service import ReviewError, ReviewService
 from .browser import NAVIGATION_DONE_JS, RESTORE_SCROLL_JS, SAVE_SCROLL_JS, TOGGLE_HEAT_JS, TOGGLE_ZOOM_JS
 from .helpers import (
-    ALL_FOLDERS, build_filter, caption, counts_markdown, details_markdown, listing_key, neighbour, reviewer_name,
-    scores_for_label,
+    ALL_FOLDERS, build_filter, caption, counts_markdown, details_markdown, listing_key, neighbour, pane_caption,
+    reviewer_name, scores_for_label,
 )  # fmt: skip
 from .loupe import EMPTY, loupe_html
-from .parts import AnalyseTab, Filters, Gallery, Inspector
+from .parts import COMPARE_PANES, AnalyseTab, Compare, Filters, Gallery, Inspector
 
 PRIVATE = {"api_visibility": "private"}
 # Capture times read per live tick: bounded so a tick stays cheap on a fresh index of thousands.
@@ -39,6 +39,9 @@ class Screen:
     gallery: Gallery
     inspector: Inspector
     analyse_tab: AnalyseTab
+    compare: Compare
+    tabs: gr.Tabs
+    compare_paths: gr.State  # the images in the compare panes, in order
     page_paths: gr.State  # the paths shown on the gallery page, in order
     selected_path: gr.State
     selected_index: gr.State
@@ -234,6 +237,44 @@ class Screen:
         names = ", ".join(r["file_name"] for r in rows[:5]) + (" …" if len(rows) > 5 else "")
         return {status: f"Undone: {names}."}
 
+    # -- comparing -----------------------------------------------------------------------------
+
+    @property
+    def compare_outputs(self) -> list:
+        c = self.compare
+        return [*c.panes, *c.columns, *c.names, c.status, self.compare_paths, self.tabs]
+
+    def open_compare(self, ticked):
+        c = self.compare
+        paths = list(dict.fromkeys(ticked or []))
+        if not 2 <= len(paths) <= COMPARE_PANES:
+            return {self.inspector.status: f"Tick 2 to {COMPARE_PANES} images to compare (ticked: {len(paths)})."}
+        try:
+            views = [self.service.loupe(p) for p in paths]
+            summaries = [queries.row_to_summary(self.service.row(p)) for p in paths]
+        except ReviewError as error:
+            return {self.inspector.status: f"⚠ {error}"}
+        updates = {c.status: "", self.compare_paths: paths, self.tabs: gr.Tabs(selected="compare")}
+        for index in range(COMPARE_PANES):
+            shown = index < len(paths)
+            updates[c.panes[index]] = loupe_html(views[index], pane=index) if shown else EMPTY
+            updates[c.columns[index]] = gr.Column(visible=shown)
+            updates[c.names[index]] = pane_caption(summaries[index]) if shown else ""
+        return updates
+
+    def decide_pane(self, index: int, verdict_value: str):
+        def handler(paths, request: gr.Request):
+            c = self.compare
+            if index >= len(paths or []):
+                return {c.status: "No image in this pane."}
+            rows, reviewer = self._override([paths[index]], verdict_value, None, request)
+            if rows is None:
+                return {c.status: reviewer}
+            return {c.names[index]: pane_caption(rows[0]),
+                    c.status: f"{rows[0]['file_name']} marked **{VERDICT_DISPLAY_NAMES[verdict_value]}** by {reviewer}."}  # fmt: skip
+
+        return handler
+
     # -- the rest ------------------------------------------------------------------------------
 
     def export(self, *values):
@@ -313,6 +354,11 @@ def wire(demo: gr.Blocks, screen: Screen, refresh_seconds: float) -> None:
     g.bulk_none.click(lambda: gr.update(value=[]), None, [g.bulk], **PRIVATE)
     f.export_button.click(s.export, [*f.values, f.sort], [f.export_file], **PRIVATE)
     a.analyse_button.click(s.analyse, [a.upload], [a.upload_verdict, a.upload_preview, a.upload_scores], **PRIVATE)
+    g.compare.click(s.open_compare, [g.bulk], [*s.compare_outputs, i.status], **PRIVATE)
+    for index in range(COMPARE_PANES):
+        for button, verdict in ((s.compare.goods[index], "good"), (s.compare.poors[index], "poor")):
+            button.click(s.decide_pane(index, verdict), [s.compare_paths], [s.compare.names[index], s.compare.status],
+                         **PRIVATE).then(s.refresh, listing_inputs, listing_outputs, **PRIVATE)  # fmt: skip
     i.zoom.click(None, js=TOGGLE_ZOOM_JS)
     i.heat.click(None, js=TOGGLE_HEAT_JS)
 
