@@ -74,6 +74,8 @@ class UISettings:
     page_size: int = 48
     # How often an open review page looks for new analyses and others' reviews; 0 turns it off.
     refresh_seconds: float = 3.0
+    # Frames at most this many seconds apart (and alike) form a burst in the Bursts view.
+    burst_gap_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ _MINIMUMS = {
     ("ui", "port"): 1,
     ("ui", "page_size"): 1,
     ("ui", "refresh_seconds"): 0.0,
+    ("ui", "burst_gap_seconds"): 0.0,
 }
 
 

@@ -21,7 +21,9 @@ from .result import AnalysisResult
 
 TABLE = "images"
 SCHEMA_VERSION = 3
-REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
+REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at", "reviewed_reason")
+# Why a reviewer rejected a frame beyond its defect: a burst's other frames are "duplicate".
+REVIEW_REASONS = ("duplicate",)
 # Busy writers (daemon + UI) wait for each other instead of failing.
 _BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -71,8 +73,10 @@ def _index_size(db: sqlite_utils.Database) -> None:
 def _capture_time_and_review_stamp(db: sqlite_utils.Database) -> None:
     # captured_at: EXIF DateTimeOriginal (+ sub-seconds) as ISO text, "" when the file has none;
     # NULL until read. Sorting and burst grouping use it; reviewed_at makes the UI's change stamp cheap.
-    if "captured_at" not in db[TABLE].columns_dict:
-        db[TABLE].add_column("captured_at", str)
+    # reviewed_reason: one of REVIEW_REASONS beside the reviewer's defect (NULL: the defect says it all).
+    for column in ("captured_at", "reviewed_reason"):
+        if column not in db[TABLE].columns_dict:
+            db[TABLE].add_column(column, str)
     for column in ("captured_at", "reviewed_at"):
         db[TABLE].create_index([column], if_not_exists=True)
 
@@ -303,14 +307,17 @@ class ImageIndex:
         return self.get(key)
 
     def record_review(
-        self, path: Path, *, verdict: str, defect: str | None, reviewed_by: str, reviewed_at: str
-    ) -> dict:
+        self, path: Path, *, verdict: str, defect: str | None, reviewed_by: str, reviewed_at: str,
+        reason: str | None = None,
+    ) -> dict:  # fmt: skip
         if verdict not in ("good", "poor"):
             raise ImageIndexError(f"a review verdict must be good or poor, got {verdict!r}")
         if verdict == "good" and defect is not None:
             raise ImageIndexError("a good review verdict carries no defect")
         if defect is not None and defect not in DEFECTS:
             raise ImageIndexError(f"unknown defect {defect!r}; expected one of {', '.join(DEFECTS)}")
+        if reason is not None and (verdict != "poor" or reason not in REVIEW_REASONS):
+            raise ImageIndexError(f"a review reason must be one of {', '.join(REVIEW_REASONS)}, for Poor only")
         return self._set_review(
             path,
             {
@@ -318,6 +325,7 @@ class ImageIndex:
                 "reviewed_defect": defect,
                 "reviewed_by": reviewed_by,
                 "reviewed_at": reviewed_at,
+                "reviewed_reason": reason,
             },
         )
 

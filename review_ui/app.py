@@ -24,7 +24,7 @@ from .screen.helpers import (  # noqa: F401  (the screen's helpers, importable f
     API_COLUMNS, API_MAX_PAGE_SIZE, _blank_to_none, api_table, build_filter, caption, counts_markdown,
     details_markdown, neighbour, reviewer_name, scores_for_label,
 )
-from .screen.parts import build_analyse_tab, build_compare, build_filters, build_gallery, build_inspector
+from .screen.parts import build_analyse_tab, build_bursts, build_compare, build_filters, build_gallery, build_inspector
 from .screen.wiring import Screen, wire
 from .service import ReviewError, ReviewService
 
@@ -39,7 +39,7 @@ def build_ui(settings: Settings, service: ReviewService) -> gr.Blocks:
     with gr.Blocks(title="PixelPerfect review", analytics_enabled=False, fill_width=True) as demo:
         states = {name: gr.State(value) for name, value in
                   (("page_paths", []), ("selected_path", None), ("selected_index", 0), ("listed_for", None),
-                   ("stamp", None), ("compare_paths", []))}  # fmt: skip
+                   ("stamp", None), ("compare_paths", []), ("burst_list", []))}  # fmt: skip
         with gr.Row():
             gr.Markdown("## PixelPerfect review")
             whoami = gr.Markdown(elem_id="whoami")
@@ -54,9 +54,11 @@ def build_ui(settings: Settings, service: ReviewService) -> gr.Blocks:
                         inspector = build_inspector()
             with gr.Tab("Compare", id="compare"):
                 compare = build_compare()
+            with gr.Tab("Bursts", id="bursts"):
+                bursts = build_bursts(settings.ui.burst_gap_seconds)
             with gr.Tab("Analyse an image", id="analyse"):
                 analyse_tab = build_analyse_tab()
-        screen = Screen(service, settings.ui.page_size, whoami, filters, gallery, inspector, analyse_tab, compare, tabs,
+        screen = Screen(service, settings.ui.page_size, whoami, filters, gallery, inspector, analyse_tab, compare, bursts, tabs,
                         **states)  # fmt: skip
         wire(demo, screen, settings.ui.refresh_seconds)
         _register_api(service, settings.ui.page_size)
@@ -157,7 +159,32 @@ def _register_api(service: ReviewService, page_size: int) -> None:
             raise api_error(ReviewError(f"cannot read {Path(path).name} to map its defects"))
         return {**heat.to_dict(), "hottest": {key: list(heat.hottest(key)) for key in heat.scores}}
 
-    for fn in (search, counts, override, override_bulk, undo, heatmap):
+    def bursts(
+        verdict: str | None = None,
+        defect: str | None = None,
+        reviewed: str | None = None,
+        folder: str | None = None,
+        name: str | None = None,
+        gap_seconds: float | None = None,
+    ) -> dict:
+        """Bursts among the images matching the filters: frames taken within gap_seconds (default: the config's)
+        that look alike. Returns {bursts: [{paths, pick, first_captured_at, last_captured_at}, ...]}."""
+        try:
+            image_filter = build_filter(verdict, defect, None, None, reviewed, folder, None, None, name)
+            found = service.bursts(image_filter, gap_seconds=gap_seconds)
+        except (QueryError, ReviewError, ValueError) as error:
+            raise api_error(error) from None
+        return {"bursts": [burst.to_dict() for burst in found]}
+
+    def cull_burst(paths: list[str], pick: str, request: gr.Request = None) -> dict:
+        """Keep ``pick`` as Good and mark the other frames Poor (defect Other, reason duplicate); one undo step."""
+        try:
+            rows = service.cull_burst(list(paths), pick, reviewer=reviewer_name(request))
+        except ReviewError as error:
+            raise api_error(error) from None
+        return api_table(rows)
+
+    for fn in (search, counts, override, override_bulk, undo, heatmap, bursts, cull_burst):
         gr.api(fn, api_name=fn.__name__)
 
 

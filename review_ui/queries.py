@@ -59,6 +59,7 @@ ROW_COLUMNS = (
     "reviewed_by",
     "reviewed_at",
     "captured_at",
+    "reviewed_reason",
 )
 
 
@@ -193,6 +194,7 @@ def row_to_summary(row: sqlite3.Row | dict) -> dict:
         "analyzed_at": row.get("analyzed_at"),
         "error": row.get("error"),
         "captured_at": row.get("captured_at") or None,
+        "reason": row.get("reviewed_reason") if reviewed else None,
     }
 
 
@@ -264,6 +266,18 @@ def verdict_counts(conn: sqlite3.Connection, image_filter: ImageFilter = ImageFi
     ):
         counts[verdict] = count
     return counts
+
+
+def iter_captured(conn: sqlite3.Connection, image_filter: ImageFilter, *, limit: int):
+    """Matching rows that have a capture time, oldest first (for burst grouping)."""
+    where, params = where_clause(image_filter)
+    cursor = conn.execute(
+        f"SELECT {', '.join(ROW_COLUMNS)} FROM images WHERE {where} AND captured_at IS NOT NULL "
+        "AND captured_at <> '' ORDER BY captured_at ASC LIMIT ?",
+        [*params, limit],
+    )
+    for row in cursor:
+        yield dict(row)
 
 
 def change_stamp(conn: sqlite3.Connection) -> tuple:

@@ -24,10 +24,12 @@ from pathlib import Path
 from PIL import Image
 
 from pixelperfect_daemon.config import Settings
+from pixelperfect_daemon.index import REVIEW_COLUMNS
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.common import sha256_of, utc_now
 
 from . import queries
+from .bursts import Burst, Frame, difference_hash, group_bursts
 from .capture_time import read_capture_time
 from .exif_summary import ExifReader
 from .heatmap import HeatMap, compute_heatmap
@@ -37,7 +39,8 @@ from .thumbnails import RenderCache
 log = logging.getLogger(__name__)
 
 UNDO_DEPTH = 50
-REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
+# Burst grouping looks at this many images of a filter at most, oldest first.
+MAX_BURST_IMAGES = 5000
 CROP_FOR_DEFECT = {"blur": "sharpest", "noise": "flattest"}
 CSV_COLUMNS = (
     "path", "file_name", "folder", "verdict", "defect", "quality", "reviewed",
@@ -130,6 +133,7 @@ class ReviewService:
         # worker threads come and go: all tagging runs on this one long-lived thread.
         self._tagging = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-tagging")
         self._undo: dict[str, deque[_Action]] = {}
+        self._hashes: dict[Path, int] = {}  # perceptual hash by thumbnail (named by the file's identity)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -207,6 +211,33 @@ class ReviewService:
             self.index.record_capture_times(captured)
         return len(captured)
 
+    def _phash(self, path: Path) -> int:
+        thumbnail = self.renders.thumbnail(path)
+        if thumbnail not in self._hashes:
+            with Image.open(thumbnail) as image:
+                self._hashes[thumbnail] = difference_hash(image)
+        return self._hashes[thumbnail]
+
+    def bursts(self, image_filter: ImageFilter = ImageFilter(), *, gap_seconds: float | None = None) -> list[Burst]:
+        """The filter's images taken in bursts (capture time within the gap, and alike), oldest first."""
+        gap = self.settings.ui.burst_gap_seconds if gap_seconds is None else float(gap_seconds)
+        while self.fill_capture_times(500):  # grouping needs every capture time
+            pass
+        frames = []
+        for row in queries.iter_captured(self.reader.connection(), image_filter, limit=MAX_BURST_IMAGES):
+            original = Path(row["path"])
+            if original.exists():
+                frames.append(Frame(row["path"], dt.datetime.fromisoformat(row["captured_at"]), self._phash(original),
+                                    row.get("quality")))  # fmt: skip
+        return group_bursts(frames, gap)
+
+    def cull_burst(self, paths: list[str], pick: str, *, reviewer: str) -> list[dict]:
+        """Keep ``pick`` (Good) and reject the other frames as Poor, defect Other, reason "duplicate"; one undo step."""
+        if pick not in paths:
+            raise ReviewError("the pick must be one of the burst's frames")
+        decisions = [(pick, "good", None, None)] + [(p, "poor", "other", "duplicate") for p in paths if p != pick]
+        return self.decide(decisions, reviewer=reviewer)
+
     def export_csv(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> Path:
         """Every image the filter matches (not just the page shown), as CSV under the cache's exports/."""
         folder = self.renders.cache_dir / "exports"
@@ -245,25 +276,33 @@ class ReviewService:
 
     def override(self, paths: list[str], *, verdict: str, defect: str | None, reviewer: str) -> list[dict]:
         """Record one reviewer decision for ``paths``; one undoable action. Returns the updated rows."""
-        if not paths:
+        return self.decide([(path, verdict, defect, None) for path in dict.fromkeys(paths or [])], reviewer=reviewer)
+
+    def decide(self, decisions: list[tuple[str, str, str | None, str | None]], *, reviewer: str) -> list[dict]:
+        """Record (path, verdict, defect, reason) decisions as one undoable action; returns the updated rows.
+
+        ``reason`` is stored beside the defect in the index (e.g. "duplicate" for a burst's rejected
+        frames); the defect stays one of the seven, so tags and the JSON contract do not change.
+        """
+        if not decisions:
             raise ReviewError("no image selected")
-        rows = [self.row(p) for p in dict.fromkeys(paths)]
+        rows = [self.row(path) for path, *_ in decisions]
         for row in rows:
             if row.get("status") == "error" or row.get("verdict") is None:
                 raise ReviewError(
                     f"{Path(row['path']).name} could not be analysed ({row.get('error') or 'error'}); "
                     "only analysed images can be reviewed"
                 )
-        decisions = [(row, self._check_decision(verdict, defect, row)) for row in rows]
-        action = _Action(verdict=verdict)
+        checked = [(row, verdict, self._check_decision(verdict, defect, row), reason)
+                   for row, (_, verdict, defect, reason) in zip(rows, decisions)]  # fmt: skip
+        action = _Action(verdict=decisions[0][1])
         updated, failures = [], []
         with self._write_lock:
-            for row, row_defect in decisions:
+            for row, verdict, row_defect, reason in checked:
                 reviewed_at = self._clock()
                 previous = {column: row.get(column) for column in REVIEW_COLUMNS}
-                self.index.record_review(
-                    Path(row["path"]), verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at
-                )
+                self.index.record_review(Path(row["path"]), verdict=verdict, defect=row_defect, reviewed_by=reviewer,
+                                         reviewed_at=reviewed_at, reason=reason)  # fmt: skip
                 try:
                     self._tag(row, verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at)
                 except Exception as error:  # MetadataError; the index must not claim what the file lacks

@@ -77,7 +77,7 @@ def test_api_rows_are_lists_so_gradio_client_does_not_take_them_for_files():
     table = api_table([summary()])
     assert table["columns"][:5] == ["path", "verdict", "defect", "quality", "reviewed"]
     assert table["rows"] == [["/p/a.jpg", "poor", "blur", 0.123, False, "a.jpg", "/p", "poor", "blur", None, None,
-                              "2024-05-01T10:00:00+00:00", None, None]]  # fmt: skip
+                              "2024-05-01T10:00:00+00:00", None, None, None]]  # fmt: skip
 
 
 def test_reviewer_is_the_logged_in_user_else_the_local_account():
@@ -93,7 +93,7 @@ def test_build_ui_is_importable_without_launching(tmp_path):
     try:
         demo = build_ui(setup.settings, setup.service)
         endpoints = {d["api_name"] for d in demo.config["dependencies"] if d.get("api_visibility") == "public"}
-        assert endpoints == {"search", "counts", "override", "override_bulk", "undo", "heatmap"}
+        assert endpoints == {"search", "counts", "override", "override_bulk", "undo", "heatmap", "bursts", "cull_burst"}
         assert not demo.is_running
     finally:
         setup.close()

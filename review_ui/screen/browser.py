@@ -15,7 +15,7 @@ TOGGLE_HEAT_JS = "() => { window.ppLoupe.toggleHeat(); }"
 
 SHORTCUTS_HELP = (
     "**Keys:** `g` Good · `p` Poor (with the defect chosen below) · `1`–`7` choose the defect · "
-    "`u` undo · `←` `→` previous / next image · `z` fit / 100 % · `h` heat-map · "
+    "`u` undo · `←` `→` previous / next image · `z` fit / 100 % · `h` heat-map · `a` keep a burst's pick · "
     "at 100 %: arrows or drag to pan"
 )
 
@@ -23,7 +23,8 @@ SHORTCUTS_HELP = (
 HEAD = """
 <script>
 (() => {
-  const BUTTONS = {g: "mark-good", p: "mark-poor", u: "undo", ArrowRight: "next-image", ArrowLeft: "prev-image"};
+  const BUTTONS = {g: "mark-good", p: "mark-poor", u: "undo", ArrowRight: "next-image", ArrowLeft: "prev-image",
+                   a: "burst-accept"};
   const NAVIGATION = "#next-image, #prev-image, #gallery .thumbnail-item";
   const keys = {pending: 0, queue: [], safety: null};
   const loupe = {zoomed: false, heat: false, syncing: false};
@@ -52,7 +53,8 @@ HEAD = """
     if (key === "z") return loupe.toggleZoom();
     if (key === "h") return loupe.toggleHeat();
     const button = document.getElementById(BUTTONS[key]);
-    if (button && !button.disabled) button.click();
+    // "a" acts only in the Bursts view; the other keys work from any view.
+    if (button && !button.disabled && (key !== "a" || button.offsetParent)) button.click();
   }
 
   function typingIn(target) {

@@ -14,7 +14,7 @@ API_MAX_PAGE_SIZE = 500
 # string "path" for a file to download, and would replace each row by a downloaded copy.
 API_COLUMNS = (
     "path", "verdict", "defect", "quality", "reviewed", "file_name", "folder",
-    "model_verdict", "model_defect", "reviewed_by", "reviewed_at", "analyzed_at", "error", "captured_at",
+    "model_verdict", "model_defect", "reviewed_by", "reviewed_at", "analyzed_at", "error", "captured_at", "reason",
 )  # fmt: skip
 VERDICT_CHOICES = [("Poor", "poor"), ("Good", "good"), ("Error", "error"), ("All", "all")]
 REVIEWED_CHOICES = [("All", "all"), ("Not reviewed", "no"), ("Reviewed", "yes")]
@@ -151,3 +151,12 @@ def listing_key(filter_values, sort_value, page_number) -> list:
 def pane_caption(summary: dict) -> str:
     """The name and verdict above a compare pane."""
     return f"**{summary['file_name']}** · {caption(summary).rsplit(' · ', 1)[0]}"
+
+
+def burst_label(number: int, burst: dict) -> str:
+    """How a burst is listed: its number, size and the time of its first frame."""
+    return f"{number + 1}. {len(burst['paths'])} frames · {burst['first_captured_at'].replace('T', ' ')[:19]}"
+
+
+def frame_caption(summary: dict, pick: str) -> str:
+    return ("★ pick · " if summary["path"] == pick else "") + caption(summary)

@@ -171,6 +171,29 @@ def build_compare() -> Compare:
 
 
 @dataclass
+class Bursts:
+    find: gr.Button
+    choice: gr.Dropdown
+    frames: gr.Gallery
+    accept: gr.Button
+    status: gr.Markdown
+
+
+def build_bursts(gap_seconds: float) -> Bursts:
+    gr.Markdown(f"Photos of the current filter taken at most {gap_seconds:g} s apart that look alike. The "
+                "best-quality frame is the suggested pick (★); **a** keeps it as Good and rejects the others as "
+                "Poor, reason *duplicate* (defect Other).")  # fmt: skip
+    with gr.Row():
+        find = gr.Button("Find bursts in the current filter", size="sm", elem_id="find-bursts", scale=0)
+        choice = gr.Dropdown([], label="Burst", elem_id="burst-choice", scale=1)
+    frames = gr.Gallery(label="Frames", columns=5, height=420, object_fit="contain", allow_preview=False,
+                        interactive=False, elem_id="burst-frames", buttons=[])  # fmt: skip
+    accept = gr.Button("Keep the pick, reject the rest as duplicates (a)", elem_id="burst-accept")
+    status = gr.Markdown(elem_id="burst-status")
+    return Bursts(find, choice, frames, accept, status)
+
+
+@dataclass
 class AnalyseTab:
     upload: gr.File
     analyse_button: gr.Button

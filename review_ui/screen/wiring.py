@@ -17,11 +17,11 @@ from ..queries import QueryError
 from ..service import ReviewError, ReviewService
 from .browser import NAVIGATION_DONE_JS, RESTORE_SCROLL_JS, SAVE_SCROLL_JS, TOGGLE_HEAT_JS, TOGGLE_ZOOM_JS
 from .helpers import (
-    ALL_FOLDERS, build_filter, caption, counts_markdown, details_markdown, listing_key, neighbour, pane_caption,
+    ALL_FOLDERS, build_filter, burst_label, caption, frame_caption, counts_markdown, details_markdown, listing_key, neighbour, pane_caption,
     reviewer_name, scores_for_label,
 )  # fmt: skip
 from .loupe import EMPTY, loupe_html
-from .parts import COMPARE_PANES, AnalyseTab, Compare, Filters, Gallery, Inspector
+from .parts import COMPARE_PANES, AnalyseTab, Bursts, Compare, Filters, Gallery, Inspector
 
 PRIVATE = {"api_visibility": "private"}
 # Capture times read per live tick: bounded so a tick stays cheap on a fresh index of thousands.
@@ -40,7 +40,9 @@ class Screen:
     inspector: Inspector
     analyse_tab: AnalyseTab
     compare: Compare
+    bursts: Bursts
     tabs: gr.Tabs
+    burst_list: gr.State  # the bursts found, as Burst.to_dict()
     compare_paths: gr.State  # the images in the compare panes, in order
     page_paths: gr.State  # the paths shown on the gallery page, in order
     selected_path: gr.State
@@ -275,6 +277,42 @@ class Screen:
 
         return handler
 
+    # -- bursts ---------------------------------------------------------------------------------
+
+    def find_bursts(self, *filter_values):
+        b = self.bursts
+        try:
+            found = [burst.to_dict() for burst in self.service.bursts(build_filter(*filter_values))]
+        except (QueryError, ReviewError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        choices = [(burst_label(i, burst), i) for i, burst in enumerate(found)]
+        shown = self.show_burst(found, 0 if found else None)
+        return {**shown, self.burst_list: found, b.choice: gr.update(choices=choices, value=0 if found else None),
+                b.status: f"{len(found)} burst{'' if len(found) == 1 else 's'} found."}  # fmt: skip
+
+    def show_burst(self, found, number):
+        b = self.bursts
+        if number is None or not found or not 0 <= int(number) < len(found):
+            return {b.frames: []}
+        burst = found[int(number)]
+        rows = [self.service.row(path) for path in burst["paths"]]
+        thumbs = self.service.thumbnails(rows)
+        captions = [frame_caption(queries.row_to_summary(r), burst["pick"]) for r in rows]
+        return {b.frames: [(str(t), c) for t, c in zip(thumbs, captions)]}
+
+    def accept_burst(self, found, number, request: gr.Request):
+        b = self.bursts
+        if number is None or not found or not 0 <= int(number) < len(found):
+            return {b.status: "Find bursts and choose one first."}
+        burst = found[int(number)]
+        try:
+            rows = self.service.cull_burst(burst["paths"], burst["pick"], reviewer=reviewer_name(request))
+        except ReviewError as error:
+            return {b.status: f"⚠ {error}"}
+        following = int(number) + 1 if int(number) + 1 < len(found) else int(number)
+        return {**self.show_burst(found, following), b.choice: following,
+                b.status: f"Kept {rows[0]['file_name']}; {len(rows) - 1} rejected as duplicates. `u` undoes."}  # fmt: skip
+
     # -- the rest ------------------------------------------------------------------------------
 
     def export(self, *values):
@@ -359,6 +397,12 @@ def wire(demo: gr.Blocks, screen: Screen, refresh_seconds: float) -> None:
         for button, verdict in ((s.compare.goods[index], "good"), (s.compare.poors[index], "poor")):
             button.click(s.decide_pane(index, verdict), [s.compare_paths], [s.compare.names[index], s.compare.status],
                          **PRIVATE).then(s.refresh, listing_inputs, listing_outputs, **PRIVATE)  # fmt: skip
+    b = s.bursts
+    b.find.click(s.find_bursts, f.values, [s.burst_list, b.choice, b.frames, b.status], **PRIVATE)
+    b.choice.input(s.show_burst, [s.burst_list, b.choice], [b.frames], **PRIVATE)
+    b.accept.click(s.accept_burst, [s.burst_list, b.choice], [b.frames, b.choice, b.status], **PRIVATE).then(
+        s.refresh, listing_inputs, listing_outputs, **PRIVATE
+    )
     i.zoom.click(None, js=TOGGLE_ZOOM_JS)
     i.heat.click(None, js=TOGGLE_HEAT_JS)
 
