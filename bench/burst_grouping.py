@@ -15,7 +15,7 @@ import argparse
 import datetime as dt
 import os
 import sys
-from itertools import combinations
+from itertools import combinations, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     true_positive = len(same_truth & same_found)
     precision = true_positive / len(same_found) if same_found else 1.0
     recall = true_positive / len(same_truth) if same_truth else 1.0
-    scenes_in_gap = sum(1 for a, b in zip(frames, frames[1:])
+    scenes_in_gap = sum(1 for a, b in pairwise(frames)
                         if truth[a.path] != truth[b.path] and (b.captured_at - a.captured_at).total_seconds() <= args.gap)  # fmt: skip
     print(f"{len(photos)} scenes, {len(frames)} frames, {len(same_truth)} same-burst pairs; gap {args.gap} s; "
           f"{scenes_in_gap} scene changes inside the gap (only the hash can split them)\n")  # fmt: skip

@@ -82,7 +82,9 @@ def main(argv=None) -> int:
             box = (left, top, left + w, top + h)
             heat = compute_heatmap(np.asarray(damage(image, kind, box, rng)))
             xs, ys = tile_edges(width, heat.columns), tile_edges(height, heat.rows)
-            tiles = {(r, c): (xs[c], ys[r], xs[c + 1], ys[r + 1]) for r in range(heat.rows) for c in range(heat.columns)}
+            tiles = {
+                (r, c): (xs[c], ys[r], xs[c + 1], ys[r + 1]) for r in range(heat.rows) for c in range(heat.columns)
+            }
             hits[kind] += overlaps(tiles[heat.hottest(defect)], box)
             chance[kind] += sum(overlaps(t, box) for t in tiles.values()) / len(tiles)
     n = len(photos)

@@ -21,8 +21,17 @@ from .auth import Credential, make_authenticator
 from .queries import QueryError
 from .screen import browser
 from .screen.helpers import (  # noqa: F401  (the screen's helpers, importable from here as before)
-    API_COLUMNS, API_MAX_PAGE_SIZE, _blank_to_none, api_table, build_filter, caption, counts_markdown,
-    details_markdown, neighbour, reviewer_name, scores_for_label,
+    API_COLUMNS,
+    API_MAX_PAGE_SIZE,
+    _blank_to_none,
+    api_table,
+    build_filter,
+    caption,
+    counts_markdown,
+    details_markdown,
+    neighbour,
+    reviewer_name,
+    scores_for_label,
 )
 from .screen.parts import build_analyse_tab, build_bursts, build_compare, build_filters, build_gallery, build_inspector
 from .screen.wiring import Screen, wire

@@ -42,8 +42,8 @@ def read_capture_time(path: Path, exif_reader=None) -> str:
         with Image.open(path) as image:
             exif = image.getexif().get_ifd(_EXIF_IFD)
             return parse_exif_time(exif.get(_DATE_TIME_ORIGINAL), exif.get(_SUBSEC_TIME_ORIGINAL))
-    except Exception:  # not a format Pillow opens (RAW) or a damaged header
-        pass
+    except Exception as error:  # not a format Pillow opens (RAW) or a damaged header: ask ExifTool
+        log.debug("Pillow cannot read the EXIF of %s: %s", path, error)
     if exif_reader is None:
         return ""
     try:

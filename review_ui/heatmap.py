@@ -85,7 +85,7 @@ class HeatMap:
         return {"rows": self.rows, "columns": self.columns, "scores": self.scores}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "HeatMap":
+    def from_dict(cls, data: dict) -> HeatMap:
         return cls(rows=int(data["rows"]), columns=int(data["columns"]), scores=data["scores"])
 
 
@@ -116,7 +116,10 @@ def compute_heatmap(pixels: np.ndarray, columns: int = COLUMNS) -> HeatMap:
     ys, xs = tile_edges(height, rows), tile_edges(width, columns)
     statistics = np.array(
         [
-            [view_statistics(np.ascontiguousarray(pixels[ys[r] : ys[r + 1], xs[c] : xs[c + 1]])) for c in range(columns)]
+            [
+                view_statistics(np.ascontiguousarray(pixels[ys[r] : ys[r + 1], xs[c] : xs[c + 1]]))
+                for c in range(columns)
+            ]
             for r in range(rows)
         ]
     )

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from pixelperfect_daemon.common import sha256_of, utc_now
 from pixelperfect_daemon.config import Settings
 from pixelperfect_daemon.index import REVIEW_COLUMNS
 from pixelperfect_daemon.labels import DEFECTS
-from pixelperfect_daemon.common import sha256_of, utc_now
 
 from . import queries
 from .bursts import Burst, Frame, difference_hash, group_bursts

@@ -202,7 +202,8 @@ def test_captions_show_the_name_and_quality_and_sort_by_capture_time(app, page):
     assert texts[0] == "Blur 0.01 · big-blur.jpg"
     # Captions wrap rather than being cut off: the whole text fits in its box.
     fits = page.locator("#gallery .caption-label").evaluate_all(
-        "labels => labels.every(l => l.scrollWidth <= l.clientWidth + 1)")
+        "labels => labels.every(l => l.scrollWidth <= l.clientWidth + 1)"
+    )
     assert fits
 
 

@@ -11,8 +11,8 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from review_ui.service import local_reviewer
 from review_ui.bursts import Frame, difference_hash, group_bursts, hash_distance
+from review_ui.service import local_reviewer
 from tests.ui_support import CHROMIUM, CHROMIUM_ARGS, add_analysed, make_photo, review_setup, served_app
 
 
@@ -71,7 +71,11 @@ def test_culling_a_burst_keeps_the_pick_and_rejects_the_rest_as_duplicates(app, 
     (burst,) = client.predict(api_name="/bursts")["bursts"]
     result = client.predict(paths=burst["paths"], pick=burst["pick"], api_name="/cull_burst")
     verdicts = {row[0].rsplit("/", 1)[-1]: row[1:3] for row in result["rows"]}
-    assert verdicts == {"burst-b.jpg": ["good", None], "burst-a.jpg": ["poor", "other"], "burst-c.jpg": ["poor", "other"]}
+    assert verdicts == {
+        "burst-b.jpg": ["good", None],
+        "burst-a.jpg": ["poor", "other"],
+        "burst-c.jpg": ["poor", "other"],
+    }
     with sqlite3.connect(setup.settings.index.database) as conn:
         reasons = dict(conn.execute("SELECT file_name, reviewed_reason FROM images WHERE file_name LIKE 'burst-%'"))
     assert reasons == {"burst-a.jpg": "duplicate", "burst-b.jpg": None, "burst-c.jpg": "duplicate"}

@@ -32,8 +32,6 @@ DEFECT_OVERRIDE_CHOICES = [(DEFECT_DISPLAY_NAMES[d], d) for d in DEFECTS]
 ALL_FOLDERS = "all"
 
 
-
-
 def _blank_to_none(value):
     if value is None:
         return None

@@ -14,7 +14,12 @@ from pixelperfect_daemon.labels import DEFECTS
 
 from .browser import SHORTCUTS_HELP
 from .helpers import (
-    ALL_FOLDERS, DEFECT_FILTER_CHOICES, DEFECT_OVERRIDE_CHOICES, REVIEWED_CHOICES, SORT_CHOICES, VERDICT_CHOICES,
+    ALL_FOLDERS,
+    DEFECT_FILTER_CHOICES,
+    DEFECT_OVERRIDE_CHOICES,
+    REVIEWED_CHOICES,
+    SORT_CHOICES,
+    VERDICT_CHOICES,
 )  # fmt: skip
 from .loupe import EMPTY
 

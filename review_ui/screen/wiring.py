@@ -17,8 +17,18 @@ from ..queries import QueryError
 from ..service import ReviewError, ReviewService
 from .browser import NAVIGATION_DONE_JS, RESTORE_SCROLL_JS, SAVE_SCROLL_JS, TOGGLE_HEAT_JS, TOGGLE_ZOOM_JS
 from .helpers import (
-    ALL_FOLDERS, build_filter, burst_label, caption, frame_caption, counts_markdown, details_markdown, listing_key, neighbour, pane_caption,
-    reviewer_name, scores_for_label,
+    ALL_FOLDERS,
+    build_filter,
+    burst_label,
+    caption,
+    counts_markdown,
+    details_markdown,
+    frame_caption,
+    listing_key,
+    neighbour,
+    pane_caption,
+    reviewer_name,
+    scores_for_label,
 )  # fmt: skip
 from .loupe import EMPTY, loupe_html
 from .parts import COMPARE_PANES, AnalyseTab, Bursts, Compare, Filters, Gallery, Inspector
@@ -409,6 +419,10 @@ def wire(demo: gr.Blocks, screen: Screen, refresh_seconds: float) -> None:
     if refresh_seconds > 0:
         timer = gr.Timer(refresh_seconds)
         timer.tick(
-            s.live, [s.stamp, s.selected_path, *listing_inputs], [*listing_outputs, i.details],
-            js=SAVE_SCROLL_JS, show_progress="hidden", **PRIVATE,
+            s.live,
+            [s.stamp, s.selected_path, *listing_inputs],
+            [*listing_outputs, i.details],
+            js=SAVE_SCROLL_JS,
+            show_progress="hidden",
+            **PRIVATE,
         ).then(None, js=RESTORE_SCROLL_JS)
