@@ -189,6 +189,7 @@ CSS = """
 #compare-panes .pp-loupe { height: 620px; }
 .pp-loupe.pp-zoomed { display: block; overflow: scroll; cursor: grab; scrollbar-width: none; }
 .pp-loupe-canvas { position: relative; flex: none; }
+.pp-loupe.pp-zoomed .pp-loupe-canvas { margin: 0 auto; }
 .pp-loupe img.pp-loupe-image { display: block; width: 100%; height: 100%; max-width: none !important;
   max-height: none !important; margin: 0; border-radius: 0; }
 .pp-heatmap { position: absolute; inset: 0; display: none; pointer-events: none; }
