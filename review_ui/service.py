@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 UNDO_DEPTH = 50
 # Burst grouping looks at this many images of a filter at most, oldest first.
 MAX_BURST_IMAGES = 5000
-CROP_FOR_DEFECT = {"blur": "sharpest", "noise": "flattest"}
 CSV_COLUMNS = (
     "path", "file_name", "folder", "verdict", "defect", "quality", "reviewed",
     "model_verdict", "model_defect", "reviewed_by", "reviewed_at", "analyzed_at", "error",
@@ -73,9 +72,6 @@ class Inspection:
     defect_scores: dict[str, float] | None
     model_version: str | None
     size: tuple[int, int] | None
-    preview: Path
-    crop: Path | None
-    crop_kind: str | None  # "sharpest" | "flattest"
     exif: dict[str, str | None]
 
 
@@ -168,31 +164,29 @@ class ReviewService:
         row = self.row(path)
         summary = queries.row_to_summary(row)
         original = Path(row["path"])
-        crop_kind = CROP_FOR_DEFECT.get(summary["defect"] or "")
         return Inspection(
             summary=summary,
             defect_scores=queries.decode_defect_scores(row),
             model_version=row.get("model_version"),
             size=(row["width"], row["height"]) if row.get("width") and row.get("height") else None,
-            preview=self.renders.preview(original),
-            crop=self.renders.detail_crop(original, crop_kind) if crop_kind else None,
-            crop_kind=crop_kind,
             exif=self.exif.read(original) if original.exists() else {},
         )
 
     def heatmap(self, path: str) -> HeatMap | None:
         """Per-tile evidence of every defect (computed on first request, then cached); None when unreadable."""
+        return self._loupe_renders(path)[1]
+
+    def _loupe_renders(self, path: str) -> tuple[Path, HeatMap | None]:
         row = self.row(path)
-        data = self.renders.heatmap(Path(row["path"]), lambda pixels: compute_heatmap(pixels).to_dict())
-        return None if data is None else HeatMap.from_dict(data)
+        image, data = self.renders.loupe_renders(Path(row["path"]), lambda pixels: compute_heatmap(pixels).to_dict())
+        return image, None if data is None else HeatMap.from_dict(data)
 
     def loupe(self, path: str) -> LoupeView:
         """The loupe of an indexed image, centred on the hottest tile of the defect it is flagged for."""
         summary = queries.row_to_summary(self.row(path))
-        image = self.renders.full_view(Path(summary["path"]))
+        image, heat = self._loupe_renders(path)
         with Image.open(image) as opened:
             size = opened.size
-        heat = self.heatmap(path)
         defect = summary["defect"] or summary["model_defect"]
         focus = heat.hottest_centre(defect) if heat and defect else (0.5, 0.5)
         return LoupeView(summary["path"], image, size, focus, defect, heat)
@@ -310,7 +304,9 @@ class ReviewService:
                     log.warning("review of %s not saved: %s", row["path"], error)
                     failures.append(f"{Path(row['path']).name}: {error}")
                     continue
-                log.info("%s reviewed %s as %s%s", reviewer, row["path"], verdict, f" ({row_defect})" if row_defect else "")
+                log.info(
+                    "%s reviewed %s as %s%s", reviewer, row["path"], verdict, f" ({row_defect})" if row_defect else ""
+                )
                 action.entries.append(_UndoEntry(row["path"], previous, row))
                 updated.append(queries.row_to_summary(self.row(row["path"])))
             if action.entries:

@@ -65,7 +65,7 @@ def test_counts_markdown_lists_every_defect():
 def test_details_show_review_model_verdict_and_exif(tmp_path):
     inspection = Inspection(
         summary=summary(verdict="good", defect=None, reviewed=True, reviewed_by="ann", reviewed_at="2024-06-01"),
-        defect_scores=None, model_version="m-7", size=(6000, 4000), preview=tmp_path, crop=None, crop_kind=None,
+        defect_scores=None, model_version="m-7", size=(6000, 4000),
         exif={"camera": "Canon EOS R5", "iso": "ISO 100", "shutter": "1/250 s", "aperture": "f/8", "lens": None},
     )  # fmt: skip
     text = details_markdown(inspection)
