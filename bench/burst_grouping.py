@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from itertools import combinations, pairwise
 from pathlib import Path
@@ -23,7 +22,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-SHARED = Path(os.environ.get("PIXELPERFECT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+from bench.photos import SHARED, pristine_photos  # noqa: E402  (after the path is set)
+
 THUMBNAIL = 320
 
 
@@ -52,9 +53,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=0)
     args = parser.parse_args(argv)
-    photos = sorted((SHARED / "pristine").rglob("*.jpg")) + sorted((SHARED / "pristine").rglob("*.png"))
-    if args.limit:
-        photos = photos[: args.limit]
+    photos = pristine_photos(args.limit)
     if not photos:
         print(f"no photos under {SHARED / 'pristine'}")
         return 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 from pathlib import Path
 
@@ -22,7 +21,9 @@ from PIL import Image, ImageFilter
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-SHARED = Path(os.environ.get("PIXELPERFECT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+from bench.photos import SHARED, pristine_photos  # noqa: E402  (after the path is set)
+
 REGION_FRACTION = 0.3
 PREVIEW_LONG_SIDE = 1600
 DAMAGE_DEFECT = {"blur": "blur", "noise": "noise", "blocking": "compression", "colour streak": "transmission_errors"}
@@ -63,9 +64,7 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N photos (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    photos = sorted((SHARED / "pristine").rglob("*.jpg")) + sorted((SHARED / "pristine").rglob("*.png"))
-    if args.limit:
-        photos = photos[: args.limit]
+    photos = pristine_photos(args.limit)
     if not photos:
         print(f"no photos under {SHARED / 'pristine'}")
         return 1

@@ -130,6 +130,8 @@ class ReviewService:
         self._tagging = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-tagging")
         self._undo: dict[str, deque[_Action]] = {}
         self._hashes: dict[Path, int] = {}  # perceptual hash by thumbnail (named by the file's identity)
+        # Renders the loupe of the image a reviewer will probably open next, while they look at this one.
+        self._prefetching = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loupe-prefetch")
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -190,6 +192,17 @@ class ReviewService:
         defect = summary["defect"] or summary["model_defect"]
         focus = heat.hottest_centre(defect) if heat and defect else (0.5, 0.5)
         return LoupeView(summary["path"], image, size, focus, defect, heat)
+
+    def prefetch_loupe(self, path: str | None) -> None:
+        """Render ``path``'s loupe in the background (cached for when it is opened); None does nothing."""
+        if path:
+            self._prefetching.submit(self._prefetch, path)
+
+    def _prefetch(self, path: str) -> None:
+        try:
+            self._loupe_renders(path)
+        except Exception as error:  # a prefetch only warms the cache; opening the image reports errors
+            log.debug("prefetching the loupe of %s: %s", path, error)
 
     def change_stamp(self) -> tuple:
         """Cheap to ask every few seconds; differs after any analysis or review by anyone."""
@@ -393,6 +406,7 @@ class ReviewService:
     def close(self) -> None:
         """Stop the helper threads; the metadata writer's ExifTool process, which lives on the
         tagging thread, is closed with it (the writer restarts one if used again)."""
+        self._prefetching.shutdown(cancel_futures=True)
         self.exif.close()
         self._tagging.submit(self.metadata.close).result()
         self._tagging.shutdown()

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 import pytest
 
 from review_ui.auth import load_credentials
-from tests.ui_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, review_setup, served_app, sha256_hex
+from tests.ui_support import CHROMIUM, PASSWORD, chromium, review_setup, served_app, sha256_hex
 
 pytestmark = [
     pytest.mark.browser,
@@ -34,12 +34,8 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

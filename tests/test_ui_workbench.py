@@ -18,7 +18,7 @@ from PIL import Image, ImageFilter
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.loading import load_image
 from review_ui.service import local_reviewer
-from tests.ui_support import CHROMIUM, CHROMIUM_ARGS, add_analysed, make_photo, review_setup, served_app
+from tests.ui_support import CHROMIUM, add_analysed, chromium, make_photo, review_setup, served_app
 
 pytestmark = [
     pytest.mark.browser,
@@ -60,12 +60,8 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def open_page(browser, url):

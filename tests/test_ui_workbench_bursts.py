@@ -13,7 +13,7 @@ from PIL import Image
 
 from review_ui.bursts import Frame, difference_hash, group_bursts, hash_distance
 from review_ui.service import local_reviewer
-from tests.ui_support import CHROMIUM, CHROMIUM_ARGS, add_analysed, make_photo, review_setup, served_app
+from tests.ui_support import CHROMIUM, add_analysed, chromium, make_photo, review_setup, served_app
 
 
 def timed_photo(path, source, shift: int, taken: str, subseconds: str = "0"):
@@ -132,11 +132,8 @@ def test_difference_hash_is_close_for_a_shifted_frame_and_far_for_another_scene(
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed")
 def test_the_burst_view_marks_the_pick_and_one_key_culls_the_burst(app):
-    from playwright.sync_api import sync_playwright
-
     setup, url = app
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(20_000)
         page.goto(url)
@@ -151,7 +148,6 @@ def test_the_burst_view_marks_the_pick_and_one_key_culls_the_burst(app):
         page.locator("#burst-status").click()
         page.keyboard.press("a")
         page.wait_for_function("document.querySelector('#burst-status').innerText.includes('rejected as duplicates')")
-        browser.close()
     with sqlite3.connect(setup.settings.index.database) as conn:
         rows = dict(conn.execute("SELECT file_name, reviewed_verdict || '/' || COALESCE(reviewed_reason, '-') "
                                  "FROM images WHERE file_name LIKE 'burst-%'"))  # fmt: skip

@@ -172,16 +172,21 @@ class Screen:
             self.selected_index: index,
         }
 
+    def inspect_and_prefetch(self, paths: list, index: int) -> dict:
+        """Inspect ``paths[index]``, and render the next image's loupe while the reviewer looks at it."""
+        shown = self.inspect(paths[index] if 0 <= index < len(paths) else None, index)
+        self.service.prefetch_loupe(paths[index + 1] if 0 <= index + 1 < len(paths) else None)
+        return shown
+
     def on_select(self, paths, event: gr.SelectData):
-        index = event.index if isinstance(event.index, int) else 0
-        return self.inspect(paths[index] if 0 <= index < len(paths) else None, index)
+        return self.inspect_and_prefetch(paths, event.index if isinstance(event.index, int) else 0)
 
     def step_image(self, step: int):
         def handler(paths, current, index, *values):
             status = self.inspector.status
             target = neighbour(paths, current, step, fallback_index=index)
             if target is not None:
-                return {**self.inspect(paths[target], target), status: ""}
+                return {**self.inspect_and_prefetch(paths, target), status: ""}
             # Past the end of the page: carry on with the next (or previous) page.
             *filter_values, sort_value, page_number = values
             new_page = int(page_number or 1) + (1 if step > 0 else -1)
@@ -192,7 +197,7 @@ class Screen:
                 return {status: "Last image."}
             new_paths = listed[self.page_paths]
             position = 0 if step > 0 else len(new_paths) - 1
-            return {**listed, **self.inspect(new_paths[position], position), status: ""}
+            return {**listed, **self.inspect_and_prefetch(new_paths, position), status: ""}
 
         return handler
 
