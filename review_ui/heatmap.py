@@ -50,7 +50,9 @@ def _compression(s: np.ndarray) -> float:
 
 
 def _transmission(s: np.ndarray) -> float:
-    return max(_streaks(s), s[_AT["impulses"]] * 50.0, s[_AT["flat_blocks"]] * 4.0)
+    # A damaged stream decodes to bands of wrong colour (luma alone also jumps at every horizon).
+    colour_bands = max(s[_AT["chroma_row_streaks"]], s[_AT["chroma_column_streaks"]])
+    return max(colour_bands, s[_AT["impulses"]] * 50.0, s[_AT["flat_blocks"]] * 4.0)
 
 
 # One reading per defect key of labels.DEFECTS; larger means more evidence of that defect.
