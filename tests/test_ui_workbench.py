@@ -8,6 +8,7 @@ the SQLite index.
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
 import time
 
@@ -205,48 +206,33 @@ def test_captions_show_the_name_and_quality_and_sort_by_capture_time(app, page):
 
 def test_a_new_analysis_appears_within_five_seconds_without_a_click(tmp_path, browser):
     setup = review_setup(tmp_path)
+    # Enough photos for the gallery to scroll: the refresh must keep the reviewer's place.
+    for number in range(36):
+        copy = tmp_path / "watch" / f"more-{number:02d}.jpg"
+        os.link(setup.files["sharp1.jpg"], copy)
+        add_analysed(setup.index, copy, verdict="poor", defect="noise", quality=0.5 + number / 100)
     try:
         with served_app(setup.settings, setup.service, {}) as url:
             context, page = open_page(browser, url)
             page.locator("#gallery button.thumbnail-item").first.click()
             page.wait_for_function("document.querySelector('#details').innerText.includes('blurry1.jpg')")
+            scroller = page.locator("#gallery .grid-wrap")
+            scroller.evaluate("el => { el.scrollTop = 120; }")
+            assert scroller.evaluate("el => el.scrollTop") == 120
             before = captions(page)
             dropped = make_photo(tmp_path / "watch" / "dropped.jpg", kind="blurred", seed=11)
             started = time.monotonic()
             add_analysed(setup.index, dropped, verdict="poor", defect="blur", quality=0.05)  # as the daemon does
-            page.wait_for_function("[...document.querySelectorAll('#gallery .caption-label')]"
-                                   ".some(l => l.innerText.includes('dropped.jpg'))", timeout=5_000)  # fmt: skip
+            page.wait_for_function(
+                "[...document.querySelectorAll('#gallery .caption-label')].some(l => l.innerText.includes('dropped.jpg'))",
+                timeout=5_000,
+            )
             assert time.monotonic() - started < 5.0
             assert captions(page) == ["dropped.jpg", *before]
-            # The reviewer's selection survives the refresh.
+            # The reviewer's selection and place in the gallery survive the refresh.
             assert "blurry1.jpg" in page.locator("#details").inner_text()
+            page.wait_for_timeout(300)
+            assert scroller.evaluate("el => el.scrollTop") == 120
             context.close()
     finally:
         setup.close()
-
-
-def test_compare_panes_zoom_and_pan_together_and_take_a_verdict_each(app, page):
-    setup, _ = app
-    page.locator("#bulk").get_by_text("Bulk review of this page").click()
-    page.locator("#filter-verdict label", has_text="All").click()
-    page.wait_for_function("document.querySelectorAll('#bulk-selection label').length === 7")
-    for name in ("big-blur.jpg", "big-sharp.jpg"):
-        page.locator("#bulk-selection label", has_text=name).click()
-    page.locator("#compare-ticked").click()
-    page.wait_for_selector("#compare-pane-1 .pp-loupe[data-ready]")
-    panes = page.locator("#compare-panes .pp-loupe")
-    assert panes.count() == 2
-    panes.nth(0).click()  # a click zooms every pane to 100 % on the point clicked
-    page.wait_for_function("document.querySelectorAll('#compare-panes .pp-loupe.pp-zoomed').length === 2")
-    box = panes.nth(0).bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] / 2 - 90, box["y"] + box["height"] / 2 - 40, steps=5)
-    page.mouse.up()
-    positions = panes.evaluate_all("ps => ps.map(p => [p.scrollLeft, p.scrollTop])")
-    assert positions[0] == positions[1] and positions[0] != [0, 0], positions  # the same size: the same view
-    page.locator("#compare-good-1").click()
-    page.wait_for_function("document.querySelector('#compare-status').innerText.includes('marked Good')")
-    assert review_row(setup, "big-sharp.jpg") == ("good", None) and review_row(setup, "big-blur.jpg") == (None, None)
-    setup.service.undo(local_reviewer())
-    page.keyboard.press("z")  # back to fit for the other tests' page

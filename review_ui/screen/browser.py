@@ -8,8 +8,6 @@ meant for the next image, not the one leaving), so ``wiring`` tells the page, wi
 from __future__ import annotations
 
 NAVIGATION_DONE_JS = "() => { window.ppNavigationDone && window.ppNavigationDone(); }"
-SAVE_SCROLL_JS = "(...args) => { window.ppSaveGalleryScroll && window.ppSaveGalleryScroll(); return args; }"
-RESTORE_SCROLL_JS = "() => { window.ppRestoreGalleryScroll && window.ppRestoreGalleryScroll(); }"
 TOGGLE_ZOOM_JS = "() => { window.ppLoupe.toggleZoom(); }"
 TOGGLE_HEAT_JS = "() => { window.ppLoupe.toggleHeat(); }"
 
@@ -163,14 +161,6 @@ HEAD = """
   }).observe(document.documentElement, {childList: true, subtree: true, attributes: true, attributeFilter: ["style", "class"]});
   window.addEventListener("resize", () => panes().forEach(layout));
 
-  // -- the gallery keeps its scroll position when a live refresh replaces its thumbnails ----------
-  let galleryScroll = null;
-  const scroller = () => document.querySelector("#gallery .grid-wrap");
-  window.ppSaveGalleryScroll = () => { const el = scroller(); galleryScroll = el ? el.scrollTop : null; };
-  window.ppRestoreGalleryScroll = () => {
-    const el = scroller();
-    if (el && galleryScroll !== null) el.scrollTop = galleryScroll;
-  };
 })();
 </script>
 """

@@ -15,7 +15,7 @@ from pixelperfect_daemon.labels import DEFECT_DISPLAY_NAMES, VERDICT_DISPLAY_NAM
 from .. import queries
 from ..queries import QueryError
 from ..service import ReviewError, ReviewService
-from .browser import NAVIGATION_DONE_JS, RESTORE_SCROLL_JS, SAVE_SCROLL_JS, TOGGLE_HEAT_JS, TOGGLE_ZOOM_JS
+from .browser import NAVIGATION_DONE_JS, TOGGLE_HEAT_JS, TOGGLE_ZOOM_JS
 from .helpers import (
     ALL_FOLDERS,
     build_filter,
@@ -424,10 +424,6 @@ def wire(demo: gr.Blocks, screen: Screen, refresh_seconds: float) -> None:
     if refresh_seconds > 0:
         timer = gr.Timer(refresh_seconds)
         timer.tick(
-            s.live,
-            [s.stamp, s.selected_path, *listing_inputs],
-            [*listing_outputs, i.details],
-            js=SAVE_SCROLL_JS,
-            show_progress="hidden",
-            **PRIVATE,
-        ).then(None, js=RESTORE_SCROLL_JS)
+            s.live, [s.stamp, s.selected_path, *listing_inputs], [*listing_outputs, i.details],
+            show_progress="hidden", **PRIVATE,
+        )  # fmt: skip
