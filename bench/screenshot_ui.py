@@ -164,10 +164,13 @@ def capture(url: str, out_dir: Path, pick_name: str | None) -> None:
         page.keyboard.press("h")
         page.keyboard.press("z")
 
+        # Compare two frames of the made-up burst: the sharp first one and the soft third one.
+        page.locator("#filter-verdict label", has_text="All").click()
         page.locator("#bulk").get_by_text("Bulk review of this page").click()
-        labels = page.locator("#bulk-selection label")
-        labels.nth(index).click()
-        labels.nth(index + 1 if index + 1 < labels.count() else 0).click()
+        page.wait_for_function("[...document.querySelectorAll('#bulk-selection label')].some(l => "
+                               "l.textContent.includes('burst-3.jpg'))")  # fmt: skip
+        for name in ("burst-1.jpg", "burst-3.jpg"):
+            page.locator("#bulk-selection label", has_text=name).click()
         page.locator("#compare-ticked").click()
         page.wait_for_selector("#compare-pane-1 .pp-loupe[data-ready]")
         page.locator("#compare-panes .pp-loupe").first.click()
@@ -175,9 +178,6 @@ def capture(url: str, out_dir: Path, pick_name: str | None) -> None:
         page.locator("#compare-panes").screenshot(path=str(out_dir / "review-ui-compare.png"))
         page.keyboard.press("z")
 
-        page.get_by_role("tab", name="Review").click()
-        page.locator("#filter-verdict label", has_text="All").click()
-        page.wait_for_timeout(1500)
         page.get_by_role("tab", name="Bursts").click()
         page.locator("#find-bursts").click()
         page.wait_for_function("document.querySelector('#burst-status').innerText.includes('found')", timeout=120_000)
