@@ -236,3 +236,30 @@ def test_a_new_analysis_appears_within_five_seconds_without_a_click(tmp_path, br
             context.close()
     finally:
         setup.close()
+
+
+def test_compare_panes_zoom_and_pan_together_and_take_a_verdict_each(app, page):
+    setup, _ = app
+    page.locator("#bulk").get_by_text("Bulk review of this page").click()
+    page.locator("#filter-verdict label", has_text="All").click()
+    page.wait_for_function("document.querySelectorAll('#bulk-selection label').length === 7")
+    for name in ("big-blur.jpg", "big-sharp.jpg"):
+        page.locator("#bulk-selection label", has_text=name).click()
+    page.locator("#compare-ticked").click()
+    page.wait_for_selector("#compare-pane-1 .pp-loupe[data-ready]")
+    panes = page.locator("#compare-panes .pp-loupe")
+    assert panes.count() == 2
+    panes.nth(0).click()  # a click zooms every pane to 100 % on the point clicked
+    page.wait_for_function("document.querySelectorAll('#compare-panes .pp-loupe.pp-zoomed').length === 2")
+    box = panes.nth(0).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 - 90, box["y"] + box["height"] / 2 - 40, steps=5)
+    page.mouse.up()
+    positions = panes.evaluate_all("ps => ps.map(p => [p.scrollLeft, p.scrollTop])")
+    assert positions[0] == positions[1] and positions[0] != [0, 0], positions  # the same size: the same view
+    page.locator("#compare-good-1").click()
+    page.wait_for_function("document.querySelector('#compare-status').innerText.includes('marked Good')")
+    assert review_row(setup, "big-sharp.jpg") == ("good", None) and review_row(setup, "big-blur.jpg") == (None, None)
+    setup.service.undo(local_reviewer())
+    page.keyboard.press("z")  # back to fit for the other tests' page
