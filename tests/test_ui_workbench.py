@@ -23,6 +23,7 @@ from tests.ui_support import CHROMIUM, add_analysed, chromium, make_photo, revie
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
 ]
 TIMEOUT_MS = 20_000

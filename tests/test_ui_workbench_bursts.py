@@ -130,6 +130,7 @@ def test_difference_hash_is_close_for_a_shifted_frame_and_far_for_another_scene(
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed")
 def test_the_burst_view_marks_the_pick_and_one_key_culls_the_burst(app):
     setup, url = app
