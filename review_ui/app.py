@@ -3,7 +3,8 @@
 ``build_ui`` only builds the Blocks (importable and testable without a server); ``launch_options``
 says how it must be served (accounts, the only folders it may serve, the keyboard script) and
 ``launch_ui`` does both. Every reviewer action is also a named API endpoint (``/search``,
-``/override``, ``/override_bulk``, ``/undo``, ``/counts``, ``/heatmap``) for ``gradio_client``. The screen
+``/override``, ``/override_bulk``, ``/undo``, ``/counts``, ``/heatmap``, ``/bursts``, ``/cull_burst``) for
+``gradio_client``. The screen
 itself lives in ``screen/``: its parts, their wiring, the browser script and the pure helpers.
 """
 
