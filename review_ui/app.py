@@ -4,8 +4,8 @@
 says how it must be served (accounts, the only folders it may serve, the keyboard script) and
 ``launch_ui`` does both. Every reviewer action is also a named API endpoint (``/search``,
 ``/override``, ``/override_bulk``, ``/undo``, ``/counts``, ``/heatmap``, ``/bursts``, ``/cull_burst``) for
-``gradio_client``. The screen
-itself lives in ``screen/``: its parts, their wiring, the browser script and the pure helpers.
+``gradio_client``. The screen itself lives in ``screen/``: its parts, their wiring, the browser script
+and the pure helpers.
 """
 
 from __future__ import annotations
