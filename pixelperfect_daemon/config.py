@@ -76,6 +76,8 @@ class UISettings:
     refresh_seconds: float = 3.0
     # Frames at most this many seconds apart (and alike) form a burst in the Bursts view.
     burst_gap_seconds: float = 2.0
+    # Where "Copy / Move rejects" put the Poor photos of the current filter; outside every watch folder.
+    reject_folder: Path = Path("demo/rejects")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 ``build_ui`` only builds the Blocks (importable and testable without a server); ``launch_options``
 says how it must be served (accounts, the only folders it may serve, the keyboard script) and
 ``launch_ui`` does both. Every reviewer action is also a named API endpoint (``/search``,
-``/override``, ``/override_bulk``, ``/undo``, ``/counts``, ``/heatmap``, ``/bursts``, ``/cull_burst``) for
+``/override``, ``/override_bulk``, ``/undo``, ``/counts``, ``/heatmap``, ``/bursts``, ``/cull_burst``,
+``/export_rejects``) for
 ``gradio_client``. The screen itself lives in ``screen/``: its parts, their wiring, the browser script
 and the pure helpers.
 """
@@ -194,7 +195,23 @@ def _register_api(service: ReviewService, page_size: int) -> None:
             raise api_error(error) from None
         return api_table(rows)
 
-    for fn in (search, counts, override, override_bulk, undo, heatmap, bursts, cull_burst):
+    def export_rejects(
+        move: bool = False,
+        defect: str | None = None,
+        reviewed: str | None = None,
+        folder: str | None = None,
+        name: str | None = None,
+    ) -> dict:
+        """Copy (move=false) or move every Poor image matching the filters, with its sidecars, into [ui]
+        reject_folder; a move keeps the index and reviews with the files. Returns {folder, done: [[old, new]],
+        failures}."""
+        try:
+            image_filter = build_filter("poor", defect, None, None, reviewed, folder, None, None, name)
+            return service.export_rejects(image_filter, move=bool(move))
+        except (QueryError, ReviewError, ValueError) as error:
+            raise api_error(error) from None
+
+    for fn in (search, counts, override, override_bulk, undo, heatmap, bursts, cull_burst, export_rejects):
         gr.api(fn, api_name=fn.__name__)
 
 

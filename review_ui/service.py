@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
@@ -34,6 +34,7 @@ from .capture_time import read_capture_time
 from .exif_summary import ExifReader
 from .heatmap import HeatMap, compute_heatmap
 from .queries import ImageFilter, IndexReader, SearchPage
+from .rejects import RejectFolderError, carry, check_reject_folder, target_path
 from .thumbnails import RenderCache
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,43 @@ class ReviewService:
             raise ReviewError("the pick must be one of the burst's frames")
         decisions = [(pick, "good", None, None)] + [(p, "poor", "other", "duplicate") for p in paths if p != pick]
         return self.decide(decisions, reviewer=reviewer)
+
+    def export_rejects(self, image_filter: ImageFilter = ImageFilter(), *, move: bool) -> dict:
+        """Copy (or move) every Poor image the filter matches, with its sidecars, into ``[ui] reject_folder``.
+
+        A move keeps the index consistent: the row (and review) follows the file, the sidecar it was
+        tagged in is recorded, and the daemon, which never watches the reject folder, leaves it alone.
+        Returns {folder, done: [[old, new], ...], failures: [...]}.
+        """
+        watch = [Path(f) for f in self.settings.watch.folders]
+        try:
+            folder = check_reject_folder(self.settings.ui.reject_folder, watch)
+        except RejectFolderError as error:
+            raise ReviewError(str(error)) from None
+        rows = list(queries.iter_matching(self.reader.connection(), replace(image_filter, verdict="poor")))
+        done, failures = [], []
+        with self._write_lock:
+            for row in rows:
+                source = Path(row["path"])
+                if source.is_relative_to(folder):
+                    continue  # moved there already
+                if not source.is_file():
+                    failures.append(f"{source.name}: not found")
+                    continue
+                try:
+                    carried = carry(source, target_path(source, watch, folder), move=move)
+                except OSError as error:
+                    failures.append(f"{source.name}: {error.strerror or error}")
+                    continue
+                if move:
+                    self.index.record_move(source, carried.target)
+                    tagged = row.get("tagged_file")
+                    moved_sidecar = next((new for old, new, _ in carried.sidecars if str(old) == tagged), None)
+                    if moved_sidecar is not None:
+                        self.index.set_tagged_file(carried.target, moved_sidecar)
+                log.info("%s %s to %s", "moved" if move else "copied", source, carried.target)
+                done.append([str(source), str(carried.target)])
+        return {"folder": str(folder), "done": done, "failures": failures}
 
     def export_csv(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> Path:
         """Every image the filter matches (not just the page shown), as CSV under the cache's exports/."""

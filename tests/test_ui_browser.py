@@ -211,3 +211,13 @@ def test_export_the_filtered_list_as_csv(app, page):
     lines = response.text().strip().splitlines()
     assert lines[0].startswith("path,file_name,folder,verdict,defect,quality,reviewed")
     assert [line.split(",")[1] for line in lines[1:]] == ["blurry1.jpg", "blurry2.jpg", "noisy.jpg"]
+
+
+def test_copy_the_rejects_of_the_filter_into_the_reject_folder(app, page):
+    setup, _ = app
+    wait_for_captions(page, ["blurry1.jpg", "blurry2.jpg", "noisy.jpg"])
+    page.locator("#copy-rejects").click()
+    page.wait_for_function("document.querySelector('#rejects-status').innerText.includes('Copied 3 Poor images')")
+    rejects = setup.settings.ui.reject_folder
+    assert sorted(p.name for p in rejects.iterdir()) == ["blurry1.jpg", "blurry2.jpg", "noisy.jpg"]
+    assert all(setup.files[name].is_file() for name in ("blurry1.jpg", "blurry2.jpg", "noisy.jpg"))

@@ -82,3 +82,12 @@ def test_loupe_markup_names_the_derivative_the_focus_and_the_heat_grid(tmp_path)
     assert f'src="{file_url(view.image)}"' in html and "x%20y.jpg" in html
     assert html.count("pp-heat-cell") == 4 and "rgba(255, 40, 0, 0.0)" in html
     assert "<b>" not in html  # the file name is escaped
+
+
+def test_rejects_summary_says_what_was_done_and_what_failed():
+    from review_ui.screen.helpers import rejects_summary
+
+    done = {"folder": "/r", "done": [["/a", "/r/a"]], "failures": []}
+    assert rejects_summary(done, move=True) == "Moved 1 Poor image to `/r`."
+    failed = {"folder": "/r", "done": [], "failures": ["a: not found"] * 4}
+    assert rejects_summary(failed, move=False).endswith("⚠ not done: a: not found; a: not found; a: not found …")

@@ -158,3 +158,12 @@ def burst_label(number: int, burst: dict) -> str:
 
 def frame_caption(summary: dict, pick: str) -> str:
     return ("★ pick · " if summary["path"] == pick else "") + caption(summary)
+
+
+def rejects_summary(result: dict, *, move: bool) -> str:
+    """What a copy or move of the rejects did, in one line (and the first failures)."""
+    verb = "Moved" if move else "Copied"
+    text = f"{verb} {len(result['done'])} Poor image{'' if len(result['done']) == 1 else 's'} to `{result['folder']}`."
+    if result["failures"]:
+        text += f" ⚠ not done: {'; '.join(result['failures'][:3])}" + (" …" if len(result["failures"]) > 3 else "")
+    return text

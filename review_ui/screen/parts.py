@@ -39,6 +39,9 @@ class Filters:
     sort: gr.Dropdown
     export_button: gr.Button
     export_file: gr.File
+    copy_rejects: gr.Button
+    move_rejects: gr.Button
+    rejects_status: gr.Markdown
 
     @property
     def values(self) -> list:
@@ -65,8 +68,12 @@ def build_filters() -> Filters:
     sort = gr.Dropdown(SORT_CHOICES, value="quality_asc", label="Sort", elem_id="sort")
     export_button = gr.Button("Export list as CSV", size="sm", elem_id="export-csv")
     export_file = gr.File(label="CSV", visible=False, elem_id="export-file")
+    with gr.Row():
+        copy_rejects = gr.Button("Copy rejects to folder", size="sm", elem_id="copy-rejects")
+        move_rejects = gr.Button("Move rejects to folder", size="sm", elem_id="move-rejects")
+    rejects_status = gr.Markdown(elem_id="rejects-status")
     return Filters(verdict, defect, counts, quality_min, quality_max, reviewed, folder, date_from, date_to, name,
-                   sort, export_button, export_file)  # fmt: skip
+                   sort, export_button, export_file, copy_rejects, move_rejects, rejects_status)  # fmt: skip
 
 
 @dataclass

@@ -27,6 +27,7 @@ from .helpers import (
     listing_key,
     neighbour,
     pane_caption,
+    rejects_summary,
     reviewer_name,
     scores_for_label,
 )  # fmt: skip
@@ -338,6 +339,16 @@ class Screen:
             raise gr.Error(str(error), print_exception=False) from None
         return gr.update(value=str(target), visible=True)
 
+    def export_rejects(self, move: bool):
+        def handler(*filter_values):
+            try:
+                result = self.service.export_rejects(build_filter(*filter_values), move=move)
+            except (QueryError, ReviewError) as error:
+                return f"⚠ {error}"
+            return rejects_summary(result, move=move)
+
+        return handler
+
     def on_load(self, request: gr.Request):
         folder_choices = [("All folders", ALL_FOLDERS)] + [(f, f) for f in self.service.folders()]
         return {
@@ -406,6 +417,10 @@ def wire(demo: gr.Blocks, screen: Screen, refresh_seconds: float) -> None:
     g.bulk_all.click(lambda paths: gr.update(value=list(paths)), [s.page_paths], [g.bulk], **PRIVATE)
     g.bulk_none.click(lambda: gr.update(value=[]), None, [g.bulk], **PRIVATE)
     f.export_button.click(s.export, [*f.values, f.sort], [f.export_file], **PRIVATE)
+    f.copy_rejects.click(s.export_rejects(move=False), f.values, [f.rejects_status], **PRIVATE)
+    f.move_rejects.click(s.export_rejects(move=True), f.values, [f.rejects_status], **PRIVATE).then(
+        s.refresh, listing_inputs, listing_outputs, **PRIVATE
+    )
     a.analyse_button.click(s.analyse, [a.upload], [a.upload_verdict, a.upload_preview, a.upload_scores], **PRIVATE)
     g.compare.click(s.open_compare, [g.bulk], [*s.compare_outputs, i.status], **PRIVATE)
     for index in range(COMPARE_PANES):
