@@ -1,8 +1,14 @@
-"""Screenshot of the review UI's main screen with real photos, for the README (docs/review-ui.png).
+"""Screenshots of the review UI with real photos, for the README and docs/review-ui.md.
 
 Indexes a mix of real photos from ../shared/data (sharp and defocused pairs, low-light, noisy,
-pristine) into a throw-away index, serves the app on a free loopback port, opens it in headless
-Chromium, selects a blurred photo (so the inspect panel shows its 100 % view) and saves the page.
+pristine) plus a made-up burst (shifted crops of one pristine photo, one of them blurred, with
+fake EXIF capture times, written to a temporary folder) into a throw-away index, serves the app
+on a free loopback port, opens it in headless Chromium and saves:
+
+* ``review-ui.png``: the main screen, a blurred photo selected, its loupe fitted;
+* ``review-ui-loupe-heatmap.png``: the same at 100 % with the heat-map overlay;
+* ``review-ui-compare.png``: two photos side by side at 100 %, panes locked;
+* ``review-ui-bursts.png``: the Bursts view with the suggested pick.
 
 Verdicts come from the trained models when models/ has them; otherwise (``--labels manifest``, or
 automatically while the models are not trained yet) from the data set's own labels in
@@ -10,7 +16,7 @@ manifest.csv, with the model version set to say so and no quality or probabiliti
 
 The photos are only read: nothing in ../shared/data is tagged, copied or changed.
 
-Usage: .venv/bin/python bench/screenshot_ui.py [--out docs/review-ui.png] [--labels auto|model|manifest]
+Usage: .venv/bin/python bench/screenshot_ui.py [--out-dir docs] [--labels auto|model|manifest]
 """
 
 from __future__ import annotations
@@ -106,9 +112,34 @@ def build_index(settings, photos: list[dict], data: Path, analyzer) -> None:
         index.close()
 
 
-def capture(url: str, out: Path, pick_name: str | None) -> None:
+def make_burst(data: Path, folder: Path) -> list[Path]:
+    """Four frames of one pristine photo as a hand-held burst: drifting crops, the third one soft."""
+    from PIL import Image, ImageFilter
+
+    source = sorted((data / "pristine").rglob("*.jpg"))[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = []
+    with Image.open(source) as image:
+        image = image.convert("RGB")
+        width, height = image.size
+        for number in range(4):
+            shift = number * width // 60
+            frame = image.crop((shift, shift // 2, shift + width * 9 // 10, shift // 2 + height * 9 // 10))
+            if number == 2:
+                frame = frame.filter(ImageFilter.GaussianBlur(3))
+            exif = Image.Exif()
+            exif.get_ifd(0x8769)[36867] = "2024:05:01 09:30:00"
+            exif.get_ifd(0x8769)[37521] = str(number * 3)
+            path = folder / f"burst-{number + 1}.jpg"
+            frame.save(path, format="JPEG", quality=92, exif=exif)
+            frames.append(path)
+    return frames
+
+
+def capture(url: str, out_dir: Path, pick_name: str | None) -> None:
     from playwright.sync_api import sync_playwright
 
+    out_dir.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1680, "height": 1450}, device_scale_factor=1)
@@ -121,16 +152,44 @@ def capture(url: str, out: Path, pick_name: str | None) -> None:
             captions = page.locator("#gallery .caption-label").all_inner_texts()
             index = next((i for i, c in enumerate(captions) if c.endswith(f"· {pick_name}")), 0)
         thumbs.nth(index).click()
-        page.wait_for_selector("#preview img")
-        page.wait_for_timeout(800)  # let the preview and crop images finish painting
-        out.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(out), full_page=False)
+        page.wait_for_selector(".pp-loupe[data-ready]")
+        page.wait_for_timeout(800)  # let the loupe's image finish painting
+        page.screenshot(path=str(out_dir / "review-ui.png"), full_page=False)
+
+        page.locator("#details").click()
+        page.keyboard.press("z")
+        page.keyboard.press("h")
+        page.wait_for_timeout(800)
+        page.locator("#loupe").screenshot(path=str(out_dir / "review-ui-loupe-heatmap.png"))
+        page.keyboard.press("h")
+        page.keyboard.press("z")
+
+        # Compare two frames of the made-up burst: the sharp first one and the soft third one.
+        page.locator("#filter-verdict label", has_text="All").click()
+        page.locator("#bulk").get_by_text("Bulk review of this page").click()
+        page.wait_for_function("[...document.querySelectorAll('#bulk-selection label')].some(l => "
+                               "l.textContent.includes('burst-3.jpg'))")  # fmt: skip
+        for name in ("burst-1.jpg", "burst-3.jpg"):
+            page.locator("#bulk-selection label", has_text=name).click()
+        page.locator("#compare-ticked").click()
+        page.wait_for_selector("#compare-pane-1 .pp-loupe[data-ready]")
+        page.locator("#compare-panes .pp-loupe").first.click()
+        page.wait_for_timeout(800)
+        page.locator("#compare-panes").screenshot(path=str(out_dir / "review-ui-compare.png"))
+        page.keyboard.press("z")
+
+        page.get_by_role("tab", name="Bursts").click()
+        page.locator("#find-bursts").click()
+        page.wait_for_function("document.querySelector('#burst-status').innerText.includes('found')", timeout=120_000)
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(out_dir / "review-ui-bursts.png"), full_page=False, clip={"x": 0, "y": 0, "width": 1680,
+                        "height": 760})  # fmt: skip
         browser.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "review-ui.png")
+    parser.add_argument("--out-dir", type=Path, default=REPO / "docs")
     parser.add_argument("--data", type=Path, default=SHARED)
     parser.add_argument("--labels", choices=("auto", "model", "manifest"), default="auto")
     parser.add_argument("--per-set", type=int, default=8)
@@ -147,11 +206,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pixelperfect-screenshot-") as work:
         work = Path(work)
         settings = settings_from_dict(
-            {"watch": {"folders": [str(args.data.resolve())]}, "index": {"database": str(work / "index.sqlite")},
+            {"watch": {"folders": [str(args.data.resolve()), str(work / "bursts")]},
+             "index": {"database": str(work / "index.sqlite")},
              "ui": {"thumbnail_cache": str(work / "thumbnails"), "page_size": 24}},
             base_dir=REPO,
         )  # fmt: skip
         photos = pick_photos(args.data, args.per_set)
+        burst = make_burst(args.data, work / "bursts")
+        photos += [{"file": str(p), "set": "burst", "expected_verdict": "good", "expected_defect": ""} for p in burst]
         labels = {str((args.data / r["file"]).resolve()): r for r in photos}
         analyzer = make_analyzer(settings, args.labels, labels)
         build_index(settings, photos, args.data, analyzer)
@@ -163,12 +225,12 @@ def main() -> None:
         demo, (_app, url, _share) = launch_ui(settings, service, {}, server_port=free_port(), prevent_thread_lock=True)
         try:
             blurred = next((Path(r["file"]).name for r in photos if r["expected_defect"] == "blur"), None)
-            capture(url, args.out, blurred)
+            capture(url, args.out_dir, blurred)
         finally:
             demo.close()
             service.close()
             index.close()
-    print(f"wrote {args.out} ({len(photos)} photos, labels: {analyzer.model_version})")
+    print(f"wrote the screenshots to {args.out_dir} ({len(photos)} photos, labels: {analyzer.model_version})")
 
 
 if __name__ == "__main__":

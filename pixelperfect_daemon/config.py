@@ -90,6 +90,12 @@ class UISettings:
     users: dict[str, str] = field(default_factory=dict)
     thumbnail_cache: Path = Path("demo/thumbnails")
     page_size: int = 48
+    # How often an open review page looks for new analyses and others' reviews; 0 turns it off.
+    refresh_seconds: float = 3.0
+    # Frames at most this many seconds apart (and alike) form a burst in the Bursts view.
+    burst_gap_seconds: float = 2.0
+    # Where "Copy / Move rejects" put the Poor photos of the current filter; outside every watch folder.
+    reject_folder: Path = Path("demo/rejects")
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,8 @@ _MINIMUMS = {
     ("analysis", "poor_threshold"): 0.0,
     ("analysis", "poor_below_quality"): 0.0,
     ("learn", "every_reviews"): 0,
+    ("ui", "refresh_seconds"): 0.0,
+    ("ui", "burst_gap_seconds"): 0.0,
 }
 _MAXIMUMS = {
     ("analysis", "poor_threshold"): 1.0,

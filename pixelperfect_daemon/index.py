@@ -25,7 +25,9 @@ from .result import AnalysisResult
 
 TABLE = "images"
 CLAIMS_TABLE = "claims"
-REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
+REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at", "reviewed_reason")
+# Why a reviewer rejected a frame beyond its defect: a burst's other frames are "duplicate".
+REVIEW_REASONS = ("duplicate",)
 # A copy of the cull-flag memory kept in the file's XMP (cull_flags.py): what PixelPerfect wrote into
 # the user's rating/labels and the user's value before (NULL with written set: the user had none).
 CULL_FLAG_COLUMNS = (*(c for pair in CULL_FLAG_FIELD_COLUMNS.values() for c in pair), USER_OWNED_COLUMN)
@@ -132,6 +134,12 @@ MIGRATIONS = [
     # What `pixelperfect learn` learns from (adaptation.LEARN_INPUTS as float32), so reviewed files
     # need not be decoded again; NULL for rows analysed before this column existed.
     AddColumn(TABLE, "learn_inputs", bytes),
+    # EXIF DateTimeOriginal (+ sub-seconds) as ISO text, "" when the file has none, NULL until read:
+    # sorting and burst grouping use it.
+    AddColumn(TABLE, "captured_at", str, indexed=True),
+    # One of REVIEW_REASONS beside the reviewer's defect (NULL: the defect says it all).
+    AddColumn(TABLE, "reviewed_reason", str),
+    CreateIndex(TABLE, "reviewed_at"),  # keeps the UI's change stamp cheap
 ]
 
 
@@ -400,6 +408,7 @@ class ImageIndex:
                 "retry_after": retry_after if failed else None,
                 "retries": retries if failed else None,
                 "learn_inputs": None if result.learn_inputs is None else pack(result.learn_inputs),
+                "captured_at": None,  # new content: its capture time is read again
             },
         )
 
@@ -508,6 +517,17 @@ class ImageIndex:
             (verdict, defect, model_version, normalise_path(path)),
         )])
 
+    def paths_without_capture_time(self, limit: int) -> list[str]:
+        rows = self._query(f"SELECT path FROM {TABLE} WHERE captured_at IS NULL LIMIT ?", [limit])
+        return [r["path"] for r in rows]
+
+    def record_capture_times(self, captured: dict[str, str]) -> None:
+        """``captured`` maps a path to its ISO capture time, or "" when the file records none."""
+        self._write([
+            (f"UPDATE {TABLE} SET captured_at = ? WHERE path = ?", (value, normalise_path(path)))
+            for path, value in captured.items()
+        ])
+
     # -- the reviewer's columns -------------------------------------------------------------
 
     def _set_review(self, path: Path, values: dict) -> dict:
@@ -521,14 +541,17 @@ class ImageIndex:
         return self.get(key)
 
     def record_review(
-        self, path: Path, *, verdict: str, defect: str | None, reviewed_by: str, reviewed_at: str
-    ) -> dict:
+        self, path: Path, *, verdict: str, defect: str | None, reviewed_by: str, reviewed_at: str,
+        reason: str | None = None,
+    ) -> dict:  # fmt: skip
         if verdict not in ("good", "poor"):
             raise ImageIndexError(f"a review verdict must be good or poor, got {verdict!r}")
         if verdict == "good" and defect is not None:
             raise ImageIndexError("a good review verdict carries no defect")
         if defect is not None and defect not in DEFECTS:
             raise ImageIndexError(f"unknown defect {defect!r}; expected one of {', '.join(DEFECTS)}")
+        if reason is not None and (verdict != "poor" or reason not in REVIEW_REASONS):
+            raise ImageIndexError(f"a review reason must be one of {', '.join(REVIEW_REASONS)}, for Poor only")
         return self._set_review(
             path,
             {
@@ -536,6 +559,7 @@ class ImageIndex:
                 "reviewed_defect": defect,
                 "reviewed_by": reviewed_by,
                 "reviewed_at": reviewed_at,
+                "reviewed_reason": reason,
             },
         )
 

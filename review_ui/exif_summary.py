@@ -99,7 +99,7 @@ class ExifReader:
         self._helper = None
         self._paths = ExifToolPaths()  # a file name never becomes an ExifTool argument
 
-    def _read_tags(self, path: Path) -> dict:
+    def _read_tags(self, path: Path, names: tuple[str, ...] = EXIF_TAGS) -> dict:
         import exiftool  # pyexiftool
 
         from pixelperfect_daemon.metadata import run_exiftool
@@ -109,7 +109,7 @@ class ExifReader:
             run_exiftool(self._helper, MetadataSettings().exiftool_memory_mb * 1024 * 1024)
         with self._paths.arguments(path) as (file_argument,):
             # Bytes: ExifTool's messages quote the file name, which need not be UTF-8.
-            output = self._helper.execute("-j", *(f"-{tag}" for tag in EXIF_TAGS), file_argument, raw_bytes=True)
+            output = self._helper.execute("-j", *(f"-{tag}" for tag in names), file_argument, raw_bytes=True)
         tags = json.loads(output.decode("utf-8", "replace") or "[]")
         return tags[0] if tags else {}
 
@@ -120,6 +120,11 @@ class ExifReader:
             log.warning("cannot read EXIF of %s: %s", path, error)
             tags = {}
         return summarize_exif(tags)
+
+    def read_tags(self, path: Path, names: tuple[str, ...]) -> dict:
+        """The raw values of ``names`` (without group prefixes); raises when ExifTool fails."""
+        tags = self._thread.submit(self._read_tags, Path(path), tuple(names)).result()
+        return {key.rsplit(":", 1)[-1]: value for key, value in tags.items()}
 
     def _stop(self) -> None:
         helper, self._helper = self._helper, None

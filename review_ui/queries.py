@@ -36,6 +36,9 @@ SORT_ORDERS = {
     "date_desc": "analyzed_at DESC, rowid DESC",
     "date_asc": "analyzed_at ASC, rowid ASC",
     "name": "file_name ASC, rowid ASC",
+    # Photos without a recorded capture time ("" or not read yet) come last either way.
+    "capture_asc": "COALESCE(NULLIF(captured_at, ''), '9999') ASC, rowid ASC",
+    "capture_desc": "COALESCE(NULLIF(captured_at, ''), '0000') DESC, rowid DESC",
 }
 DEFAULT_SORT = "quality_asc"
 
@@ -182,6 +185,8 @@ def row_to_summary(row: dict) -> dict:
         "analyzed_at": row.get("analyzed_at"),
         "error": row.get("error"),
         "status": row.get("status"),
+        "captured_at": row.get("captured_at") or None,
+        "reason": row.get("reviewed_reason") if reviewed else None,
     }
 
 
@@ -256,6 +261,29 @@ def verdict_counts(conn, image_filter: ImageFilter = ImageFilter()) -> dict[str,
     ):
         counts[verdict] = count
     return counts
+
+
+def iter_captured(conn, image_filter: ImageFilter, *, limit: int):
+    """Matching rows that have a capture time, oldest first (for burst grouping)."""
+    where, params = where_clause(image_filter)
+    cursor = conn.execute(
+        f"SELECT {', '.join(ROW_COLUMNS)} FROM images WHERE {where} AND captured_at IS NOT NULL "
+        "AND captured_at <> '' ORDER BY captured_at ASC LIMIT ?",
+        [*params, limit],
+    )
+    for row in cursor:
+        yield dict(row)
+
+
+def change_stamp(conn) -> tuple:
+    """Changes whenever an image is added, re-analysed, removed, reviewed or un-reviewed.
+
+    Each part is answered from an index (no table scan), so the UI can poll it every few seconds.
+    """
+    row = conn.execute(
+        "SELECT COUNT(*), MAX(analyzed_at), MAX(reviewed_at), COUNT(reviewed_verdict) FROM images"
+    ).fetchone()
+    return tuple(row)
 
 
 def folders(conn, limit: int = 500) -> list[str]:

@@ -19,23 +19,30 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pixelperfect_daemon.config import Settings
-from pixelperfect_daemon.labels import DEFECTS
+from PIL import Image
+
 from pixelperfect_daemon.common import sha256_of, text_to_path, utc_now
+from pixelperfect_daemon.config import Settings
+from pixelperfect_daemon.index import REVIEW_COLUMNS
+from pixelperfect_daemon.labels import DEFECTS
 
 from . import queries
+from .bursts import Burst, Frame, difference_hash, group_bursts
+from .capture_time import read_capture_time
 from .exif_summary import ExifReader
+from .heatmap import HeatMap, compute_heatmap
 from .queries import ImageFilter, IndexReader, SearchPage
+from .rejects import RejectFolderError, carry, check_reject_folder, target_path
 from .thumbnails import RenderCache
 
 log = logging.getLogger(__name__)
 
 UNDO_DEPTH = 50
-REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at")
-CROP_FOR_DEFECT = {"blur": "sharpest", "noise": "flattest"}
+# Burst grouping looks at this many images of a filter at most, oldest first.
+MAX_BURST_IMAGES = 5000
 CSV_COLUMNS = (
     "path", "file_name", "folder", "verdict", "defect", "quality", "reviewed",
     "model_verdict", "model_defect", "reviewed_by", "reviewed_at", "analyzed_at", "error",
@@ -67,10 +74,19 @@ class Inspection:
     defect_scores: dict[str, float] | None
     model_version: str | None
     size: tuple[int, int] | None
-    preview: Path
-    crop: Path | None
-    crop_kind: str | None  # "sharpest" | "flattest"
     exif: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class LoupeView:
+    """What the loupe shows: a full-resolution derivative, where to centre it, and the heat-map."""
+
+    path: str
+    image: Path  # the derivative under the render cache, never the original
+    size: tuple[int, int]  # of ``image``
+    focus: tuple[float, float]  # (x, y) as fractions of the width and height
+    defect: str | None  # whose evidence the focus and the heat-map show
+    heatmap: HeatMap | None
 
 
 @dataclass
@@ -116,6 +132,9 @@ class ReviewService:
         # worker threads come and go: all tagging runs on this one long-lived thread.
         self._tagging = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-tagging")
         self._undo: dict[str, deque[_Action]] = {}
+        self._hashes: dict[Path, int] = {}  # perceptual hash by thumbnail (named by the file's identity)
+        # Renders the loupe of the image a reviewer will probably open next, while they look at this one.
+        self._prefetching = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loupe-prefetch")
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -164,17 +183,124 @@ class ReviewService:
         row = self.row(path)
         summary = queries.row_to_summary(row)
         original = self.original(row["path"])
-        crop_kind = CROP_FOR_DEFECT.get(summary["defect"] or "") if original is not None else None
         return Inspection(
             summary=summary,
             defect_scores=queries.decode_defect_scores(row),
             model_version=row.get("model_version"),
             size=(row["width"], row["height"]) if row.get("width") and row.get("height") else None,
-            preview=self.renders.preview(original) if original is not None else self.renders.placeholder("not shown"),
-            crop=self.renders.detail_crop(original, crop_kind) if crop_kind else None,
-            crop_kind=crop_kind,
             exif=self.exif.read(original) if original is not None and original.exists() else {},
         )
+
+    def heatmap(self, path: str) -> HeatMap | None:
+        """Per-tile evidence of every defect (computed on first request, then cached); None when unreadable."""
+        return self._loupe_renders(path)[1]
+
+    def _loupe_renders(self, path: str) -> tuple[Path, HeatMap | None]:
+        original = self.original(self.row(path)["path"])
+        if original is None:  # turned into a link since: never rendered
+            return self.renders.placeholder("not shown"), None
+        image, data = self.renders.loupe_renders(original, lambda pixels: compute_heatmap(pixels).to_dict())
+        return image, None if data is None else HeatMap.from_dict(data)
+
+    def loupe(self, path: str) -> LoupeView:
+        """The loupe of an indexed image, centred on the hottest tile of the defect it is flagged for."""
+        summary = queries.row_to_summary(self.row(path))
+        image, heat = self._loupe_renders(path)
+        with Image.open(image) as opened:
+            size = opened.size
+        defect = summary["defect"] or summary["model_defect"]
+        focus = heat.hottest_centre(defect) if heat and defect else (0.5, 0.5)
+        return LoupeView(summary["path"], image, size, focus, defect, heat)
+
+    def prefetch_loupe(self, path: str | None) -> None:
+        """Render ``path``'s loupe in the background (cached for when it is opened); None does nothing."""
+        if path:
+            self._prefetching.submit(self._prefetch, path)
+
+    def _prefetch(self, path: str) -> None:
+        try:
+            self._loupe_renders(path)
+        except Exception as error:  # a prefetch only warms the cache; opening the image reports errors
+            log.debug("prefetching the loupe of %s: %s", path, error)
+
+    def change_stamp(self) -> tuple:
+        """Cheap to ask every few seconds; differs after any analysis or review by anyone."""
+        return queries.change_stamp(self.reader.connection())
+
+    def fill_capture_times(self, limit: int = 200) -> int:
+        """Read the capture time of up to ``limit`` images that lack one; returns how many were read."""
+        paths = self.index.paths_without_capture_time(limit)
+        if not paths:
+            return 0
+        originals = {p: self.original(p) for p in paths}
+        captured = {p: read_capture_time(o, self.exif) if o is not None and o.exists() else "" for p, o in originals.items()}
+        with self._write_lock:
+            self.index.record_capture_times(captured)
+        return len(captured)
+
+    def _phash(self, path: Path) -> int:
+        thumbnail = self.renders.thumbnail(path)
+        if thumbnail not in self._hashes:
+            with Image.open(thumbnail) as image:
+                self._hashes[thumbnail] = difference_hash(image)
+        return self._hashes[thumbnail]
+
+    def bursts(self, image_filter: ImageFilter = ImageFilter(), *, gap_seconds: float | None = None) -> list[Burst]:
+        """The filter's images taken in bursts (capture time within the gap, and alike), oldest first."""
+        gap = self.settings.ui.burst_gap_seconds if gap_seconds is None else float(gap_seconds)
+        while self.fill_capture_times(500):  # grouping needs every capture time
+            pass
+        frames = []
+        for row in queries.iter_captured(self.reader.connection(), image_filter, limit=MAX_BURST_IMAGES):
+            original = self.original(row["path"])
+            if original is not None and original.exists():
+                frames.append(Frame(row["path"], dt.datetime.fromisoformat(row["captured_at"]), self._phash(original),
+                                    row.get("quality")))  # fmt: skip
+        return group_bursts(frames, gap)
+
+    def cull_burst(self, paths: list[str], pick: str, *, reviewer: str) -> list[dict]:
+        """Keep ``pick`` (Good) and reject the other frames as Poor, defect Other, reason "duplicate"; one undo step."""
+        if pick not in paths:
+            raise ReviewError("the pick must be one of the burst's frames")
+        decisions = [(pick, "good", None, None)] + [(p, "poor", "other", "duplicate") for p in paths if p != pick]
+        return self.decide(decisions, reviewer=reviewer)
+
+    def export_rejects(self, image_filter: ImageFilter = ImageFilter(), *, move: bool) -> dict:
+        """Copy (or move) every Poor image the filter matches, with its sidecars, into ``[ui] reject_folder``.
+
+        A move keeps the index consistent: the row (and review) follows the file, the sidecar it was
+        tagged in is recorded, and the daemon, which never watches the reject folder, leaves it alone.
+        Returns {folder, done: [[old, new], ...], failures: [...]}.
+        """
+        watch = [Path(f) for f in self.settings.watch.folders]
+        try:
+            folder = check_reject_folder(self.settings.ui.reject_folder, watch)
+        except RejectFolderError as error:
+            raise ReviewError(str(error)) from None
+        rows = list(queries.iter_matching(self.reader.connection(), replace(image_filter, verdict="poor")))
+        done, failures = [], []
+        with self._write_lock:
+            for row in rows:
+                source = text_to_path(row["path"])
+                if source.is_relative_to(folder):
+                    continue  # moved there already
+                if self.original(row["path"]) is None or not source.is_file():  # a link is never carried
+                    failures.append(f"{source.name}: not found or not a regular file in a watch folder")
+                    continue
+                try:
+                    carried = carry(source, target_path(source, watch, folder), move=move)
+                except OSError as error:
+                    failures.append(f"{source.name}: {error.strerror or error}")
+                    continue
+                if move:
+                    self.index.record_move(source, carried.target)
+                    tagged = row.get("tagged_file")
+                    moved_sidecar = next((new for old, new, _ in carried.sidecars if str(old) == tagged), None)
+                    if moved_sidecar is not None:
+                        self.index.set_tagged_file(carried.target, moved_sidecar)
+                log.info("%s %s to %s", "moved" if move else "copied", source, carried.target)
+                done.append([str(source), str(carried.target)])
+        return {"folder": str(folder), "done": done, "failures": failures}
 
     def export_csv(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> Path:
         """Every image the filter matches (not just the page shown), as CSV under the cache's exports/."""
@@ -214,25 +340,33 @@ class ReviewService:
 
     def override(self, paths: list[str], *, verdict: str, defect: str | None, reviewer: str) -> list[dict]:
         """Record one reviewer decision for ``paths``; one undoable action. Returns the updated rows."""
-        if not paths:
+        return self.decide([(path, verdict, defect, None) for path in dict.fromkeys(paths or [])], reviewer=reviewer)
+
+    def decide(self, decisions: list[tuple[str, str, str | None, str | None]], *, reviewer: str) -> list[dict]:
+        """Record (path, verdict, defect, reason) decisions as one undoable action; returns the updated rows.
+
+        ``reason`` is stored beside the defect in the index (e.g. "duplicate" for a burst's rejected
+        frames); the defect stays one of the seven, so tags and the JSON contract do not change.
+        """
+        if not decisions:
             raise ReviewError("no image selected")
-        rows = [self.row(p) for p in dict.fromkeys(paths)]
+        rows = [self.row(path) for path, *_ in decisions]
         for row in rows:
             if row.get("status") == "error" or row.get("verdict") is None:
                 raise ReviewError(
                     f"{Path(row['path']).name} could not be analysed ({row.get('error') or 'error'}); "
                     "only analysed images can be reviewed"
                 )
-        decisions = [(row, self._check_decision(verdict, defect, row)) for row in rows]
-        action = _Action(verdict=verdict)
+        checked = [(row, verdict, self._check_decision(verdict, defect, row), reason)
+                   for row, (_, verdict, defect, reason) in zip(rows, decisions)]  # fmt: skip
+        action = _Action(verdict=decisions[0][1])
         updated, failures = [], []
         with self._write_lock:
-            for row, row_defect in decisions:
+            for row, verdict, row_defect, reason in checked:
                 reviewed_at = self._clock()
                 previous = {column: row.get(column) for column in REVIEW_COLUMNS}
-                self.index.record_review(
-                    text_to_path(row["path"]), verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at
-                )
+                self.index.record_review(text_to_path(row["path"]), verdict=verdict, defect=row_defect, reviewed_by=reviewer,
+                                         reviewed_at=reviewed_at, reason=reason)  # fmt: skip
                 try:
                     self._tag(row, verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at)
                 except Exception as error:  # MetadataError; the index must not claim what the file lacks
@@ -240,7 +374,9 @@ class ReviewService:
                     log.warning("review of %s not saved: %s", row["path"], error)
                     failures.append(f"{Path(row['path']).name}: {error}")
                     continue
-                log.info("%s reviewed %s as %s%s", reviewer, row["path"], verdict, f" ({row_defect})" if row_defect else "")
+                log.info(
+                    "%s reviewed %s as %s%s", reviewer, row["path"], verdict, f" ({row_defect})" if row_defect else ""
+                )
                 action.entries.append(_UndoEntry(row["path"], previous, row))
                 updated.append(queries.row_to_summary(self.row(row["path"])))
             if action.entries:
@@ -330,6 +466,7 @@ class ReviewService:
     def close(self) -> None:
         """Stop the helper threads; the metadata writer's ExifTool process, which lives on the
         tagging thread, is closed with it (the writer restarts one if used again)."""
+        self._prefetching.shutdown(cancel_futures=True)
         self.exif.close()
         self._tagging.submit(self.metadata.close).result()
         self._tagging.shutdown()

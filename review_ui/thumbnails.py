@@ -1,4 +1,4 @@
-"""The on-disk cache of everything the browser is shown: grid thumbnails, large previews, 100 % crops.
+"""The on-disk cache of everything the browser is shown: grid thumbnails, previews, the loupe's full views, heat-maps.
 
 The browser never receives an original: a 24-megapixel file (or a RAW it cannot display) is
 decoded once at reduced size (``load_image(min_side=...)``, DCT scaling for JPEG) and the small
@@ -9,23 +9,22 @@ mtime of the original, so an edited file gets a fresh thumbnail and a stale one 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
-
-from .regions import crop_region, flattest_region, sharpest_region
 
 log = logging.getLogger(__name__)
 
 THUMBNAIL_LONG_SIDE = 320
 PREVIEW_LONG_SIDE = 1600
-CROP_SIZE = 512
-CROP_KINDS = {"sharpest": sharpest_region, "flattest": flattest_region}
 
 
 def _default_decode(path: Path, *, max_pixels: int, min_side: int | None):
@@ -59,7 +58,7 @@ def _placeholder(text: str, size: int) -> Image.Image:
 
 
 class RenderCache:
-    """Thumbnails, previews and 100 % crops of originals, generated once, kept under ``cache_dir``."""
+    """Thumbnails, previews and full views of originals, generated once, kept under ``cache_dir``."""
 
     def __init__(
         self,
@@ -69,14 +68,12 @@ class RenderCache:
         decode: Callable | None = None,
         thumbnail_long_side: int = THUMBNAIL_LONG_SIDE,
         preview_long_side: int = PREVIEW_LONG_SIDE,
-        crop_size: int = CROP_SIZE,
     ):
         self.cache_dir = Path(cache_dir).resolve()
         self.max_pixels = max_pixels
         self._decode = decode or _default_decode
         self.thumbnail_long_side = thumbnail_long_side
         self.preview_long_side = preview_long_side
-        self.crop_size = crop_size
 
     def _entry(self, path: Path, kind: str, suffix: str) -> Path | None:
         try:
@@ -140,15 +137,55 @@ class RenderCache:
             quality=90,
         )
 
-    def detail_crop(self, path: Path, kind: str) -> Path:
-        """A lossless crop at 100 % (full resolution) of the sharpest or flattest region."""
-        if kind not in CROP_KINDS:
-            raise ValueError(f"unknown crop kind {kind!r}; expected one of {', '.join(CROP_KINDS)}")
+    def full_view(self, path: Path) -> Path:
+        """The whole image at full resolution (a RAW: its embedded preview) for the loupe's 100 % view.
 
-        def make(p: Path) -> Image.Image:
-            pixels = self._decode(p, max_pixels=self.max_pixels, min_side=None).pixels
-            region = CROP_KINDS[kind](pixels, self.crop_size)
-            return Image.fromarray(crop_region(pixels, region))
+        JPEG at high quality without chroma subsampling: a faithful copy at a fraction of a PNG's
+        encoding time, and with none of the original's metadata.
+        """
+        return self.loupe_renders(path, None)[0]
 
-        # PNG: a lossy crop would add the very artifacts the reviewer is judging.
-        return self._render(path, f"crop-{kind}{self.crop_size}", ".png", make, format="PNG", compress_level=1)
+    def _write_json(self, data: dict, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(data, file)
+        os.replace(temp_name, target)
+
+    def loupe_renders(self, path: Path, compute: Callable | None) -> tuple[Path, dict | None]:
+        """The full view and ``compute(pixels)`` of a preview-sized copy (the heat-map), from one decode.
+
+        Either is read from the cache when there; a cold image is decoded once, and the heat-map is
+        computed while the full view is encoded.
+        """
+        full = self._entry(path, "full", ".jpg")
+        heat = self._entry(path, "heatmap", ".json")
+        if full is None or heat is None:
+            return self.placeholder("missing"), None
+        heat_data = json.loads(heat.read_text(encoding="utf-8")) if heat.exists() else None
+        if full.exists() and (heat_data is not None or compute is None):
+            return full, heat_data
+        try:
+            image = self._decode(Path(path), max_pixels=self.max_pixels, min_side=None).image
+        except Exception as error:  # the loader's ImageLoadError and anything Pillow/OpenCV raise
+            log.warning("cannot render the full view of %s: %s", path, error)
+            return self.placeholder("unreadable"), None
+        with ThreadPoolExecutor(max_workers=1) as encoder:
+            written = None if full.exists() else encoder.submit(
+                _write_atomically, image, full, format="JPEG", quality=95, subsampling=0
+            )  # fmt: skip
+            if heat_data is None and compute is not None:
+                try:
+                    heat_data = compute(_preview_pixels(image, self.preview_long_side))
+                    self._write_json(heat_data, heat)
+                except Exception as error:
+                    log.warning("cannot compute the heat-map of %s: %s", path, error)
+            if written is not None:
+                written.result()
+        return full, heat_data
+
+
+def _preview_pixels(image: Image.Image, long_side: int) -> np.ndarray:
+    """``image`` box-reduced by a whole factor to about ``long_side`` (no longer than 1.5 times it), as RGB pixels."""
+    factor = max(1, math.ceil(max(image.size) / (long_side * 1.5)))
+    return np.asarray(image.reduce(factor) if factor > 1 else image)

@@ -136,7 +136,7 @@ def test_clear_review_restores_the_previous_review_or_nulls(index, tmp_path):
     restored = index.clear_review(path, previous=first)
     assert (restored["reviewed_verdict"], restored["reviewed_defect"], restored["reviewed_by"]) == ("poor", "noise", "ann")
     cleared = index.clear_review(path)
-    assert [cleared[c] for c in index_module.REVIEW_COLUMNS] == [None, None, None, None]
+    assert all(cleared[c] is None for c in index_module.REVIEW_COLUMNS)
     assert cleared["verdict"] == "poor"
 
 

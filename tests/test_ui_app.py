@@ -65,7 +65,7 @@ def test_counts_markdown_lists_every_defect():
 def test_details_show_review_model_verdict_and_exif(tmp_path):
     inspection = Inspection(
         summary=summary(verdict="good", defect=None, reviewed=True, reviewed_by="ann", reviewed_at="2024-06-01"),
-        defect_scores=None, model_version="m-7", size=(6000, 4000), preview=tmp_path, crop=None, crop_kind=None,
+        defect_scores=None, model_version="m-7", size=(6000, 4000),
         exif={"camera": "Canon EOS R5", "iso": "ISO 100", "shutter": "1/250 s", "aperture": "f/8", "lens": None},
     )  # fmt: skip
     text = details_markdown(inspection)
@@ -77,7 +77,7 @@ def test_details_say_when_the_tags_could_not_be_written(tmp_path):
     inspection = Inspection(
         summary=summary(verdict="error", defect="blur", model_verdict="poor", model_defect="blur", status="tag_error",
                         error="write metadata: cannot tag /p/a.jpg: Error: disk full"),
-        defect_scores=None, model_version="m-7", size=None, preview=tmp_path, crop=None, crop_kind=None, exif={},
+        defect_scores=None, model_version="m-7", size=None, exif={},
     )  # fmt: skip
     text = details_markdown(inspection)
     assert "**Error: tags not written** · model said Poor (Blur)" in text
@@ -88,7 +88,7 @@ def test_api_rows_are_lists_so_gradio_client_does_not_take_them_for_files():
     table = api_table([summary()])
     assert table["columns"][:5] == ["path", "verdict", "defect", "quality", "reviewed"]
     assert table["rows"] == [["/p/a.jpg", "poor", "blur", 0.123, False, "a.jpg", "/p", "poor", "blur", None, None,
-                              "2024-05-01T10:00:00+00:00", None]]  # fmt: skip
+                              "2024-05-01T10:00:00+00:00", None, None, None]]  # fmt: skip
 
 
 def test_reviewer_is_the_logged_in_user_else_the_local_account():
@@ -104,7 +104,7 @@ def test_build_ui_is_importable_without_launching(tmp_path):
     try:
         demo = build_ui(setup.settings, setup.service)
         endpoints = {d["api_name"] for d in demo.config["dependencies"] if d.get("api_visibility") == "public"}
-        assert endpoints == {"search", "counts", "override", "override_bulk", "undo"}
+        assert endpoints == {"search", "counts", "override", "override_bulk", "undo", "heatmap", "bursts", "cull_burst", "export_rejects"}
         assert not demo.is_running
     finally:
         setup.close()

@@ -10,11 +10,12 @@ import json
 import re
 import sqlite3
 import subprocess
+from urllib.parse import unquote
 
 import pytest
 
 from review_ui.auth import load_credentials
-from tests.ui_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, review_setup, served_app, password_spec
+from tests.ui_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, chromium, password_spec, review_setup, served_app
 
 pytestmark = [
     pytest.mark.browser,
@@ -33,12 +34,8 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -103,12 +100,13 @@ def test_log_in_filter_poor_blur_open_override_to_good_and_undo(app, page):
     sources = page.locator("#gallery img").evaluate_all("images => images.map(i => i.src)")
     assert all(str(setup.settings.ui.thumbnail_cache) in s for s in sources)
 
-    # Open the first image: details, probabilities and the 100 % view of its sharpest region.
+    # Open the first image: details, probabilities and the loupe.
     page.locator("#gallery button.thumbnail-item").first.click()
     page.wait_for_function("document.querySelector('#details').innerText.includes('blurry1.jpg')")
     assert "Poor — Blur" in page.locator("#details").inner_text()
-    page.wait_for_selector("#crop img")
-    assert "sharpest region" in page.locator("#crop").inner_text()
+    # The loupe shows a full-resolution derivative from the render cache, never the original.
+    loupe_source = page.locator("#loupe img.pp-loupe-image").get_attribute("src")
+    assert str(setup.settings.ui.thumbnail_cache) in unquote(loupe_source)
     assert "Blur" in page.locator("#scores").inner_text()
 
     # Override to Good with the keyboard shortcut.
@@ -213,3 +211,13 @@ def test_export_the_filtered_list_as_csv(app, page):
     lines = response.text().strip().splitlines()
     assert lines[0].startswith("path,file_name,folder,verdict,defect,quality,reviewed")
     assert [line.split(",")[1] for line in lines[1:]] == ["blurry1.jpg", "blurry2.jpg", "noisy.jpg"]
+
+
+def test_copy_the_rejects_of_the_filter_into_the_reject_folder(app, page):
+    setup, _ = app
+    wait_for_captions(page, ["blurry1.jpg", "blurry2.jpg", "noisy.jpg"])
+    page.locator("#copy-rejects").click()
+    page.wait_for_function("document.querySelector('#rejects-status').innerText.includes('Copied 3 Poor images')")
+    rejects = setup.settings.ui.reject_folder
+    assert sorted(p.name for p in rejects.iterdir()) == ["blurry1.jpg", "blurry2.jpg", "noisy.jpg"]
+    assert all(setup.files[name].is_file() for name in ("blurry1.jpg", "blurry2.jpg", "noisy.jpg"))

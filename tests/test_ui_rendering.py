@@ -1,4 +1,4 @@
-"""What the browser is shown: cached thumbnails/previews, the 100 % crop regions, the EXIF summary."""
+"""What the browser is shown: cached thumbnails, previews and full views, the EXIF summary."""
 
 from __future__ import annotations
 
@@ -10,49 +10,8 @@ import pytest
 from PIL import Image
 
 from review_ui.exif_summary import ExifReader, format_aperture, format_shutter, summarize_exif
-from review_ui.regions import crop_region, flattest_region, sharpest_region
 from review_ui.thumbnails import RenderCache
 from tests.fixtures_images import make_jpeg, make_raw_like
-
-# -- regions --------------------------------------------------------------------------------
-
-
-def _soft_image_with_sharp_patch(patch_at: tuple[int, int], size=(600, 800)) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    height, width = size
-    image = np.full((height, width, 3), 128, np.uint8)
-    image += rng.integers(0, 3, image.shape, dtype=np.uint8)  # a little texture everywhere
-    top, left = patch_at
-    checker = ((np.add.outer(np.arange(100), np.arange(100)) // 4) % 2 * 200 + 20).astype(np.uint8)
-    image[top : top + 100, left : left + 100] = checker[..., None]
-    return image
-
-
-@pytest.mark.parametrize("patch_at", [(20, 30), (450, 650), (250, 350)])
-def test_sharpest_region_contains_the_in_focus_detail(patch_at):
-    image = _soft_image_with_sharp_patch(patch_at)
-    left, top, width, height = sharpest_region(image, crop=200)
-    assert (width, height) == (200, 200)
-    assert left <= patch_at[1] and patch_at[1] + 100 <= left + width
-    assert top <= patch_at[0] and patch_at[0] + 100 <= top + height
-
-
-def test_flattest_region_avoids_texture_and_clipped_areas():
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 256, (400, 600, 3), dtype=np.uint8)  # busy texture everywhere ...
-    image[:, :150] = 255  # ... a blown-out strip (no noise visible there) ...
-    image[250:400, 400:600] = 120  # ... and one flat mid-grey wall, bottom right
-    left, top, width, height = flattest_region(image, crop=128)
-    assert left >= 400 and top >= 250 and left + width <= 600 and top + height <= 400
-
-
-def test_regions_fit_images_smaller_than_the_crop():
-    image = np.zeros((90, 300, 3), np.uint8)
-    for find in (sharpest_region, flattest_region):
-        region = find(image, crop=512)
-        assert region[2:] == (300, 90)
-        assert crop_region(image, region).shape == (90, 300, 3)
-
 
 # -- the render cache -----------------------------------------------------------------------
 
@@ -104,35 +63,33 @@ def test_unreadable_and_missing_files_get_placeholders_not_errors(tmp_path):
     cache = RenderCache(tmp_path / "cache")
     assert cache.thumbnail(text).name == "unreadable.jpg"
     assert cache.thumbnail(tmp_path / "gone.jpg").name == "missing.jpg"
-    assert cache.detail_crop(text, "sharpest").name == "unreadable.jpg"
+    assert cache.full_view(text).name == "unreadable.jpg"
     with Image.open(cache.thumbnail(text)) as image:
         image.verify()
 
 
-def test_previews_and_crops(tmp_path):
+def test_previews_and_full_views(tmp_path):
     original = make_jpeg(tmp_path / "big.jpg", size=(2400, 1600))
     cache = RenderCache(tmp_path / "cache")
     with Image.open(cache.preview(original)) as preview:
         assert max(preview.size) == 1600
-    crop = cache.detail_crop(original, "sharpest")
-    with Image.open(crop) as image:
-        assert image.size == (512, 512) and image.format == "PNG"  # lossless, at 100 %
-        crop_pixels = np.asarray(image)
-    # The crop is the original's own pixels, not a resampled view.
+    full = cache.full_view(original)
+    assert full.is_relative_to(cache.cache_dir)
+    with Image.open(full) as image:
+        assert image.size == (2400, 1600) and image.format == "JPEG" and "exif" not in image.info
+        shown = np.asarray(image, dtype=np.int16)
+    # Every pixel of the original, re-encoded without chroma subsampling: close to the decode.
     from pixelperfect_daemon.loading import load_image
 
-    full = load_image(original).pixels
-    region = sharpest_region(full, 512)
-    assert np.array_equal(crop_pixels, crop_region(full, region))
-    with pytest.raises(ValueError, match="unknown crop kind"):
-        cache.detail_crop(original, "widest")
+    decoded = np.asarray(load_image(original).image, dtype=np.int16)
+    assert np.abs(shown - decoded).mean() < 2.0
 
 
 def test_the_original_is_never_modified(tmp_path):
     original = make_jpeg(tmp_path / "keep.jpg")
     before = (original.read_bytes(), original.stat().st_mtime_ns)
     cache = RenderCache(tmp_path / "cache")
-    cache.thumbnail(original), cache.preview(original), cache.detail_crop(original, "flattest")
+    cache.thumbnail(original), cache.preview(original), cache.full_view(original)
     assert (original.read_bytes(), original.stat().st_mtime_ns) == before
 
 
@@ -149,11 +106,15 @@ def test_summary_formats_what_photographers_read():
         "camera": "Canon EOS R5", "lens": "RF24-70mm F2.8 L IS USM", "iso": "ISO 3200",
         "shutter": "1/250 s", "aperture": "f/2.8", "focal_length": "50 mm", "taken": "2024:05:01 10:00:00",
     }  # fmt: skip
-    assert summarize_exif({"EXIF:Make": "NIKON CORPORATION", "EXIF:Model": "D850"})["camera"] == "NIKON CORPORATION D850"
+    assert (
+        summarize_exif({"EXIF:Make": "NIKON CORPORATION", "EXIF:Model": "D850"})["camera"] == "NIKON CORPORATION D850"
+    )
     assert summarize_exif({})["camera"] is None
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0.004, "1/250 s"), (1 / 60, "1/60 s"), (2, "2 s"), (0.5, "1/2 s"), (0, None), ("x", None)])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0.004, "1/250 s"), (1 / 60, "1/60 s"), (2, "2 s"), (0.5, "1/2 s"), (0, None), ("x", None)]
+)
 def test_shutter_speeds(seconds, text):
     assert format_shutter(seconds) == text
 

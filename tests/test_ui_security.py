@@ -239,7 +239,7 @@ def test_the_ui_command_serves_behind_a_login(tmp_path):
 
 
 def test_an_indexed_file_turned_into_a_link_out_of_the_watch_folder_is_not_rendered(tmp_path):
-    """The grid and the preview decode the original: a row whose file became a symlink to a private
+    """The grid and the loupe decode the original: a row whose file became a symlink to a private
     photo outside the watch folders shows a placeholder, not that photo."""
     from tests.ui_support import make_photo
 
@@ -252,8 +252,10 @@ def test_an_indexed_file_turned_into_a_link_out_of_the_watch_folder_is_not_rende
         row = setup.service.row(str(indexed))
         (thumbnail,) = setup.service.thumbnails([row])
         inspection = setup.service.inspect(str(indexed))
+        loupe = setup.service.loupe(str(indexed))
         placeholder = setup.service.renders.placeholder("not shown")
-        assert thumbnail == placeholder and inspection.preview == placeholder and inspection.exif == {}
+        assert thumbnail == placeholder and loupe.image == placeholder and inspection.exif == {}
+        assert loupe.heatmap is None
         # Control: a regular file in the watch folder is rendered.
         (rendered,) = setup.service.thumbnails([setup.service.row(str(setup.files["sharp2.jpg"]))])
         assert rendered != placeholder and rendered.parent.parent == setup.service.renders.cache_dir
@@ -295,6 +297,7 @@ def test_a_vanished_original_still_inspects_with_the_missing_tile(tmp_path):
     try:
         setup.files["sharp1.jpg"].unlink()
         inspection = setup.service.inspect(str(setup.files["sharp1.jpg"]))
-        assert inspection.preview == setup.service.renders.placeholder("missing") and inspection.exif == {}
+        loupe = setup.service.loupe(str(setup.files["sharp1.jpg"]))
+        assert loupe.image == setup.service.renders.placeholder("missing") and inspection.exif == {}
     finally:
         setup.close()

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.metadata import MetadataError, MetadataWriter
@@ -198,15 +199,18 @@ def test_csv_safe():
     assert (csv_safe("=SUM(A1)"), csv_safe("-1"), csv_safe("a=b"), csv_safe(0.5)) == ("'=SUM(A1)", "'-1", "a=b", 0.5)
 
 
-def test_inspect_shows_the_100_percent_region_for_blur_and_noise(setup):
+def test_inspect_and_the_loupe_of_an_image(setup):
     settings, service, files = setup
     blurry = service.inspect(str(files["blurry"]))
-    assert blurry.crop_kind == "sharpest" and blurry.crop.is_file()
-    assert blurry.preview.is_file() and blurry.preview.is_relative_to(settings.ui.thumbnail_cache)
-    assert blurry.defect_scores["blur"] == pytest.approx(0.7)
-    assert service.inspect(str(files["noisy"])).crop_kind == "flattest"
-    sharp = service.inspect(str(files["sharp"]))
-    assert sharp.crop is None and sharp.summary["verdict"] == "good"
+    assert blurry.defect_scores["blur"] == pytest.approx(0.7) and blurry.summary["defect"] == "blur"
+    view = service.loupe(str(files["blurry"]))
+    assert view.image.is_file() and view.image.is_relative_to(settings.ui.thumbnail_cache)
+    with Image.open(files["blurry"]) as original:
+        assert view.size == original.size
+    assert view.defect == "blur" and view.heatmap is not None
+    assert view.focus == view.heatmap.hottest_centre("blur")
+    sharp = service.loupe(str(files["sharp"]))
+    assert sharp.defect is None and sharp.focus == (0.5, 0.5)
 
 
 def test_analysing_an_upload_never_touches_the_index(setup, tmp_path):

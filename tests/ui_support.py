@@ -111,6 +111,19 @@ def served_app(settings: Settings, service, credentials: dict):
         time.sleep(0.1)  # let uvicorn release the port before the next test binds one
 
 
+@contextlib.contextmanager
+def chromium():
+    """Headless Chromium from the system (never a downloaded one)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 PASSWORD = "review-pass"
 
 

@@ -1,0 +1,93 @@
+"""The screen's pure parts: the listing key, the loupe markup, the heat-map, capture times."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from review_ui.capture_time import parse_exif_time, read_capture_time
+from review_ui.heatmap import HeatMap, compute_heatmap, grid_shape, robust_heat
+from review_ui.screen.helpers import listing_key
+from review_ui.screen.loupe import file_url, loupe_html
+from review_ui.service import LoupeView
+
+
+def test_listing_key_ignores_surrounding_spaces_and_names_the_page():
+    assert listing_key(["poor", " IMG "], "quality_asc", None) == ["poor", "IMG", "quality_asc", 1]
+    assert listing_key(["poor", None], "name", "3") == ["poor", None, "name", 3]
+
+
+def test_exif_times_become_sortable_iso_text():
+    assert parse_exif_time("2024:05:01 10:00:03", "25") == "2024-05-01T10:00:03.250000"
+    assert parse_exif_time(b"2024:05:01 10:00:03\x00") == "2024-05-01T10:00:03.000000"
+    assert parse_exif_time("0000:00:00 00:00:00") == "" and parse_exif_time(None) == ""
+
+
+def test_capture_time_is_read_from_the_files_exif(tmp_path):
+    image = Image.new("RGB", (32, 32))
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = "2023:12:24 18:30:00"
+    exif.get_ifd(0x8769)[37521] = "5"
+    image.save(tmp_path / "a.jpg", exif=exif)
+    image.save(tmp_path / "b.jpg")
+    assert read_capture_time(tmp_path / "a.jpg") == "2023-12-24T18:30:00.500000"
+    assert read_capture_time(tmp_path / "b.jpg") == ""
+    (tmp_path / "c.cr2").write_bytes(b"not an image")
+    assert read_capture_time(tmp_path / "c.cr2") == ""
+
+
+def test_grid_tiles_are_roughly_square_and_never_tiny():
+    assert grid_shape(1600, 1067) == (5, 8)
+    assert grid_shape(1067, 1600) == (12, 8)
+    assert grid_shape(100, 60) == (1, 2)
+
+
+def test_robust_heat_marks_only_the_outlier():
+    heat = robust_heat(np.array([1.0, 1.1, 0.9, 1.0, 5.0]))
+    assert heat[-1] == 1.0 and heat[:-1].max() < 0.2
+
+
+def textured(width=640, height=480, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = 128 + 50 * np.sin(x / 3.0) * np.cos(y / 4.0) + rng.normal(0, 2, (height, width))
+    return np.clip(np.stack([base] * 3, axis=-1), 0, 255).astype(np.uint8)
+
+
+def test_heatmap_points_at_a_blurred_and_at_a_noisy_corner():
+    pixels = textured()
+    blurred = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(4))).copy()
+    damaged = pixels.copy()
+    damaged[:160, :240] = blurred[:160, :240]  # top left
+    heat = compute_heatmap(damaged)
+    row, column = heat.hottest("blur")
+    assert row < 2 and column < 3, (row, column)
+
+    noisy = pixels.astype(np.float32)
+    noisy[320:, 400:] += np.random.default_rng(1).normal(0, 30, noisy[320:, 400:].shape)
+    heat = compute_heatmap(np.clip(noisy, 0, 255).astype(np.uint8))
+    row, column = heat.hottest("noise")
+    assert row >= heat.rows - 2 and column >= heat.columns - 3, (row, column)
+    assert set(heat.scores) == {"blur", "noise", "color_distortion", "luminance_contrast", "compression",
+                                "transmission_errors", "other"}  # fmt: skip
+    assert HeatMap.from_dict(heat.to_dict()) == heat
+
+
+def test_loupe_markup_names_the_derivative_the_focus_and_the_heat_grid(tmp_path):
+    heat = HeatMap(rows=2, columns=2, scores={"blur": [[0.0, 1.0], [0.1, 0.5]]})
+    view = LoupeView(path="/w/a <b>.jpg", image=tmp_path / "ab" / "x y.jpg", size=(6000, 4000), focus=(0.75, 0.25),
+                     defect="blur", heatmap=heat)  # fmt: skip
+    html = loupe_html(view)
+    assert 'data-width="6000" data-height="4000"' in html and 'data-focus-x="0.7500"' in html
+    assert f'src="{file_url(view.image)}"' in html and "x%20y.jpg" in html
+    assert html.count("pp-heat-cell") == 4 and "rgba(255, 40, 0, 0.0)" in html
+    assert "<b>" not in html  # the file name is escaped
+
+
+def test_rejects_summary_says_what_was_done_and_what_failed():
+    from review_ui.screen.helpers import rejects_summary
+
+    done = {"folder": "/r", "done": [["/a", "/r/a"]], "failures": []}
+    assert rejects_summary(done, move=True) == "Moved 1 Poor image to `/r`."
+    failed = {"folder": "/r", "done": [], "failures": ["a: not found"] * 4}
+    assert rejects_summary(failed, move=False).endswith("⚠ not done: a: not found; a: not found; a: not found …")
