@@ -32,7 +32,8 @@ from pathlib import Path
 from .common import one_line, sha256_of, utc_now
 from .config import Settings
 from .index import ImageIndex
-from .loading import DecodedImage, ImageLoadError, load_image
+from .file_views import FileViews, load_views
+from .loading import ImageLoadError
 from .metadata import MetadataWriter
 from .result import AnalysisResult
 
@@ -68,7 +69,7 @@ class Job:
     mtime: float | None = None
     sha256: str | None = None
     row: dict | None = None  # its index row before this run
-    decoded: DecodedImage | None = None  # dropped once analysed
+    decoded: FileViews | None = None  # dropped once analysed
     width: int | None = None
     height: int | None = None
     result: AnalysisResult | None = None
@@ -129,8 +130,8 @@ class Pipeline:
         workers = settings.analysis.workers
         self.stages = [
             Stage("identify", (self.identify,), threads=1, queue_size=2 * workers, drains_on_stop=False),
-            # Decode and analyse share a thread: the 72 MB of a decoded 24-megapixel image are used
-            # while still in this core's cache and never wait in a queue (measured: 5 % less CPU
+            # Decode and analyse share a thread: the decoded pixels are used while still in this
+            # core's cache and never wait in a queue (measured: 5 % less CPU
             # per image than separate decode and analyse threads, and half the memory).
             Stage("decode, analyse", (self.decode, self.analyse), threads=workers, queue_size=2 * workers,
                   drains_on_stop=False),
@@ -203,7 +204,7 @@ class Pipeline:
 
     def decode(self, job: Job) -> None:
         try:
-            job.decoded = load_image(job.path, max_pixels=self.settings.analysis.max_pixels)
+            job.decoded = load_views(job.path, max_pixels=self.settings.analysis.max_pixels)
         except ImageLoadError as error:
             job.result = AnalysisResult.failed(str(job.path), one_line(error), self.analyzer.model_version)
             job.analyzed_at = utc_now()
@@ -213,7 +214,7 @@ class Pipeline:
 
     def analyse(self, job: Job) -> None:
         decoded, job.decoded = job.decoded, None  # free the pixels as soon as the models are done
-        job.result = self.analyzer.analyze_decoded(job.path, decoded)
+        job.result = self.analyzer.analyze_views(job.path, decoded)
         job.analyzed_at = utc_now()
         if job.result.verdict == "error":
             job.outcome, job.error = ERROR, job.result.error

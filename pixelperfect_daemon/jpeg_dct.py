@@ -1,0 +1,327 @@
+"""A JPEG's two views from one entropy decode, without decoding the photo at full resolution.
+
+libjpeg-turbo (its TurboJPEG library, through ctypes) reads the DCT coefficients once; a custom
+filter sees them block row by block row. Pass one keeps each block's low frequencies, from which
+an inverse DCT of reduced size gives the photo shrunk by a power of two (what libjpeg's DCT
+scaling does); the caller picks the detail region on that. Pass two, over the same coefficients,
+keeps only the blocks under that region, which are inverse-transformed at full size, their
+chroma upsampled as libjpeg's default ("fancy", triangular) upsampling does and converted to RGB.
+
+Only clean, 8-bit, YCbCr or greyscale JPEGs whose chroma is subsampled by at most 2 take this
+route: anything else, and any libjpeg warning (it stops on warnings), raises ``NotForDctPath``
+and the caller decodes the file in full as before, so damaged files keep their findings.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+_TJXOPT_NOOUTPUT = 16
+_TJFLAG_STOPONWARNING = 8192
+_TJCS_YCBCR, _TJCS_GRAY = 1, 2
+_BLOCK = 8
+# glibc's mallopt parameters, and the largest buffer kept in the heap instead of mmap-ed afresh.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEPT_BUFFER_BYTES = 256 << 20
+# JPEG stores quantisation tables in zig-zag order; libjpeg's coefficient blocks are in natural order.
+_ZIGZAG = np.array([
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
+    28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61,
+    54, 47, 55, 62, 63,
+])  # fmt: skip
+
+
+class NotForDctPath(Exception):
+    """This JPEG needs the full decode (unsupported layout, or libjpeg found something amiss)."""
+
+
+class _Region(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("w", ctypes.c_int), ("h", ctypes.c_int)]
+
+
+class _Transform(ctypes.Structure):
+    pass
+
+
+_FILTER = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, _Region, _Region, ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Transform)
+)
+_Transform._fields_ = [
+    ("r", _Region), ("op", ctypes.c_int), ("options", ctypes.c_int), ("data", ctypes.c_void_p),
+    ("customFilter", _FILTER),
+]  # fmt: skip
+
+
+@functools.cache
+def _turbojpeg():
+    """The TurboJPEG library (Debian's libturbojpeg0), or None where it is not installed."""
+    name = ctypes.util.find_library("turbojpeg") or "libturbojpeg.so.0"
+    try:
+        library = ctypes.CDLL(name)
+    except OSError:
+        return None
+    library.tjInitTransform.restype = ctypes.c_void_p
+    library.tjDestroy.argtypes = [ctypes.c_void_p]
+    library.tjDecompressHeader3.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong,
+                                            *[ctypes.POINTER(ctypes.c_int)] * 4]
+    library.tjTransform.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_int,
+                                    ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(_Transform), ctypes.c_int]
+    library.tjGetErrorStr2.argtypes = [ctypes.c_void_p]
+    library.tjGetErrorStr2.restype = ctypes.c_char_p
+    return library
+
+
+@functools.cache
+def keep_freed_memory_for_reuse() -> None:
+    """Keep freed large buffers in the process's heap: libjpeg's coefficient arrays (and Pillow's
+    decoded images) are tens of megabytes, and glibc would otherwise return them to the system
+    and page-fault fresh zeroed memory in for every photo. Peak memory is unchanged."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, _KEPT_BUFFER_BYTES)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _KEPT_BUFFER_BYTES)
+    except (OSError, AttributeError):
+        pass  # not glibc: the default allocator is only slower
+
+
+def available() -> bool:
+    return _turbojpeg() is not None
+
+
+@dataclass(frozen=True)
+class _Component:
+    h: int  # sampling factors
+    v: int
+    table: np.ndarray  # 8 x 8 float32 quantisation steps, natural order
+
+
+@dataclass(frozen=True)
+class JpegLayout:
+    width: int
+    height: int
+    components: tuple[_Component, ...]
+
+    @property
+    def h_max(self) -> int:
+        return max(c.h for c in self.components)
+
+    @property
+    def v_max(self) -> int:
+        return max(c.v for c in self.components)
+
+
+def read_layout(data: bytes) -> JpegLayout:
+    """Frame size, sampling factors and quantisation tables from the headers before the first scan."""
+    tables: dict[int, np.ndarray] = {}
+    frame = None
+    position = 2
+    size = len(data)
+    while position + 4 <= size:
+        if data[position] != 0xFF:
+            raise NotForDctPath("unexpected bytes between markers")
+        marker = data[position + 1]
+        if marker == 0xFF:
+            position += 1
+            continue
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        body = data[position + 4 : position + 2 + length]
+        if marker == 0xDB:
+            _read_tables(body, tables)
+        elif marker in (0xC0, 0xC1, 0xC2):  # Huffman-coded baseline, extended, progressive
+            frame = body
+        elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            raise NotForDctPath("lossless, hierarchical or arithmetic-coded JPEG")
+        elif marker == 0xDA:
+            break
+        position += 2 + length
+    if frame is None or len(frame) < 6 or frame[0] != 8:
+        raise NotForDctPath("no 8-bit frame header")
+    height, width, count = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big"), frame[5]
+    if count not in (1, 3) or len(frame) < 6 + 3 * count:
+        raise NotForDctPath(f"{count} components")
+    components = []
+    for index in range(count):
+        _, factors, table_id = frame[6 + 3 * index : 9 + 3 * index]
+        if table_id not in tables:
+            raise NotForDctPath("a quantisation table is defined after the frame")
+        components.append(_Component(h=factors >> 4, v=factors & 0x0F, table=tables[table_id]))
+    layout = JpegLayout(width, height, tuple(components))
+    if height == 0 or any(c.h < 1 or c.v < 1 or layout.h_max // c.h not in (1, 2) or layout.v_max // c.v not in (1, 2)
+                          or layout.h_max % c.h or layout.v_max % c.v for c in components):
+        raise NotForDctPath("unusual chroma subsampling")
+    return layout
+
+
+def _read_tables(body: bytes, tables: dict[int, np.ndarray]) -> None:
+    position = 0
+    while position < len(body):
+        precision, table_id = body[position] >> 4, body[position] & 0x0F
+        count = 64 * (2 if precision else 1)
+        raw = body[position + 1 : position + 1 + count]
+        if len(raw) < count:
+            raise NotForDctPath("short quantisation table")
+        values = np.frombuffer(raw, dtype=">u2" if precision else np.uint8).astype(np.float32)
+        natural = np.empty(64, np.float32)
+        natural[_ZIGZAG] = values
+        tables[table_id] = natural.reshape(8, 8)
+        position += 1 + count
+
+
+@functools.cache
+def _idct_matrix(size: int) -> np.ndarray:
+    """(size x 8) matrix: a block's ``size`` x ``size`` lowest frequencies -> ``size`` x ``size``
+    samples, each the mean of its share of the 8 x 8 block (libjpeg's reduced-size IDCT)."""
+    n = np.arange(size)[:, None]
+    k = np.arange(size)[None, :]
+    basis = np.sqrt(2.0 / size) * np.cos(np.pi * (2 * n + 1) * k / (2 * size))
+    basis[:, 0] = np.sqrt(1.0 / size)
+    matrix = np.zeros((size, _BLOCK), np.float32)
+    matrix[:, :size] = basis * np.sqrt(size / _BLOCK)
+    return matrix
+
+
+def _blocks_to_plane(blocks: np.ndarray, table: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Inverse DCT of (By, Bx, rows, cols) quantised low frequencies -> a (By*rows, Bx*cols)
+    plane of samples in 0..255, rounded as libjpeg rounds them before upsampling."""
+    by, bx = blocks.shape[:2]
+    # One matrix product for all blocks: the separable 2-D transform as a Kronecker product.
+    transform = np.kron(_idct_matrix(rows)[:, :rows], _idct_matrix(cols)[:, :cols]) * table[:rows, :cols].reshape(1, -1)
+    flat = _product(blocks.reshape(by * bx, rows * cols).astype(np.float32), transform.T.astype(np.float32))
+    samples = flat.reshape(by, bx, rows, cols).transpose(0, 2, 1, 3)
+    return np.clip(np.rint(samples.reshape(by * rows, bx * cols) + 128.0), 0, 255)
+
+
+def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """left @ right for a short inner dimension, without BLAS (whose threads spin on a busy machine)."""
+    result = left[:, :1] * right[0]
+    for k in range(1, right.shape[0]):
+        result += left[:, k : k + 1] * right[k]
+    return result
+
+
+def _to_rgb(planes: list[np.ndarray]) -> np.ndarray:
+    if len(planes) == 1:
+        grey = planes[0].astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    y, cb, cr = planes[0], planes[1] - 128.0, planes[2] - 128.0
+    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A region in the stored (unrotated) frame, in pixels: [x0, x1) x [y0, y1)."""
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+def decode_reduced_and_region(
+    data: bytes, layout: JpegLayout, denominator: int, choose_region: Callable[[np.ndarray], Box]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The photo at 1/``denominator`` (1, 2, 4 or 8; RGB uint8, ceil(size / denominator)) and the
+    full-resolution RGB pixels of the box ``choose_region`` picks from it, from one entropy decode."""
+    library = _turbojpeg()
+    if library is None:
+        raise NotForDctPath("libturbojpeg is not installed")
+    scale = _BLOCK // denominator
+    h_max, v_max = layout.h_max, layout.v_max
+    # Each component's share of the reduced image: chroma subsampled by 2 keeps twice the frequencies.
+    reduced_sizes = [(min(_BLOCK, scale * v_max // c.v), min(_BLOCK, scale * h_max // c.h)) for c in layout.components]
+    low: list[list[np.ndarray]] = [[] for _ in layout.components]
+    region: dict = {}
+    region_rows: list[list[np.ndarray]] = [[] for _ in layout.components]
+    row_types: dict[int, type] = {}
+    failure: list[BaseException] = []
+
+    def component_span(index: int, box: Box) -> tuple[int, int, int, int]:
+        """Block rows and columns of a component under the box, with one block of margin for upsampling."""
+        component = layout.components[index]
+        fy, fx = v_max // component.v, h_max // component.h
+        return (max(0, box.y0 // fy // _BLOCK - 1), -(-box.y1 // fy // _BLOCK) + 1,
+                max(0, box.x0 // fx // _BLOCK - 1), -(-box.x1 // fx // _BLOCK) + 1)
+
+    def on_block_row(coefficients, array_region, _plane_region, component_index, transform_index, _transform):
+        try:
+            blocks = array_region.w // _BLOCK
+            row_type = row_types.get(blocks) or row_types.setdefault(blocks, ctypes.c_short * (blocks * 64))
+            row = np.frombuffer(row_type.from_address(coefficients), np.int16).reshape(blocks, 8, 8)
+            if transform_index == 0:
+                rows, cols = reduced_sizes[component_index]
+                low[component_index].append(row[:, :rows, :cols].copy())
+                return 0
+            if "box" not in region:
+                region["reduced"] = _reduced_image(low, layout, reduced_sizes, denominator)
+                region["box"] = choose_region(region["reduced"])
+                region["spans"] = [component_span(index, region["box"]) for index in range(len(low))]
+            y0, y1, x0, x1 = region["spans"][component_index]
+            if y0 <= array_region.y // _BLOCK < y1:
+                region_rows[component_index].append(row[x0:x1].copy())
+            return 0
+        except BaseException as error:  # noqa: BLE001 - an exception must not cross into C
+            failure.append(error)
+            return -1
+
+    callback = _FILTER(on_block_row)
+    transforms = (_Transform * 2)()
+    for transform in transforms:
+        transform.options = _TJXOPT_NOOUTPUT
+        transform.customFilter = callback
+    handle = library.tjInitTransform()
+    if not handle:
+        raise NotForDctPath("TurboJPEG could not start")
+    try:
+        width, height, subsampling, colorspace = (ctypes.c_int() for _ in range(4))
+        if library.tjDecompressHeader3(handle, data, len(data), *(ctypes.byref(v) for v in (
+                width, height, subsampling, colorspace))) != 0:
+            raise NotForDctPath(library.tjGetErrorStr2(handle).decode(errors="replace"))
+        if colorspace.value not in (_TJCS_YCBCR, _TJCS_GRAY) or (width.value, height.value) != (layout.width,
+                                                                                                 layout.height):
+            raise NotForDctPath("not a YCbCr or greyscale JPEG")
+        # No output is written (NOOUTPUT), but TurboJPEG insists on somewhere to put it.
+        buffers, sizes = (ctypes.c_void_p * 2)(), (ctypes.c_ulong * 2)()
+        status = library.tjTransform(handle, data, len(data), 2, buffers, sizes, transforms, _TJFLAG_STOPONWARNING)
+        if failure:
+            raise failure[0]
+        if status != 0:
+            raise NotForDctPath(library.tjGetErrorStr2(handle).decode(errors="replace"))
+    finally:
+        library.tjDestroy(handle)
+    if "box" not in region:
+        raise NotForDctPath("no coefficients were read")
+    return region["reduced"], _region_pixels(region_rows, layout, region["box"], region["spans"])
+
+
+def _reduced_image(low, layout: JpegLayout, reduced_sizes, denominator: int) -> np.ndarray:
+    height, width = -(-layout.height // denominator), -(-layout.width // denominator)
+    planes = []
+    for component, blocks, (rows, cols) in zip(layout.components, low, reduced_sizes):
+        plane = _blocks_to_plane(np.stack(blocks), component.table, rows, cols)
+        planes.append(plane[:height, :width])
+    return _to_rgb(planes)
+
+
+def _region_pixels(region_rows, layout: JpegLayout, box: Box, spans) -> np.ndarray:
+    planes = []
+    for index, (component, rows) in enumerate(zip(layout.components, region_rows)):
+        fy, fx = layout.v_max // component.v, layout.h_max // component.h
+        y0, _, x0, _ = spans[index]
+        plane = _blocks_to_plane(np.stack(rows), component.table, _BLOCK, _BLOCK)
+        # libjpeg upsamples from the component's real samples, replicating its last one at the edge.
+        real_h = -(-layout.height * component.v // layout.v_max) - y0 * _BLOCK
+        real_w = -(-layout.width * component.h // layout.h_max) - x0 * _BLOCK
+        plane = plane[:real_h, :real_w].astype(np.float32)
+        if (fy, fx) != (1, 1):
+            # Bilinear at quarter-sample offsets with replicated edges is libjpeg's triangular filter.
+            plane = cv2.resize(plane, (plane.shape[1] * fx, plane.shape[0] * fy), interpolation=cv2.INTER_LINEAR)
+        top, left = y0 * _BLOCK * fy, x0 * _BLOCK * fx
+        planes.append(plane[box.y0 - top : box.y1 - top, box.x0 - left : box.x1 - left])
+    return _to_rgb(planes)
