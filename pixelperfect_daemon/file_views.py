@@ -45,6 +45,7 @@ class FileViews:
     format: str
     corruption: str | None  # the decoder's one-line finding for damaged data, as DecodedImage's
     from_coefficients: bool  # True when the views came from the DCT coefficients
+    detail_origin: tuple[int, int] | None = None  # upright (y, x) of the detail crop, where known
 
 
 def load_views(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileViews:
@@ -79,11 +80,11 @@ def jpeg_views(data: bytes, max_pixels: int, fallback_orientation: int = 1) -> F
     steps = _ORIENTATION_STEPS.get(orientation, _ORIENTATION_STEPS[1])
     stored_size = (layout.height, layout.width)
     upright_size = stored_size[::-1] if steps[2] else stored_size
-    search: dict[str, np.ndarray] = {}
+    search: dict = {}
 
     def choose_region(reduced: np.ndarray) -> jpeg_dct.Box:
         search["small"] = small = _search_copy(_orient(reduced, steps), upright_size, factor, denominator)
-        y, x = detail_origin_in(upright_size, small, 1.0 / factor)
+        y, x = search["origin"] = detail_origin_in(upright_size, small, 1.0 / factor)
         height, width = upright_size
         return _stored_box(y, x, min(VIEW_SIZE, height), min(VIEW_SIZE, width), steps, stored_size)
 
@@ -92,7 +93,7 @@ def jpeg_views(data: bytes, max_pixels: int, fallback_orientation: int = 1) -> F
     except jpeg_dct.NotForDctPath:
         return None
     views = np.stack([overview_view(search["small"]), _orient(crop, steps)])
-    return FileViews(views, (upright_size[1], upright_size[0]), "JPEG", None, True)
+    return FileViews(views, (upright_size[1], upright_size[0]), "JPEG", None, True, search["origin"])
 
 
 def _orient(pixels: np.ndarray, steps: tuple[bool, bool, bool]) -> np.ndarray:

@@ -1,9 +1,10 @@
 """A JPEG's two views from one entropy decode, without decoding the photo at full resolution.
 
 libjpeg-turbo (its TurboJPEG library, through ctypes) reads the DCT coefficients once; a custom
-filter sees them block row by block row. Pass one keeps each block's low frequencies, from which
-an inverse DCT of reduced size gives the photo shrunk by a power of two (what libjpeg's DCT
-scaling does); the caller picks the detail region on that. Pass two, over the same coefficients,
+filter sees them block row by block row. Pass one keeps of each block the frequencies that give
+its means over 2 x 2, 4 x 4 or 8 x 8 pixels (for 8 x 8 the DC alone): the photo shrunk by a power
+of two, averaged as the full decode's box filter averages it; the caller picks the detail region
+on that. Pass two, over the same coefficients,
 keeps only the blocks under that region, which are inverse-transformed at full size, their
 chroma upsampled as libjpeg's default ("fancy", triangular) upsampling does and converted to RGB.
 
@@ -175,25 +176,35 @@ def _read_tables(body: bytes, tables: dict[int, np.ndarray]) -> None:
 
 
 @functools.cache
-def _idct_matrix(size: int) -> np.ndarray:
-    """(size x 8) matrix: a block's ``size`` x ``size`` lowest frequencies -> ``size`` x ``size``
-    samples, each the mean of its share of the 8 x 8 block (libjpeg's reduced-size IDCT)."""
-    n = np.arange(size)[:, None]
-    k = np.arange(size)[None, :]
-    basis = np.sqrt(2.0 / size) * np.cos(np.pi * (2 * n + 1) * k / (2 * size))
-    basis[:, 0] = np.sqrt(1.0 / size)
-    matrix = np.zeros((size, _BLOCK), np.float32)
-    matrix[:, :size] = basis * np.sqrt(size / _BLOCK)
-    return matrix
+def _block_means(samples: int, exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The frequencies (indices along one axis) and the (samples x those) matrix that give the means
+    of ``samples`` equal runs of an 8-sample block from its orthonormal DCT coefficients.
+
+    ``exact`` uses every frequency that does not cancel out, so the reduced photo is the full
+    decode averaged over blocks; otherwise only the ``samples`` lowest, as libjpeg's DCT scaling
+    does (cheaper, a little blurred; used for subsampled chroma, which the detail search barely sees)."""
+    n, u = np.arange(_BLOCK)[:, None], np.arange(_BLOCK)[None, :]
+    inverse = np.sqrt(2.0 / _BLOCK) * np.cos(np.pi * (2 * n + 1) * u / (2 * _BLOCK))
+    inverse[:, 0] = np.sqrt(1.0 / _BLOCK)  # sample n from frequency u
+    if exact:
+        means = inverse.reshape(samples, _BLOCK // samples, _BLOCK).mean(axis=1)
+        used = np.flatnonzero(np.abs(means).max(axis=0) > 1e-9)
+        return used, means[:, used].astype(np.float32)
+    k = np.arange(samples)
+    scaled = np.sqrt(2.0 / samples) * np.cos(np.pi * (2 * k[:, None] + 1) * k[None, :] / (2 * samples))
+    scaled[:, 0] = np.sqrt(1.0 / samples)
+    return k, (scaled * np.sqrt(samples / _BLOCK)).astype(np.float32)
 
 
-def _blocks_to_plane(blocks: np.ndarray, table: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """Inverse DCT of (By, Bx, rows, cols) quantised low frequencies -> a (By*rows, Bx*cols)
-    plane of samples in 0..255, rounded as libjpeg rounds them before upsampling."""
+def _blocks_to_plane(blocks: np.ndarray, table: np.ndarray, rows: int, cols: int, exact: bool = True) -> np.ndarray:
+    """(By, Bx, ...) quantised coefficients (the frequencies ``_block_means`` uses) -> a
+    (By*rows, Bx*cols) plane of samples in 0..255, rounded as libjpeg rounds them before upsampling."""
+    (used_rows, vertical), (used_cols, horizontal) = _block_means(rows, exact), _block_means(cols, exact)
     by, bx = blocks.shape[:2]
-    # One matrix product for all blocks: the separable 2-D transform as a Kronecker product.
-    transform = np.kron(_idct_matrix(rows)[:, :rows], _idct_matrix(cols)[:, :cols]) * table[:rows, :cols].reshape(1, -1)
-    flat = _product(blocks.reshape(by * bx, rows * cols).astype(np.float32), transform.T.astype(np.float32))
+    # One product for all blocks: the separable 2-D transform as a Kronecker product.
+    steps = table[np.ix_(used_rows, used_cols)].reshape(1, -1)
+    transform = (np.kron(vertical, horizontal) * steps).astype(np.float32)
+    flat = _product(blocks.reshape(by * bx, -1).astype(np.float32), transform.T)
     samples = flat.reshape(by, bx, rows, cols).transpose(0, 2, 1, 3)
     return np.clip(np.rint(samples.reshape(by * rows, bx * cols) + 128.0), 0, 255)
 
@@ -227,15 +238,17 @@ class Box:
 def decode_reduced_and_region(
     data: bytes, layout: JpegLayout, denominator: int, choose_region: Callable[[np.ndarray], Box]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The photo at 1/``denominator`` (1, 2, 4 or 8; RGB uint8, ceil(size / denominator)) and the
-    full-resolution RGB pixels of the box ``choose_region`` picks from it, from one entropy decode."""
+    """The photo averaged over ``denominator`` (2, 4 or 8) square blocks (RGB uint8, ceil(size /
+    denominator)) and the full-resolution RGB pixels of the box ``choose_region`` picks from it,
+    from one entropy decode."""
     library = _turbojpeg()
     if library is None:
         raise NotForDctPath("libturbojpeg is not installed")
     scale = _BLOCK // denominator
     h_max, v_max = layout.h_max, layout.v_max
-    # Each component's share of the reduced image: chroma subsampled by 2 keeps twice the frequencies.
-    reduced_sizes = [(min(_BLOCK, scale * v_max // c.v), min(_BLOCK, scale * h_max // c.h)) for c in layout.components]
+    # Each component's samples per block in the reduced image: subsampled chroma gives twice as many.
+    reduced_sizes = [(min(_BLOCK, scale * v_max // c.v), min(_BLOCK, scale * h_max // c.h), (c.h, c.v) == (h_max, v_max))
+                     for c in layout.components]
     low: list[list[np.ndarray]] = [[] for _ in layout.components]
     region: dict = {}
     region_rows: list[list[np.ndarray]] = [[] for _ in layout.components]
@@ -255,8 +268,8 @@ def decode_reduced_and_region(
             row_type = row_types.get(blocks) or row_types.setdefault(blocks, ctypes.c_short * (blocks * 64))
             row = np.frombuffer(row_type.from_address(coefficients), np.int16).reshape(blocks, 8, 8)
             if transform_index == 0:
-                rows, cols = reduced_sizes[component_index]
-                low[component_index].append(row[:, :rows, :cols].copy())
+                rows, cols, exact = reduced_sizes[component_index]
+                low[component_index].append(row[:, _block_means(rows, exact)[0]][:, :, _block_means(cols, exact)[0]])
                 return 0
             if "box" not in region:
                 region["reduced"] = _reduced_image(low, layout, reduced_sizes, denominator)
@@ -303,8 +316,8 @@ def decode_reduced_and_region(
 def _reduced_image(low, layout: JpegLayout, reduced_sizes, denominator: int) -> np.ndarray:
     height, width = -(-layout.height // denominator), -(-layout.width // denominator)
     planes = []
-    for component, blocks, (rows, cols) in zip(layout.components, low, reduced_sizes):
-        plane = _blocks_to_plane(np.stack(blocks), component.table, rows, cols)
+    for component, blocks, (rows, cols, exact) in zip(layout.components, low, reduced_sizes):
+        plane = _blocks_to_plane(np.stack(blocks), component.table, rows, cols, exact)
         planes.append(plane[:height, :width])
     return _to_rgb(planes)
 
