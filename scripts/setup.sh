@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
-apt_packages=(libimage-exiftool-perl)
+apt_packages=(libimage-exiftool-perl libturbojpeg0)
 [ $dev = 1 ] && apt_packages+=(exiv2 chromium fonts-dejavu-core)
 python=$(command -v python3.11 || true)
 [ -z "$python" ] && apt_packages+=(python3.11)
