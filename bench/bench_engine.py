@@ -77,12 +77,21 @@ def make_files(folder: Path, count: int, size: tuple[int, int], quality: int) ->
 
 
 # ---------------------------------------------------------------- measurements
-def decode_throughput_in_fresh_process(files: list[Path], reuse_memory: bool) -> float:
+def decode_throughput_in_fresh_process(files: list[Path], reuse_memory: bool) -> tuple[float, float]:
+    """(images/s, CPU seconds per image) of the full decode in a fresh process."""
     command = [sys.executable, __file__, *(["--reuse-memory"] if reuse_memory else []), "--decode-only", *map(str, files)]
-    return float(subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO).stdout.split()[-1])
+    rate, cpu = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO).stdout.split()[-2:]
+    return float(rate), float(cpu)
 
 
-def decode_throughput(files: list[Path]) -> float:
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def decode_throughput(files: list[Path]) -> tuple[float, float]:
+    """(the best of three rates, CPU seconds per image over the three)."""
     def decode(path):
         with Image.open(path) as image:
             image.load()
@@ -90,11 +99,13 @@ def decode_throughput(files: list[Path]) -> float:
     rates = []
     with ThreadPoolExecutor(CORES) as pool:
         list(pool.map(decode, files[:2]))  # warm the page cache
+        cpu_before = time.process_time()
         for _ in range(3):  # the best of three: the bar analyze is held to is the fastest decode
             start = time.perf_counter()
             list(pool.map(decode, files))
             rates.append(len(files) / (time.perf_counter() - start))
-    return max(rates)
+        cpu_per_image = (time.process_time() - cpu_before) / (3 * len(files))
+    return max(rates), cpu_per_image
 
 
 def analyze_run(files: list[Path], config: Path | None = None) -> dict:
@@ -106,9 +117,12 @@ def analyze_run(files: list[Path], config: Path | None = None) -> dict:
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
     stamps = []
+    cpu_at_first = None
     for line in process.stdout:
         if line.startswith("{"):
             stamps.append(time.perf_counter() - start)
+            if cpu_at_first is None:
+                cpu_at_first = process_cpu_seconds(process.pid)
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0 or len(stamps) != len(files):
         raise SystemExit(f"analyze failed: status {status}, {len(stamps)} results for {len(files)} files")
@@ -118,11 +132,14 @@ def analyze_run(files: list[Path], config: Path | None = None) -> dict:
         "steady_img_s": steady,
         "end_to_end_img_s": len(files) / stamps[-1],
         "peak_rss_mb": usage.ru_maxrss / 1024,
+        # CPU per image after the first result: a shared machine slows wall time far more than CPU time.
+        "steady_cpu_s": (usage.ru_utime + usage.ru_stime - cpu_at_first) / max(1, len(files) - 1),
     }
 
 
-def original_design_throughput(files: list[Path]) -> float:
-    """The original design: Pillow decode + resize to 224, VGG16 stage 1 + small CNN stage 2."""
+def original_design_throughput(files: list[Path]) -> tuple[float, float]:
+    """The original design: Pillow decode + resize to 224, VGG16 stage 1 + small CNN stage 2.
+    Returns (images/s, CPU seconds per image over all its threads)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -144,10 +161,10 @@ def original_design_throughput(files: list[Path]) -> float:
         return stage1, stage2
 
     run(files[0])  # build and warm up
-    start = time.perf_counter()
+    start, cpu_before = time.perf_counter(), time.process_time()
     for path in files:
         run(path)
-    return len(files) / (time.perf_counter() - start)
+    return len(files) / (time.perf_counter() - start), (time.process_time() - cpu_before) / len(files)
 
 
 # ---------------------------------------------------------------- report
@@ -168,7 +185,7 @@ def main():
             from pixelperfect_daemon.jpeg_dct import keep_freed_memory_for_reuse
 
             keep_freed_memory_for_reuse()
-        print(decode_throughput(args.decode_only))
+        print(*decode_throughput(args.decode_only))
         return
 
     specs = {
@@ -181,16 +198,22 @@ def main():
         # Making the files grew this process by about a gigabyte, and a child's ru_maxrss counts the
         # parent's pages from before exec: measure from a fresh process, which finds the files made.
         os.execv(sys.executable, [sys.executable, *sys.argv])
-    runs = {name: {"decode": [], "decode_reuse": [], "analyze": []} for name in kinds}
+    runs = {name: {"decode": [], "decode_cpu": [], "decode_reuse": [], "decode_reuse_cpu": [], "analyze": []}
+            for name in kinds}
     for round_number in range(args.rounds):
         for name, files in kinds.items():
             print(f"round {round_number + 1}/{args.rounds}: {name} ...", file=sys.stderr)
-            runs[name]["decode"].append(decode_throughput_in_fresh_process(files, reuse_memory=False))
-            runs[name]["analyze"].append(analyze_run(files, args.config))
-            runs[name]["decode_reuse"].append(decode_throughput_in_fresh_process(files, reuse_memory=True))
+            for key, reuse in (("decode", False), ("analyze", None), ("decode_reuse", True)):
+                if reuse is None:
+                    runs[name]["analyze"].append(analyze_run(files, args.config))
+                else:
+                    rate, cpu = decode_throughput_in_fresh_process(files, reuse_memory=reuse)
+                    runs[name][key].append(rate)
+                    runs[name][key + "_cpu"].append(cpu)
     # The baseline imports TensorFlow into this process: only after every analyze subprocess, or
     # their peak RSS (ru_maxrss counts the forked parent's pages before exec) would include it.
-    baselines = {name: original_design_throughput(files[: args.baseline_files]) for name, files in kinds.items()}
+    baseline_runs = {name: original_design_throughput(files[: args.baseline_files]) for name, files in kinds.items()}
+    baselines = {name: rate for name, (rate, _) in baseline_runs.items()}
 
     def median(values):
         return float(np.median(values))
@@ -216,6 +239,19 @@ def main():
               f"{spread(by_decode, '{:.2f}')} | {spread(by_reused, '{:.2f}')} | {spread(by_original)}x | "
               f"{spread([a['first_result_s'] for a in run['analyze']], '{:.2f}')} | "
               f"{spread([a['peak_rss_mb'] for a in run['analyze']], '{:.0f}')} |")
+    print("\nCPU time per image (ms; analyze: after its first result), median (min-max), and the throughput ratio "
+          "they give on an otherwise idle machine:\n")
+    print("| files | full decode | full decode, memory reused | analyze | original design | decode / analyze | "
+          "decode (memory reused) / analyze | original / analyze |\n|---|---|---|---|---|---|---|---|")
+    for name in kinds:
+        run = runs[name]
+        analyze_cpu = [a["steady_cpu_s"] for a in run["analyze"]]
+        print(f"| {name} | {spread([1000 * c for c in run['decode_cpu']])} | "
+              f"{spread([1000 * c for c in run['decode_reuse_cpu']])} | {spread([1000 * c for c in analyze_cpu])} | "
+              f"{1000 * baseline_runs[name][1]:.0f} | "
+              f"{spread([d / a for d, a in zip(run['decode_cpu'], analyze_cpu)], '{:.2f}')} | "
+              f"{spread([d / a for d, a in zip(run['decode_reuse_cpu'], analyze_cpu)], '{:.2f}')} | "
+              f"{spread([baseline_runs[name][1] / a for a in analyze_cpu])}x |")
     big, small = ratios.values()
     print("\nTargets (medians):")
     print(f"- 24 MP: analyze >= 1.5 x full decode: {big[0]:.2f} ({'met' if big[0] >= 1.5 else 'NOT met'})")
