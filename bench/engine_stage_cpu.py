@@ -70,6 +70,7 @@ def one_pass(analyzer: Analyzer, files: list[Path]) -> Counter:
         (file_views, "overview_view"): "views: overview",
         (file_views, "make_views"): "views: overview",
         (file_views, "load_image"): "full decode (other files)",
+        (file_views, "load_jpeg"): "full decode (other files)",
     }
     originals = {key: getattr(*key) for key in patched}
     for (module, name), step in patched.items():

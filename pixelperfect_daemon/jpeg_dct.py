@@ -196,6 +196,14 @@ def _block_means(samples: int, exact: bool = True) -> tuple[np.ndarray, np.ndarr
     return k, (scaled * np.sqrt(samples / _BLOCK)).astype(np.float32)
 
 
+def _kept_frequencies(blocks: np.ndarray, rows: int, cols: int, exact: bool) -> np.ndarray:
+    """The coefficients of (By, Bx, 8, 8) blocks that ``_blocks_to_plane`` reads (a copy)."""
+    used_rows, used_cols = _block_means(rows, exact)[0], _block_means(cols, exact)[0]
+    if used_rows[-1] == len(used_rows) - 1 and used_cols[-1] == len(used_cols) - 1:
+        return blocks[:, :, : len(used_rows), : len(used_cols)].copy()  # the lowest ones: a plain slice is faster
+    return blocks[:, :, used_rows][:, :, :, used_cols]
+
+
 def _blocks_to_plane(blocks: np.ndarray, table: np.ndarray, rows: int, cols: int, exact: bool = True) -> np.ndarray:
     """(By, Bx, ...) quantised coefficients (the frequencies ``_block_means`` uses) -> a
     (By*rows, Bx*cols) plane of samples in 0..255, rounded as libjpeg rounds them before upsampling."""
@@ -210,20 +218,22 @@ def _blocks_to_plane(blocks: np.ndarray, table: np.ndarray, rows: int, cols: int
 
 
 def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """left @ right for a short inner dimension, without BLAS (whose threads spin on a busy machine)."""
-    result = left[:, :1] * right[0]
+    """left @ right for a short inner dimension, without BLAS (whose threads spin on a busy machine),
+    in whole contiguous rows."""
+    columns = np.ascontiguousarray(left.T)
+    result = right[0][:, None] * columns[0]
     for k in range(1, right.shape[0]):
-        result += left[:, k : k + 1] * right[k]
-    return result
+        result += right[k][:, None] * columns[k]
+    return result.T
 
 
 def _to_rgb(planes: list[np.ndarray]) -> np.ndarray:
+    """RGB from the Y (Cb Cr) planes, already rounded to 0..255 as libjpeg rounds them (JFIF's
+    full-range conversion, which is OpenCV's YCrCb)."""
     if len(planes) == 1:
-        grey = planes[0].astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    y, cb, cr = planes[0], planes[1] - 128.0, planes[2] - 128.0
-    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+        return cv2.cvtColor(planes[0].astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    y, cb, cr = (plane.astype(np.uint8) for plane in planes)
+    return cv2.cvtColor(cv2.merge([y, cr, cb]), cv2.COLOR_YCrCb2RGB)
 
 
 @dataclass(frozen=True)
@@ -249,10 +259,11 @@ def decode_reduced_and_region(
     # Each component's samples per block in the reduced image: subsampled chroma gives twice as many.
     reduced_sizes = [(min(_BLOCK, scale * v_max // c.v), min(_BLOCK, scale * h_max // c.h), (c.h, c.v) == (h_max, v_max))
                      for c in layout.components]
-    low: list[list[np.ndarray]] = [[] for _ in layout.components]
-    region: dict = {}
-    region_rows: list[list[np.ndarray]] = [[] for _ in layout.components]
-    row_types: dict[int, type] = {}
+    # Pass one only notes where each block row lies: libjpeg holds every coefficient in memory
+    # until tjTransform returns, so pass two's first call reads them all from there at once.
+    addresses: list[list[int]] = [[] for _ in layout.components]
+    widths = [0] * len(layout.components)
+    result: dict = {}
     failure: list[BaseException] = []
 
     def component_span(index: int, box: Box) -> tuple[int, int, int, int]:
@@ -263,21 +274,20 @@ def decode_reduced_and_region(
                 max(0, box.x0 // fx // _BLOCK - 1), -(-box.x1 // fx // _BLOCK) + 1)
 
     def on_block_row(coefficients, array_region, _plane_region, component_index, transform_index, _transform):
+        if transform_index == 0:
+            addresses[component_index].append(coefficients)
+            widths[component_index] = array_region.w // _BLOCK
+            return 0
+        if result or failure:
+            return 0
         try:
-            blocks = array_region.w // _BLOCK
-            row_type = row_types.get(blocks) or row_types.setdefault(blocks, ctypes.c_short * (blocks * 64))
-            row = np.frombuffer(row_type.from_address(coefficients), np.int16).reshape(blocks, 8, 8)
-            if transform_index == 0:
-                rows, cols, exact = reduced_sizes[component_index]
-                low[component_index].append(row[:, _block_means(rows, exact)[0]][:, :, _block_means(cols, exact)[0]])
-                return 0
-            if "box" not in region:
-                region["reduced"] = _reduced_image(low, layout, reduced_sizes, denominator)
-                region["box"] = choose_region(region["reduced"])
-                region["spans"] = [component_span(index, region["box"]) for index in range(len(low))]
-            y0, y1, x0, x1 = region["spans"][component_index]
-            if y0 <= array_region.y // _BLOCK < y1:
-                region_rows[component_index].append(row[x0:x1].copy())
+            blocks = [_block_rows(rows, width) for rows, width in zip(addresses, widths)]
+            low = [_kept_frequencies(b, *size) for b, size in zip(blocks, reduced_sizes)]
+            result["reduced"] = _reduced_image(low, layout, reduced_sizes, denominator)
+            box = choose_region(result["reduced"])
+            spans = [component_span(index, box) for index in range(len(blocks))]
+            rows = [b[y0:y1, x0:x1].copy() for b, (y0, y1, x0, x1) in zip(blocks, spans)]
+            result["region"] = _region_pixels(rows, layout, box, spans)
             return 0
         except BaseException as error:  # noqa: BLE001 - an exception must not cross into C
             failure.append(error)
@@ -308,16 +318,33 @@ def decode_reduced_and_region(
             raise NotForDctPath(library.tjGetErrorStr2(handle).decode(errors="replace"))
     finally:
         library.tjDestroy(handle)
-    if "box" not in region:
+    if not result:
         raise NotForDctPath("no coefficients were read")
-    return region["reduced"], _region_pixels(region_rows, layout, region["box"], region["spans"])
+    return result["reduced"], result["region"]
+
+
+def _block_rows(addresses: list[int], width: int) -> np.ndarray:
+    """(rows, width, 8, 8) int16 over libjpeg's coefficient rows, without copying where they lie
+    evenly spaced in one allocation (they do, in libjpeg-turbo's in-memory arrays)."""
+    row_bytes = width * _BLOCK * _BLOCK * 2
+    if len(addresses) > 1:
+        gaps = np.diff(np.asarray(addresses, dtype=np.int64))
+        stride = int(gaps[0])
+        if stride >= row_bytes and stride % 2 == 0 and np.all(gaps == stride):
+            whole = (ctypes.c_short * (stride // 2 * (len(addresses) - 1) + row_bytes // 2)).from_address(addresses[0])
+            flat = np.frombuffer(whole, np.int16)
+            return np.lib.stride_tricks.as_strided(
+                flat, (len(addresses), width, _BLOCK, _BLOCK), (stride, 128, 16, 2), writeable=False)
+    row_type = ctypes.c_short * (row_bytes // 2)
+    return np.stack([np.frombuffer(row_type.from_address(a), np.int16).reshape(width, _BLOCK, _BLOCK)
+                     for a in addresses])
 
 
 def _reduced_image(low, layout: JpegLayout, reduced_sizes, denominator: int) -> np.ndarray:
     height, width = -(-layout.height // denominator), -(-layout.width // denominator)
     planes = []
     for component, blocks, (rows, cols, exact) in zip(layout.components, low, reduced_sizes):
-        plane = _blocks_to_plane(np.stack(blocks), component.table, rows, cols, exact)
+        plane = _blocks_to_plane(blocks, component.table, rows, cols, exact)
         planes.append(plane[:height, :width])
     return _to_rgb(planes)
 
@@ -327,7 +354,7 @@ def _region_pixels(region_rows, layout: JpegLayout, box: Box, spans) -> np.ndarr
     for index, (component, rows) in enumerate(zip(layout.components, region_rows)):
         fy, fx = layout.v_max // component.v, layout.h_max // component.h
         y0, _, x0, _ = spans[index]
-        plane = _blocks_to_plane(np.stack(rows), component.table, _BLOCK, _BLOCK)
+        plane = _blocks_to_plane(rows, component.table, _BLOCK, _BLOCK)
         # libjpeg upsamples from the component's real samples, replicating its last one at the edge.
         real_h = -(-layout.height * component.v // layout.v_max) - y0 * _BLOCK
         real_w = -(-layout.width * component.h // layout.h_max) - x0 * _BLOCK
@@ -335,6 +362,7 @@ def _region_pixels(region_rows, layout: JpegLayout, box: Box, spans) -> np.ndarr
         if (fy, fx) != (1, 1):
             # Bilinear at quarter-sample offsets with replicated edges is libjpeg's triangular filter.
             plane = cv2.resize(plane, (plane.shape[1] * fx, plane.shape[0] * fy), interpolation=cv2.INTER_LINEAR)
+            plane = np.rint(plane)  # libjpeg's upsampling gives whole sample values too
         top, left = y0 * _BLOCK * fy, x0 * _BLOCK * fx
         planes.append(plane[box.y0 - top : box.y1 - top, box.x0 - left : box.x1 - left])
     return _to_rgb(planes)
