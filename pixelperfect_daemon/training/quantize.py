@@ -44,7 +44,8 @@ def int8_features_tflite(batches: list[np.ndarray]) -> bytes:
     import tensorflow as tf
 
     extractor = build_feature_extractor()
-    inputs = keras.Input(batch_shape=(1, *TFLITE_INPUT_SHAPE[1:]), dtype="float32", name=extractor.inputs[0].name)
+    # A free batch dimension, as the float export: the engine runs both views in one call.
+    inputs = keras.Input(batch_shape=TFLITE_INPUT_SHAPE, dtype="float32", name=extractor.inputs[0].name)
     fixed = keras.Model(inputs, extractor(inputs, training=False), name=extractor.name)
     converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
