@@ -25,6 +25,7 @@ from .loading import (
     read_all,
     read_head,
     scan_jpeg_structure,
+    set_pixel_limit,
     sniff_format,
 )
 from .views import VIEW_SIZE, detail_origin_in, make_views, overview_view, reduction_factor
@@ -51,6 +52,7 @@ class FileViews:
 def load_views(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileViews:
     """The views of the photo in ``path``; raises ``ImageLoadError`` as ``load_image`` does."""
     path = Path(path)
+    set_pixel_limit(max_pixels)
     head, _ = read_head(path)
     if sniff_format(head, path.suffix) == "JPEG":
         data = read_all(path)

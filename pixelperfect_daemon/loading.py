@@ -101,12 +101,9 @@ def load_image(
     path, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None
 ) -> DecodedImage:
     """Decode ``path`` to RGB pixels; ``min_side=N`` decodes as little as keeps the short side >= N."""
-    if max_pixels < 1:
-        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+    set_pixel_limit(max_pixels)
     if min_side is not None and min_side < 1:
         raise ValueError(f"min_side must be at least 1 or None, got {min_side}")
-    # Pillow's own guard stays on, at our limit, for anything decoded outside our checks.
-    Image.MAX_IMAGE_PIXELS = max_pixels
     path = Path(path)
     head, file_size = read_head(path)
     kind = sniff_format(head, path.suffix)
@@ -123,6 +120,14 @@ def load_image(
         return _load_file(path, kind, file_size, max_pixels, min_side)
     data = read_all(path)
     return _load_bytes(data, kind, max_pixels, min_side)
+
+
+def set_pixel_limit(max_pixels: int) -> None:
+    """Refuse images over ``max_pixels``: our header checks, and Pillow's own guard for anything
+    decoded outside them."""
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+    Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 # --- reading the file ---------------------------------------------------------------------
