@@ -1,6 +1,7 @@
 """A file's two views (``views.py``), decoding no more of it than they need.
 
-A clean JPEG big enough to be shrunk for the overview is never decoded at full resolution: its
+A clean JPEG (or a RAW file's embedded JPEG preview) big enough to be shrunk for the overview
+is never decoded at full resolution: its
 views come from one entropy decode (``jpeg_dct.py``), the overview from the DCT-scaled photo and
 the detail crop from the blocks under the most detailed region alone. Everything else (other
 formats, small or damaged JPEGs, layouts ``jpeg_dct`` does not handle) is decoded in full by
@@ -9,6 +10,7 @@ formats, small or damaged JPEGs, layouts ``jpeg_dct`` does not handle) is decode
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +20,12 @@ import numpy as np
 from . import jpeg_dct
 from .loading import (
     DEFAULT_MAX_PIXELS,
+    ImageLoadError,
     check_pixel_budget,
     jpeg_orientation,
     load_image,
     load_jpeg,
+    read_raw_preview,
     read_all,
     read_head,
     scan_jpeg_structure,
@@ -54,15 +58,34 @@ def load_views(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileViews:
     path = Path(path)
     set_pixel_limit(max_pixels)
     head, _ = read_head(path)
-    if sniff_format(head, path.suffix) == "JPEG":
+    kind = sniff_format(head, path.suffix)
+    if kind == "JPEG":
         data = read_all(path)
         fast = jpeg_views(data, max_pixels)
         if fast is not None:
             return fast
         decoded = load_jpeg(data, max_pixels, None)
     else:
+        fast = _raw_preview_views(path, kind, max_pixels) if kind and (kind.startswith("RAW:") or kind == "DNG") else None
+        if fast is not None:
+            return fast
         decoded = load_image(path, max_pixels=max_pixels)
     return FileViews(make_views(decoded.image), decoded.original_size, decoded.format, decoded.corruption, False)
+
+
+def _raw_preview_views(path: Path, kind: str, max_pixels: int) -> FileViews | None:
+    """The views of a RAW file's embedded JPEG preview by the DCT route, or None (then
+    ``load_image`` reads the file again, with its fallbacks and findings)."""
+    if not jpeg_dct.available():
+        return None
+    try:
+        preview = read_raw_preview(path)
+    except ImageLoadError:
+        return None
+    if preview.data is None or sniff_format(preview.data[:64]) != "JPEG":
+        return None
+    fast = jpeg_views(preview.data, max_pixels, preview.orientation)
+    return dataclasses.replace(fast, format=kind) if fast is not None else None
 
 
 def jpeg_views(data: bytes, max_pixels: int, fallback_orientation: int = 1) -> FileViews | None:

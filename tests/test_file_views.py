@@ -22,7 +22,7 @@ from pixelperfect_daemon.file_views import jpeg_views, load_views
 from pixelperfect_daemon.loading import ImageLoadError, load_image
 from pixelperfect_daemon.views import make_views, reduction_factor
 
-from .fixtures_images import _exif_bytes, make_corrupt_jpeg, make_truncated_jpeg, photo
+from .fixtures_images import _exif_bytes, exiftool_available, make_corrupt_jpeg, make_raw_like, make_truncated_jpeg, photo
 
 MAX_PIXEL_DIFFERENCE = 12  # levels of 255, in 99.9 % of a view's pixel values
 WORST_PIXEL_DIFFERENCE = 32  # levels of 255, any one (colour edges: chroma averaged before upsampling)
@@ -59,7 +59,7 @@ def assert_close(name, fast, full):
     assert difference.mean() <= MAX_MEAN_DIFFERENCE, (name, float(difference.mean()))
 
 
-def assert_views_match(path):
+def assert_views_match(path, kind="JPEG"):
     fast = load_views(path)
     pixels = load_image(path).pixels
     full = make_views(pixels)
@@ -70,6 +70,7 @@ def assert_views_match(path):
     assert detail_energy(fast.views[1]) >= MIN_DETAIL_ENERGY_RATIO * detail_energy(full[1])
     assert fast.original_size == load_image(path).original_size
     assert fast.corruption is None
+    assert fast.format == kind == load_image(path).format
 
 
 @pytest.mark.parametrize("size", [(1200, 900), (1203, 901), (2401, 1799), (1000, 3650)])
@@ -98,6 +99,13 @@ def test_greyscale_matches(tmp_path):
 def test_exif_orientation_matches(tmp_path, orientation):
     path = save_jpeg(tmp_path / "rotated.jpg", camera_like((1500, 950), 1), exif=_exif_bytes(orientation))
     assert_views_match(path)
+
+
+@pytest.mark.skipif(not exiftool_available(), reason="exiftool is not installed")
+@pytest.mark.parametrize("orientation", [None, 6])
+def test_raw_jpeg_preview_takes_the_route(tmp_path, orientation):
+    path = make_raw_like(tmp_path / "IMG_0001", ".CR2", preview_size=(1300, 950), orientation=orientation)
+    assert_views_match(path, "RAW:CR2")
 
 
 def test_cmyk_takes_the_full_decode(tmp_path):
