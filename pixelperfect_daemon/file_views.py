@@ -11,6 +11,7 @@ formats, small or damaged JPEGs, layouts ``jpeg_dct`` does not handle) is decode
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 
 from . import jpeg_dct
+from .common import one_line
 from .loading import (
     DEFAULT_MAX_PIXELS,
     ImageLoadError,
@@ -33,6 +35,8 @@ from .loading import (
     sniff_format,
 )
 from .views import VIEW_SIZE, detail_origin_in, make_views, overview_view, reduction_factor
+
+log = logging.getLogger(__name__)
 
 # The DCT scalings libjpeg offers; the largest not beyond the search's own reduction is used.
 _DENOMINATORS = (8, 4, 2)
@@ -116,6 +120,9 @@ def jpeg_views(data: bytes, max_pixels: int, fallback_orientation: int = 1) -> F
     try:
         _, crop = jpeg_dct.decode_reduced_and_region(data, layout, denominator, choose_region)
     except jpeg_dct.NotForDctPath:
+        return None
+    except Exception as error:  # noqa: BLE001 - files come from strangers: the full decode judges them
+        log.warning("DCT route failed, decoding in full: %s", one_line(error))
         return None
     views = np.stack([overview_view(search["small"]), _orient(crop, steps)])
     return FileViews(views, (upright_size[1], upright_size[0]), "JPEG", None, True, search["origin"])

@@ -172,3 +172,16 @@ def test_every_big_shared_jpeg_matches_the_full_decode(shared_data):
         assert_views_match(path)
         checked += 1
     assert checked > 0
+
+
+def test_a_failure_inside_the_route_falls_back_to_the_full_decode(tmp_path, monkeypatch, caplog):
+    path = save_jpeg(tmp_path / "photo.jpg", camera_like((1300, 950)))
+
+    def broken(*args, **kwargs):
+        raise IndexError("component 3 of 3")
+
+    monkeypatch.setattr(jpeg_dct, "decode_reduced_and_region", broken)
+    loaded = load_views(path)
+    assert not loaded.from_coefficients
+    assert np.array_equal(loaded.views, make_views(load_image(path).image))
+    assert "decoding in full" in caplog.text
