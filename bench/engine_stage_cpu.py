@@ -6,6 +6,7 @@ Steps (thread CPU time, median over ``--rounds`` passes, ms per file):
 
 * entropy decode: libjpeg-turbo reading the coefficients with no filter (alone, for reference:
   the DCT route's next two rows include it);
+* read + structural scan: reading the file and ``loading.scan_jpeg_structure`` (damage check);
 * DCT route, coefficients: the route's decode minus the two rows below it (entropy decode plus
   the custom filter's gathering of coefficients);
 * reduced copy from coefficients / region decode (inverse DCT, upsampling, colour of the crop);
@@ -34,7 +35,7 @@ from pixelperfect_daemon.engine import Analyzer, _run  # noqa: E402
 from pixelperfect_daemon.loading import load_image  # noqa: E402
 from pixelperfect_daemon.view_statistics import statistics_of_views  # noqa: E402
 
-STEPS = ("entropy decode (reference)", "DCT route: coefficients", "DCT route: reduced copy", "DCT route: region decode",
+STEPS = ("entropy decode (reference)", "read + structural scan", "DCT route: coefficients", "DCT route: reduced copy", "DCT route: region decode",
          "views (search, overview)", "full decode (other files)", "features", "statistics", "heads")
 
 
@@ -69,6 +70,8 @@ def one_pass(analyzer: Analyzer, files: list[Path]) -> Counter:
         (file_views, "detail_origin_in"): "views: search",
         (file_views, "overview_view"): "views: overview",
         (file_views, "make_views"): "views: overview",
+        (file_views, "read_all"): "read + structural scan",
+        (file_views, "scan_jpeg_structure"): "read + structural scan",
         (file_views, "load_image"): "full decode (other files)",
         (file_views, "load_jpeg"): "full decode (other files)",
     }
