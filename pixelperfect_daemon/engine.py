@@ -24,8 +24,10 @@ import numpy as np
 
 from .adaptation import learn_inputs
 from .config import AnalysisSettings
+from .file_views import FileViews, load_views
+from .jpeg_dct import keep_freed_memory_for_reuse
 from .labels import DEFECTS
-from .loading import DecodedImage, ImageLoadError, load_image
+from .loading import DecodedImage, ImageLoadError
 from .result import AnalysisResult
 from .verdict import is_poor
 from .view_statistics import STATISTIC_NAMES, STATISTICS_PER_VIEW, head_inputs
@@ -108,6 +110,7 @@ class Analyzer:
         self.poor_below_quality = (poor_below_quality if poor_below_quality is not None
                                    else self.card.get("poor_below_quality", 0.0))
         self._local = threading.local()
+        keep_freed_memory_for_reuse()
         self.adaptation = None  # a library's adaptation of the verdict (adaptation.py), when one is in use
 
     def use_adaptation(self, adaptation) -> None:
@@ -151,17 +154,22 @@ class Analyzer:
         ]
 
     def analyze_decoded(self, path: Path | str, decoded: DecodedImage) -> AnalysisResult:
-        views = make_views(decoded.image)
+        return self._analyze(path, make_views(decoded.image), decoded.corruption)
+
+    def analyze_views(self, path: Path | str, loaded: FileViews) -> AnalysisResult:
+        return self._analyze(path, loaded.views, loaded.corruption)
+
+    def _analyze(self, path: Path | str, views: np.ndarray, corruption: str | None) -> AnalysisResult:
         (outputs,) = self.predict_views(views[None])
-        return self._result(str(path), outputs, decoded.corruption, monochrome=is_monochrome(views))
+        return self._result(str(path), outputs, corruption, monochrome=is_monochrome(views))
 
     def analyze_path(self, path: Path | str) -> AnalysisResult:
         """Decode and analyse one file; bad input gives an "error" result, never an exception."""
         try:
-            decoded = load_image(path, max_pixels=self.max_pixels)
+            loaded = load_views(path, max_pixels=self.max_pixels)
         except ImageLoadError as error:
             return AnalysisResult.failed(str(path), str(error), self.model_version)
-        return self.analyze_decoded(path, decoded)
+        return self.analyze_views(path, loaded)
 
     def _result(
         self, path: str, outputs: ModelOutputs, corruption: str | None, *, monochrome: bool = False

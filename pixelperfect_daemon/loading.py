@@ -101,14 +101,11 @@ def load_image(
     path, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None
 ) -> DecodedImage:
     """Decode ``path`` to RGB pixels; ``min_side=N`` decodes as little as keeps the short side >= N."""
-    if max_pixels < 1:
-        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+    set_pixel_limit(max_pixels)
     if min_side is not None and min_side < 1:
         raise ValueError(f"min_side must be at least 1 or None, got {min_side}")
-    # Pillow's own guard stays on, at our limit, for anything decoded outside our checks.
-    Image.MAX_IMAGE_PIXELS = max_pixels
     path = Path(path)
-    head, file_size = _read_head(path)
+    head, file_size = read_head(path)
     kind = sniff_format(head, path.suffix)
     if kind is None:
         raise ImageLoadError(_describe_unknown_content(head))
@@ -121,8 +118,16 @@ def load_image(
         if kind == "TIFF" and (finding := _tiff_directory_beyond_end(head, file_size)):
             raise ImageLoadError(finding)
         return _load_file(path, kind, file_size, max_pixels, min_side)
-    data = _read_all(path)
+    data = read_all(path)
     return _load_bytes(data, kind, max_pixels, min_side)
+
+
+def set_pixel_limit(max_pixels: int) -> None:
+    """Refuse images over ``max_pixels``: our header checks, and Pillow's own guard for anything
+    decoded outside them."""
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+    Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 # --- reading the file ---------------------------------------------------------------------
@@ -139,7 +144,7 @@ def describe_os_error(error: OSError) -> str:
     return f"cannot read the file: {error.strerror or error}"
 
 
-def _read_head(path: Path) -> tuple[bytes, int]:
+def read_head(path: Path) -> tuple[bytes, int]:
     try:
         info = path.stat()
         if stat.S_ISDIR(info.st_mode):
@@ -155,7 +160,7 @@ def _read_head(path: Path) -> tuple[bytes, int]:
         raise ImageLoadError(describe_os_error(error)) from None
 
 
-def _read_all(path: Path) -> bytes:
+def read_all(path: Path) -> bytes:
     try:
         with open(path, "rb") as stream:
             return stream.read()
@@ -266,7 +271,7 @@ def _open(kind: str, source, max_pixels: int, finding: str | None = None) -> Ima
 
 def _load_bytes(data: bytes, kind: str, max_pixels: int, min_side: int | None) -> DecodedImage:
     if kind == "JPEG":
-        return _load_jpeg(data, max_pixels, min_side)
+        return load_jpeg(data, max_pixels, min_side)
     finding = None
     if kind == "PNG":
         finding = scan_png_structure(data)
@@ -283,7 +288,7 @@ def _load_bytes(data: bytes, kind: str, max_pixels: int, min_side: int | None) -
     return _decode(image, kind, finding, min_side)
 
 
-def _load_jpeg(
+def load_jpeg(
     data: bytes, max_pixels: int, min_side: int | None, fallback_orientation: int = 1
 ) -> DecodedImage:
     structure = scan_jpeg_structure(data)
@@ -353,6 +358,15 @@ def _decode(
     swaps_axes = orientation in (5, 6, 7, 8)
     original_size = (full_height, full_width) if swaps_axes else (full_width, full_height)
     return DecodedImage(image=rgb, original_size=original_size, format=kind, corruption=finding)
+
+
+def jpeg_orientation(data: bytes, fallback: int = 1) -> int:
+    """The EXIF orientation a JPEG records (``fallback`` where it records none), from its headers alone."""
+    try:
+        with JpegImagePlugin.JpegImageFile(io.BytesIO(data)) as image:
+            return _orientation(image, fallback)
+    except (*_DECODE_ERRORS, RuntimeError):
+        return fallback
 
 
 def _orientation(image: Image.Image, fallback: int) -> int:
@@ -455,7 +469,7 @@ def _load_raw(path: Path, kind: str, max_pixels: int, min_side: int | None) -> D
     if sniff_format(preview.data[:_HEAD_BYTES]) != "JPEG":
         raise ImageLoadError(f"{kind}: the embedded preview is not a JPEG")
     try:
-        decoded = _load_jpeg(preview.data, max_pixels, min_side, preview.orientation)
+        decoded = load_jpeg(preview.data, max_pixels, min_side, preview.orientation)
     except ImageLoadError as error:
         raise ImageLoadError(f"embedded preview: {error}") from None
     finding = f"embedded preview: {decoded.corruption}" if decoded.corruption else None

@@ -40,8 +40,9 @@ from .common import one_line, path_to_text, sha256_of, text_to_path, utc_in, utc
 from .config import Settings
 from .failures import is_transient, retry_delay
 from .file_replace import FileIdentity
+from .file_views import FileViews, load_views
 from .index import TAG_ERROR, ImageIndex, ImageIndexGoneError, ImageIndexWriteError
-from .loading import DecodedImage, ImageLoadError, load_image
+from .loading import ImageLoadError
 from .metadata import FileBusyError, MetadataWriter
 from .result import AnalysisResult
 
@@ -88,7 +89,7 @@ class Job:
     identity: FileIdentity | None = None  # the file as identify saw it: tags replace only that file
     sha256: str | None = None
     row: dict | None = None  # its index row before this run
-    decoded: DecodedImage | None = None  # dropped once analysed
+    decoded: FileViews | None = None  # dropped once analysed
     width: int | None = None
     height: int | None = None
     result: AnalysisResult | None = None
@@ -169,8 +170,8 @@ class Pipeline:
         workers = settings.analysis.workers
         self.stages = [
             Stage("identify", (self.identify,), threads=1, queue_size=2 * workers, drains_on_stop=False),
-            # Decode and analyse share a thread: the 72 MB of a decoded 24-megapixel image are used
-            # while still in this core's cache and never wait in a queue (measured: 5 % less CPU
+            # Decode and analyse share a thread: the decoded pixels are used while still in this
+            # core's cache and never wait in a queue (measured: 5 % less CPU
             # per image than separate decode and analyse threads, and half the memory).
             Stage("decode, analyse", (self.decode, self.analyse), threads=workers, queue_size=2 * workers,
                   drains_on_stop=False),
@@ -287,7 +288,7 @@ class Pipeline:
         if job.result is not None:
             return  # tagged again from its row: nothing to analyse
         try:
-            job.decoded = load_image(job.path, max_pixels=self.settings.analysis.max_pixels)
+            job.decoded = load_views(job.path, max_pixels=self.settings.analysis.max_pixels)
         except ImageLoadError as error:
             job.result = AnalysisResult.failed(str(job.path), one_line(error), self.analyzer.model_version)
             job.analyzed_at = utc_now()
@@ -299,7 +300,7 @@ class Pipeline:
         if job.decoded is None:
             return  # tagged again from its row
         decoded, job.decoded = job.decoded, None  # free the pixels as soon as the models are done
-        job.result = self.analyzer.analyze_decoded(job.path, decoded)
+        job.result = self.analyzer.analyze_views(job.path, decoded)
         job.analyzed_at = utc_now()
         if job.result.verdict == "error":
             job.outcome, job.error = ERROR, job.result.error

@@ -24,13 +24,18 @@ VIEW_NAMES = ("overview", "detail")
 _REDUCED_SHORT_SIDE = 2 * VIEW_SIZE
 
 
+def reduction_factor(height: int, width: int) -> int:
+    """The whole factor the overview and the detail search shrink an image of this size by."""
+    return max(1, min(height, width) // _REDUCED_SHORT_SIDE)
+
+
 def reduced_copy(pixels: np.ndarray | Image.Image) -> tuple[np.ndarray, float]:
     """A cheap box-filtered copy for the overview and the detail search, and its scale.
 
     Both routes average whole factor x factor blocks (the same numbers, up to rounding); a Pillow
     image is reduced by Pillow, so a decoded 24-megapixel photo is never copied out whole."""
     width, height = pixels.size if isinstance(pixels, Image.Image) else pixels.shape[1::-1]
-    factor = max(1, min(height, width) // _REDUCED_SHORT_SIDE)
+    factor = reduction_factor(height, width)
     if isinstance(pixels, Image.Image):
         small = pixels.reduce(factor) if factor > 1 else pixels
         return np.asarray(small.crop((0, 0, width // factor, height // factor))), 1.0 / factor
@@ -58,11 +63,16 @@ def detail_origin(pixels: np.ndarray | Image.Image, small: np.ndarray | None = N
 
     ``small``/``scale`` is an optional reduced copy of ``pixels`` to search on.
     """
-    height, width = _size(pixels)
-    if height <= VIEW_SIZE and width <= VIEW_SIZE:
-        return 0, 0
     if small is None:
         small, scale = reduced_copy(pixels)
+    return detail_origin_in(_size(pixels), small, scale)
+
+
+def detail_origin_in(size: tuple[int, int], small: np.ndarray, scale: float) -> tuple[int, int]:
+    """``detail_origin`` for an image of (height, width) ``size`` known only by a copy reduced by ``scale``."""
+    height, width = size
+    if height <= VIEW_SIZE and width <= VIEW_SIZE:
+        return 0, 0
     gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
     energy = np.abs(cv2.Laplacian(gray, cv2.CV_32F, ksize=3))
     # Mean energy over every window the size of the crop, measured at the search scale.

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
-apt_packages=(libimage-exiftool-perl)
+apt_packages=(libimage-exiftool-perl libturbojpeg0)
 # systemd: systemd-analyze checks the service units; util-linux: setpriv runs a test daemon unprivileged.
 [ $dev = 1 ] && apt_packages+=(exiv2 chromium fonts-dejavu-core postgresql systemd util-linux)
 python=$(command -v python3.11 || true)

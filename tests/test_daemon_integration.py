@@ -44,7 +44,7 @@ class NameAnalyzer:
 
     model_version = "name-analyzer-1"
 
-    def analyze_decoded(self, path, decoded) -> AnalysisResult:
+    def analyze_views(self, path, loaded) -> AnalysisResult:
         poor = "poor" in Path(path).name
         scores = {key: (0.94 if key == "noise" else 0.01) for key in DEFECTS}
         return AnalysisResult(path=str(path), verdict="poor" if poor else "good", quality=0.3 if poor else 0.8,
@@ -60,10 +60,10 @@ class CountingAnalyzer:
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def analyze_decoded(self, path, decoded):
+    def analyze_views(self, path, loaded):
         with self._lock:
             self.counts[str(path)] = self.counts.get(str(path), 0) + 1
-        return self.inner.analyze_decoded(path, decoded)
+        return self.inner.analyze_views(path, loaded)
 
 
 _REAL_ANALYZER = None

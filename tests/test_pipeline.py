@@ -41,7 +41,7 @@ class FakeAnalyzer:
         self._lock = threading.Lock()
         self._during_analysis = during_analysis
 
-    def analyze_decoded(self, path, decoded) -> AnalysisResult:
+    def analyze_views(self, path, loaded) -> AnalysisResult:
         with self._lock:
             self.calls.append(Path(path))
         if self._during_analysis is not None:
