@@ -41,6 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
 
 from bench_daemon import CLI, cpu_seconds, ensure_sources, row_count, write_config  # noqa: E402
+
 from tests.dask_cluster import LocalDaskCluster  # noqa: E402
 
 
@@ -115,8 +116,9 @@ def cluster_cpu_seconds(cluster: LocalDaskCluster | None) -> float:
     return sum(sum(cpu_seconds(process.pid)) for process in [cluster.scheduler, *cluster.workers])
 
 
-def time_scan(workdir: Path, sources: list[Path], workers: int, cluster: LocalDaskCluster | None,
-              measure_io: bool = False) -> dict:
+def time_scan(
+    workdir: Path, sources: list[Path], workers: int, cluster: LocalDaskCluster | None, measure_io: bool = False
+) -> dict:
     """One scan through the CLI; the CPU figure adds the cluster's processes to the driver's."""
     address = None if cluster is None else cluster.address
     config, ingest, database = fresh_run(workdir, sources, workers)
@@ -176,9 +178,14 @@ def time_empty_scan(workdir: Path, cluster: LocalDaskCluster | None = None) -> d
     io.join(1)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     read_bytes, write_bytes = io.totals
-    return {"cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-            + cluster_cpu_seconds(cluster) - cluster_before,
-            "read_bytes": read_bytes, "write_bytes": write_bytes}
+    return {
+        "cpu_s": (after.ru_utime - before.ru_utime)
+        + (after.ru_stime - before.ru_stime)
+        + cluster_cpu_seconds(cluster)
+        - cluster_before,
+        "read_bytes": read_bytes,
+        "write_bytes": write_bytes,
+    }
 
 
 def raw_bytes_read(workdir: Path) -> dict:
@@ -217,7 +224,7 @@ def main() -> None:
     cluster_start: dict[int, list[float]] = {1: [], 2: []}
     empty = time_empty_scan(workdir)
 
-    def measure(mode: str, workers: int, cluster: LocalDaskCluster | None) -> None:
+    def measure(round_number: int, mode: str, workers: int, cluster: LocalDaskCluster | None) -> None:
         print(f"round {round_number + 1}: {mode}", file=sys.stderr, flush=True)
         fixed = time_empty_scan(workdir, cluster)
         result = time_scan(workdir, sources, workers, cluster, measure_io=mode == "scan 1")
@@ -226,47 +233,74 @@ def main() -> None:
 
     for round_number in range(args.runs):
         for workers in (1, 2):
-            measure(f"scan {workers}", workers, None)
+            measure(round_number, f"scan {workers}", workers, None)
             started = time.monotonic()
             with LocalDaskCluster(workdir / "cluster", workers) as cluster:
                 cluster_start[workers].append(time.monotonic() - started)
-                measure(f"cluster {workers}", workers, cluster)
+                measure(round_number, f"cluster {workers}", workers, cluster)
 
     def median(mode: str, key: str) -> float:
         return statistics.median(r[key] for r in results[mode])
 
-    print(f"\n{args.count} camera-like 24-megapixel JPEGs (mean {mean_size / 1e6:.1f} MB), {os.cpu_count()} CPU cores, "
-          f"median of {args.runs} round(s)\n")
-    print("| mode | images/s (first to last row) | efficiency vs scan (images/s) | CPU s per image, all "
-          "| CPU s per image, start-up left out | efficiency vs scan (CPU) | start-up to first row (s) | wall (s) "
-          "| load average |")
+    print(
+        f"\n{args.count} camera-like 24-megapixel JPEGs (mean {mean_size / 1e6:.1f} MB), {os.cpu_count()} CPU cores, "
+        f"median of {args.runs} round(s)\n"
+    )
+    print(
+        "| mode | images/s (first to last row) | efficiency vs scan (images/s) | CPU s per image, all "
+        "| CPU s per image, start-up left out | efficiency vs scan (CPU) | start-up to first row (s) | wall (s) "
+        "| load average |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for mode in ("scan 1", "cluster 1", "scan 2", "cluster 2"):
         workers = int(mode[-1])
-        rate, cpu, marginal = median(mode, "images_per_s"), median(mode, "cpu_s") / args.count, \
-            median(mode, "cpu_per_image_s")
+        rate, cpu, marginal = (
+            median(mode, "images_per_s"),
+            median(mode, "cpu_s") / args.count,
+            median(mode, "cpu_per_image_s"),
+        )
         rate_efficiency = cpu_efficiency = ""
         if mode.startswith("cluster"):
             rate_efficiency = f"{rate / median(f'scan {workers}', 'images_per_s'):.0%}"
             cpu_efficiency = f"{median(f'scan {workers}', 'cpu_per_image_s') / marginal:.0%}"
-        print(f"| {mode} | {rate:.2f} | {rate_efficiency} | {cpu:.3f} | {marginal:.3f} | {cpu_efficiency} "
-              f"| {median(mode, 'start_s'):.1f} | {median(mode, 'wall_s'):.1f} | {median(mode, 'load_average'):.1f} |")
-    print(f"\nscaling 1 → 2 cluster workers: {median('cluster 2', 'images_per_s') / median('cluster 1', 'images_per_s'):.2f}x; "
-          f"plain scan 1 → 2 threads: {median('scan 2', 'images_per_s') / median('scan 1', 'images_per_s'):.2f}x")
-    print(f"cluster start-up (scheduler + workers up): 1 worker {statistics.median(cluster_start[1]):.1f} s, "
-          f"2 workers {statistics.median(cluster_start[2]):.1f} s")
+        print(
+            f"| {mode} | {rate:.2f} | {rate_efficiency} | {cpu:.3f} | {marginal:.3f} | {cpu_efficiency} "
+            f"| {median(mode, 'start_s'):.1f} | {median(mode, 'wall_s'):.1f} | {median(mode, 'load_average'):.1f} |"
+        )
+    print(
+        f"\nscaling 1 → 2 cluster workers: {median('cluster 2', 'images_per_s') / median('cluster 1', 'images_per_s'):.2f}x; "
+        f"plain scan 1 → 2 threads: {median('scan 2', 'images_per_s') / median('scan 1', 'images_per_s'):.2f}x"
+    )
+    print(
+        f"cluster start-up (scheduler + workers up): 1 worker {statistics.median(cluster_start[1]):.1f} s, "
+        f"2 workers {statistics.median(cluster_start[2]):.1f} s"
+    )
     cpu_per_image = (median("scan 1", "cpu_s") - empty["cpu_s"]) / args.count
     read_per_image = (median("scan 1", "read_bytes") - empty["read_bytes"]) / args.count
     write_per_image = (median("scan 1", "write_bytes") - empty["write_bytes"]) / args.count
-    print(f"per image (plain scan, 1 worker; a scan of an empty folder left out): CPU {cpu_per_image:.3f} s "
-          f"(scan + ExifTool), read() {read_per_image / 1e6:.1f} MB, write() {write_per_image / 1e6:.1f} MB, "
-          f"file {mean_size / 1e6:.1f} MB")
+    print(
+        f"per image (plain scan, 1 worker; a scan of an empty folder left out): CPU {cpu_per_image:.3f} s "
+        f"(scan + ExifTool), read() {read_per_image / 1e6:.1f} MB, write() {write_per_image / 1e6:.1f} MB, "
+        f"file {mean_size / 1e6:.1f} MB"
+    )
     raw = raw_bytes_read(workdir)
-    print(f"a 24-megapixel DNG of {raw['file_bytes'] / 1e6:.1f} MB: decoding its preview read() "
-          f"{raw['decode_read_bytes'] / 1e6:.2f} MB, hashing it {raw['hash_read_bytes'] / 1e6:.1f} MB")
+    print(
+        f"a 24-megapixel DNG of {raw['file_bytes'] / 1e6:.1f} MB: decoding its preview read() "
+        f"{raw['decode_read_bytes'] / 1e6:.2f} MB, hashing it {raw['hash_read_bytes'] / 1e6:.1f} MB"
+    )
     if args.json:
-        print(json.dumps({"results": results, "cluster_start_s": cluster_start, "empty_scan": empty,
-                          "mean_file_bytes": mean_size, "raw": raw}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "results": results,
+                    "cluster_start_s": cluster_start,
+                    "empty_scan": empty,
+                    "mean_file_bytes": mean_size,
+                    "raw": raw,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -63,8 +63,11 @@ def camera_like_jpeg(path: Path, seed: int) -> None:
     crop = np.ascontiguousarray(sample[top : top + crop_h, left : left + crop_w])
     pixels = cv2.resize(crop, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC).astype(np.int16)
     # Fine texture (the enlarged sample has none) and sensor noise: what makes camera JPEGs 5-10 MB.
-    texture = cv2.resize(rng.integers(-12, 13, (HEIGHT // 4, WIDTH // 4, 3), dtype=np.int16).astype(np.float32),
-                         (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR).astype(np.int16)
+    texture = cv2.resize(
+        rng.integers(-12, 13, (HEIGHT // 4, WIDTH // 4, 3), dtype=np.int16).astype(np.float32),
+        (WIDTH, HEIGHT),
+        interpolation=cv2.INTER_LINEAR,
+    ).astype(np.int16)
     noise = rng.integers(-7, 8, (HEIGHT, WIDTH, 3), dtype=np.int16)
     pixels = np.clip(pixels + texture + noise, 0, 255).astype(np.uint8)
     temporary = path.with_suffix(".tmp")
@@ -77,8 +80,11 @@ def ensure_sources(folder: Path, names: list[str], first_seed: int) -> list[Path
     paths = [folder / name for name in names]
     missing = [(p, first_seed + i) for i, p in enumerate(paths) if not p.exists()]
     if missing:
-        print(f"generating {len(missing)} 24-megapixel JPEG(s) in {folder} (cached for later runs) ...",
-              file=sys.stderr, flush=True)
+        print(
+            f"generating {len(missing)} 24-megapixel JPEG(s) in {folder} (cached for later runs) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
             list(pool.map(camera_like_jpeg, *zip(*missing)))
     return paths
@@ -94,7 +100,8 @@ def time_analyze(sources: list[Path], workers: int, config: Path) -> tuple[float
     # The files themselves, not their folder: the cache may hold more than --count.
     analyze = subprocess.Popen(
         [*CLI, "analyze", "--json", "--workers", str(workers), "--config", str(config), *map(str, sources)],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
     )
     memory = PeakMemory(analyze.pid)
     memory.start()
@@ -201,8 +208,9 @@ def time_daemon(workdir: Path, sources: list[Path], singles: list[Path], args) -
     (run / "ingest").mkdir(parents=True)
     config = write_config(run, args.workers, args.stable_seconds, args.metadata_mode)
     log = (run / "daemon.log").open("wb")
-    daemon = subprocess.Popen([*CLI, "daemon", "--config", str(config)], cwd=REPO_ROOT, stdout=log,
-                              stderr=subprocess.STDOUT)
+    daemon = subprocess.Popen(
+        [*CLI, "daemon", "--config", str(config)], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
     memory = PeakMemory(daemon.pid)
     memory.start()
     database = run / "index.sqlite"
@@ -220,7 +228,7 @@ def time_daemon(workdir: Path, sources: list[Path], singles: list[Path], args) -
             target = run / "ingest" / single.name
             arrived = time.monotonic()
             os.link(single, target)
-            wait_for(lambda: has_row(database, target), timeout=120)
+            wait_for(lambda target=target: has_row(database, target), timeout=120)
             latencies.append(time.monotonic() - arrived)
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -244,8 +252,9 @@ def bench(args) -> dict:
     of the analyze runs on either side of it."""
     workdir = Path(args.workdir)
     sources = ensure_sources(workdir / "source", [f"DSC_{i:04}.jpg" for i in range(args.count)], first_seed=0)
-    singles = ensure_sources(workdir / "single", [f"SINGLE_{i}.jpg" for i in range(LATENCY_SAMPLES)],
-                             first_seed=100_000)
+    singles = ensure_sources(
+        workdir / "single", [f"SINGLE_{i}.jpg" for i in range(LATENCY_SAMPLES)], first_seed=100_000
+    )
     config = write_config(workdir, args.workers, args.stable_seconds)  # analyze reads [analysis] only
     print("timing pixelperfect analyze ...", file=sys.stderr, flush=True)
     analyses = [time_analyze(sources, args.workers, config)]
@@ -283,26 +292,43 @@ def markdown(results: dict) -> str:
     rows = [
         ("files", f"{count} JPEGs, 6000 x 4000, mean {results['mean_file_mb']:.1f} MB"),
         ("workers, tags", f"{results['workers']}, {results['metadata_mode']}"),
-        ("daemon / analyze throughput, every run (median run shown below)",
-         ", ".join(f"{r:.0%}" for r in results["ratios"])),
-        ("`pixelperfect analyze`: wall time, mean of before and after the daemon",
-         f"{results['analyze_seconds']:.1f} s ({analyze_rate:.2f} images/s; "
-         + " and ".join(f"{s:.1f} s" for s in results["analyze_seconds_before_after"]) + ")"),
+        (
+            "daemon / analyze throughput, every run (median run shown below)",
+            ", ".join(f"{r:.0%}" for r in results["ratios"]),
+        ),
+        (
+            "`pixelperfect analyze`: wall time, mean of before and after the daemon",
+            f"{results['analyze_seconds']:.1f} s ({analyze_rate:.2f} images/s; "
+            + " and ".join(f"{s:.1f} s" for s in results["analyze_seconds_before_after"])
+            + ")",
+        ),
         ("daemon: drop to last file tagged + indexed", f"{results['burst_seconds']:.1f} s"),
-        ("daemon: throughput", f"{daemon_rate:.2f} images/s ({daemon_rate / analyze_rate:.0%} of analyze; target >= 80 %)"),
-        ("daemon: throughput after the stability wait",
-         f"{count / (results['burst_seconds'] - results['stable_seconds']):.2f} images/s "
-         f"({count / (results['burst_seconds'] - results['stable_seconds']) / analyze_rate:.0%} of analyze)"),
-        ("CPU per image: analyze / daemon (incl. ExifTool)",
-         f"{results['analyze_cpu_seconds'] / count:.3f} s / {results['burst_cpu_seconds'] / count:.3f} s "
-         f"(ExifTool {1000 * results['burst_exiftool_cpu_seconds'] / count:.0f} ms) "
-         f"(analyze needs {results['analyze_cpu_seconds'] / results['burst_cpu_seconds']:.0%} of the daemon's CPU)"),
-        ("daemon: peak RSS", f"{results['peak_rss_mb']:.0f} MiB ({results['peak_rss_with_exiftool_mb']:.0f} MiB with ExifTool; "
-                             f"analyze: {results['analyze_peak_rss_mb']:.0f} MiB)"),
+        (
+            "daemon: throughput",
+            f"{daemon_rate:.2f} images/s ({daemon_rate / analyze_rate:.0%} of analyze; target >= 80 %)",
+        ),
+        (
+            "daemon: throughput after the stability wait",
+            f"{count / (results['burst_seconds'] - results['stable_seconds']):.2f} images/s "
+            f"({count / (results['burst_seconds'] - results['stable_seconds']) / analyze_rate:.0%} of analyze)",
+        ),
+        (
+            "CPU per image: analyze / daemon (incl. ExifTool)",
+            f"{results['analyze_cpu_seconds'] / count:.3f} s / {results['burst_cpu_seconds'] / count:.3f} s "
+            f"(ExifTool {1000 * results['burst_exiftool_cpu_seconds'] / count:.0f} ms) "
+            f"(analyze needs {results['analyze_cpu_seconds'] / results['burst_cpu_seconds']:.0%} of the daemon's CPU)",
+        ),
+        (
+            "daemon: peak RSS",
+            f"{results['peak_rss_mb']:.0f} MiB ({results['peak_rss_with_exiftool_mb']:.0f} MiB with ExifTool; "
+            f"analyze: {results['analyze_peak_rss_mb']:.0f} MiB)",
+        ),
         ("daemon: error rows", str(results["errors"])),
-        ("single file: arrival to tags written",
-         f"median {statistics.median(results['latencies']):.2f} s, max {max(results['latencies']):.2f} s "
-         f"(stable_seconds {results['stable_seconds']:g}; target < {latency_limit:g} s)"),
+        (
+            "single file: arrival to tags written",
+            f"median {statistics.median(results['latencies']):.2f} s, max {max(results['latencies']):.2f} s "
+            f"(stable_seconds {results['stable_seconds']:g}; target < {latency_limit:g} s)",
+        ),
     ]
     lines = ["| measure | result |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
@@ -314,8 +340,12 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/pixelperfect-bench", help="cache and scratch folder")
     parser.add_argument("--workers", type=int, default=2, help="[analysis] workers for both (default 2)")
     parser.add_argument("--stable-seconds", type=float, default=2.0, help="[watch] stable_seconds (default 2)")
-    parser.add_argument("--metadata-mode", choices=("embedded", "sidecar"), default="embedded",
-                        help="[metadata] mode of the daemon (default embedded: the XMP is written into each JPEG)")
+    parser.add_argument(
+        "--metadata-mode",
+        choices=("embedded", "sidecar"),
+        default="embedded",
+        help="[metadata] mode of the daemon (default embedded: the XMP is written into each JPEG)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="daemon runs, each between two analyze runs (default 3)")
     parser.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
     args = parser.parse_args()

@@ -79,7 +79,13 @@ def make_files(folder: Path, count: int, size: tuple[int, int], quality: int) ->
 # ---------------------------------------------------------------- measurements
 def decode_throughput_in_fresh_process(files: list[Path], reuse_memory: bool) -> tuple[float, float]:
     """(images/s, CPU seconds per image) of the full decode in a fresh process."""
-    command = [sys.executable, __file__, *(["--reuse-memory"] if reuse_memory else []), "--decode-only", *map(str, files)]
+    command = [
+        sys.executable,
+        __file__,
+        *(["--reuse-memory"] if reuse_memory else []),
+        "--decode-only",
+        *map(str, files),
+    ]
     rate, cpu = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO).stdout.split()[-2:]
     return float(rate), float(cpu)
 
@@ -92,6 +98,7 @@ def process_cpu_seconds(pid: int) -> float:
 
 def decode_throughput(files: list[Path]) -> tuple[float, float]:
     """(the best of three rates, CPU seconds per image over the three)."""
+
     def decode(path):
         with Image.open(path) as image:
             image.load()
@@ -144,14 +151,16 @@ def original_design_throughput(files: list[Path]) -> tuple[float, float]:
     import keras
 
     vgg16 = keras.applications.VGG16(weights=None, classes=2, classifier_activation="softmax")
-    small_cnn = keras.Sequential([
-        keras.Input((224, 224, 3)),
-        keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
-        keras.layers.Conv2D(64, 3, strides=2, activation="relu"),
-        keras.layers.Conv2D(128, 3, strides=2, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(7, activation="softmax"),
-    ])
+    small_cnn = keras.Sequential(
+        [
+            keras.Input((224, 224, 3)),
+            keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
+            keras.layers.Conv2D(64, 3, strides=2, activation="relu"),
+            keras.layers.Conv2D(128, 3, strides=2, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(7, activation="softmax"),
+        ]
+    )
 
     def run(path):
         with Image.open(path) as image:
@@ -174,7 +183,9 @@ def main():
     parser.add_argument("--small", type=int, default=200, help="number of 500x500 photos")
     parser.add_argument("--baseline-files", type=int, default=12, help="files per kind for the slow original design")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pixelperfect-bench"))
-    parser.add_argument("--config", type=Path, help="settings file for analyze, e.g. to time other models ([analysis] models_dir)")
+    parser.add_argument(
+        "--config", type=Path, help="settings file for analyze, e.g. to time other models ([analysis] models_dir)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved decode/analyze rounds (median reported)")
     parser.add_argument("--decode-only", nargs="*", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--reuse-memory", action="store_true", help=argparse.SUPPRESS)
@@ -198,8 +209,10 @@ def main():
         # Making the files grew this process by about a gigabyte, and a child's ru_maxrss counts the
         # parent's pages from before exec: measure from a fresh process, which finds the files made.
         os.execv(sys.executable, [sys.executable, *sys.argv])
-    runs = {name: {"decode": [], "decode_cpu": [], "decode_reuse": [], "decode_reuse_cpu": [], "analyze": []}
-            for name in kinds}
+    runs = {
+        name: {"decode": [], "decode_cpu": [], "decode_reuse": [], "decode_reuse_cpu": [], "analyze": []}
+        for name in kinds
+    }
     for round_number in range(args.rounds):
         for name, files in kinds.items():
             print(f"round {round_number + 1}/{args.rounds}: {name} ...", file=sys.stderr)
@@ -221,10 +234,14 @@ def main():
     def spread(values, fmt="{:.1f}"):
         return f"{fmt.format(median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
-    print(f"\nEngine benchmark ({CORES} cores, {os.uname().machine}), median (min-max) of {args.rounds} interleaved rounds:\n")
-    print("| files | n | full decode img/s | full decode, memory reused, img/s | analyze img/s (steady) | "
-          "analyze img/s (incl. start-up) | original design img/s | analyze / decode | analyze / decode (memory reused) | "
-          "analyze / original | first result s | peak RSS MB |")
+    print(
+        f"\nEngine benchmark ({CORES} cores, {os.uname().machine}), median (min-max) of {args.rounds} interleaved rounds:\n"
+    )
+    print(
+        "| files | n | full decode img/s | full decode, memory reused, img/s | analyze img/s (steady) | "
+        "analyze img/s (incl. start-up) | original design img/s | analyze / decode | analyze / decode (memory reused) | "
+        "analyze / original | first result s | peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ratios = {}
     for name, files in kinds.items():
@@ -234,24 +251,32 @@ def main():
         by_reused = [a / d for a, d in zip(steady, run["decode_reuse"])]
         by_original = [a / baselines[name] for a in steady]
         ratios[name] = (median(by_decode), median(by_original))
-        print(f"| {name} | {len(files)} | {spread(run['decode'])} | {spread(run['decode_reuse'])} | {spread(steady)} | "
-              f"{spread([a['end_to_end_img_s'] for a in run['analyze']])} | {baselines[name]:.2f} | "
-              f"{spread(by_decode, '{:.2f}')} | {spread(by_reused, '{:.2f}')} | {spread(by_original)}x | "
-              f"{spread([a['first_result_s'] for a in run['analyze']], '{:.2f}')} | "
-              f"{spread([a['peak_rss_mb'] for a in run['analyze']], '{:.0f}')} |")
-    print("\nCPU time per image (ms; analyze: after its first result), median (min-max), and the throughput ratio "
-          "they give on an otherwise idle machine:\n")
-    print("| files | full decode | full decode, memory reused | analyze | original design | decode / analyze | "
-          "decode (memory reused) / analyze | original / analyze |\n|---|---|---|---|---|---|---|---|")
+        print(
+            f"| {name} | {len(files)} | {spread(run['decode'])} | {spread(run['decode_reuse'])} | {spread(steady)} | "
+            f"{spread([a['end_to_end_img_s'] for a in run['analyze']])} | {baselines[name]:.2f} | "
+            f"{spread(by_decode, '{:.2f}')} | {spread(by_reused, '{:.2f}')} | {spread(by_original)}x | "
+            f"{spread([a['first_result_s'] for a in run['analyze']], '{:.2f}')} | "
+            f"{spread([a['peak_rss_mb'] for a in run['analyze']], '{:.0f}')} |"
+        )
+    print(
+        "\nCPU time per image (ms; analyze: after its first result), median (min-max), and the throughput ratio "
+        "they give on an otherwise idle machine:\n"
+    )
+    print(
+        "| files | full decode | full decode, memory reused | analyze | original design | decode / analyze | "
+        "decode (memory reused) / analyze | original / analyze |\n|---|---|---|---|---|---|---|---|"
+    )
     for name in kinds:
         run = runs[name]
         analyze_cpu = [a["steady_cpu_s"] for a in run["analyze"]]
-        print(f"| {name} | {spread([1000 * c for c in run['decode_cpu']])} | "
-              f"{spread([1000 * c for c in run['decode_reuse_cpu']])} | {spread([1000 * c for c in analyze_cpu])} | "
-              f"{1000 * baseline_runs[name][1]:.0f} | "
-              f"{spread([d / a for d, a in zip(run['decode_cpu'], analyze_cpu)], '{:.2f}')} | "
-              f"{spread([d / a for d, a in zip(run['decode_reuse_cpu'], analyze_cpu)], '{:.2f}')} | "
-              f"{spread([baseline_runs[name][1] / a for a in analyze_cpu])}x |")
+        print(
+            f"| {name} | {spread([1000 * c for c in run['decode_cpu']])} | "
+            f"{spread([1000 * c for c in run['decode_reuse_cpu']])} | {spread([1000 * c for c in analyze_cpu])} | "
+            f"{1000 * baseline_runs[name][1]:.0f} | "
+            f"{spread([d / a for d, a in zip(run['decode_cpu'], analyze_cpu)], '{:.2f}')} | "
+            f"{spread([d / a for d, a in zip(run['decode_reuse_cpu'], analyze_cpu)], '{:.2f}')} | "
+            f"{spread([baseline_runs[name][1] / a for a in analyze_cpu])}x |"
+        )
     big, small = ratios.values()
     print("\nTargets (medians):")
     print(f"- 24 MP: analyze >= 1.5 x full decode: {big[0]:.2f} ({'met' if big[0] >= 1.5 else 'NOT met'})")

@@ -31,16 +31,24 @@ SCORES = {key: 1 / len(DEFECTS) for key in DEFECTS}
 
 def per_file(database, files: int, password_env: str) -> tuple[float, float]:
     """(files per second through claim + get + record_analysis + release, median UI page seconds)."""
-    result = AnalysisResult(path="x", verdict="poor", quality=0.2, defect="blur", defect_scores=SCORES,
-                            model_version="bench")
+    result = AnalysisResult(
+        path="x", verdict="poor", quality=0.2, defect="blur", defect_scores=SCORES, model_version="bench"
+    )
     with ImageIndex(database, password_env=password_env) as index:
         started = time.perf_counter()
         for i in range(files):
             path = Path(f"/bench/{i % 40}/IMG_{i:06}.jpg")
             assert index.claim(path, "bench", timeout=60)
             index.get(path)
-            index.record_analysis(path, sha256=f"{i:064x}", size=1000 + i, mtime=float(i), result=result,
-                                  analyzed_at=f"2026-12-{1 + i % 28:02d}T00:00:00Z", tagged_file=path)
+            index.record_analysis(
+                path,
+                sha256=f"{i:064x}",
+                size=1000 + i,
+                mtime=float(i),
+                result=result,
+                analyzed_at=f"2026-12-{1 + i % 28:02d}T00:00:00Z",
+                tagged_file=path,
+            )
             index.release(path, "bench")
         rate = files / (time.perf_counter() - started)
     reader = IndexReader(database, password_env=password_env).connection()

@@ -39,13 +39,38 @@ def index_bytes(rows: int, with_inputs: bool) -> int:
         database = Path(folder) / "index.sqlite"
         with ImageIndex(database) as index:
             for number in range(rows):
-                scores = dict(zip(("blur", "color_distortion", "compression", "luminance_contrast", "noise",
-                                   "transmission_errors", "other"), rng.dirichlet(np.ones(7)).round(6)))
-                result = AnalysisResult(path=f"/photos/IMG_{number:06d}.jpg", verdict="good", quality=0.7,
-                                        defect=None, defect_scores=scores, model_version="m",
-                                        learn_inputs=tuple(rng.random(len(LEARN_INPUTS))) if with_inputs else None)
-                index.record_analysis(Path(result.path), sha256=f"{number:064x}", size=1000, mtime=0.0, result=result,
-                                      analyzed_at="2026-12-06T00:00:00Z", tagged_file=None)
+                scores = dict(
+                    zip(
+                        (
+                            "blur",
+                            "color_distortion",
+                            "compression",
+                            "luminance_contrast",
+                            "noise",
+                            "transmission_errors",
+                            "other",
+                        ),
+                        rng.dirichlet(np.ones(7)).round(6),
+                    )
+                )
+                result = AnalysisResult(
+                    path=f"/photos/IMG_{number:06d}.jpg",
+                    verdict="good",
+                    quality=0.7,
+                    defect=None,
+                    defect_scores=scores,
+                    model_version="m",
+                    learn_inputs=tuple(rng.random(len(LEARN_INPUTS))) if with_inputs else None,
+                )
+                index.record_analysis(
+                    Path(result.path),
+                    sha256=f"{number:064x}",
+                    size=1000,
+                    mtime=0.0,
+                    result=result,
+                    analyzed_at="2026-12-06T00:00:00Z",
+                    tagged_file=None,
+                )
             index.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return database.stat().st_size
 
@@ -64,27 +89,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folder", type=Path, action="append", required=True)
     parser.add_argument("--files", type=int, default=40, help="files timed per folder")
     parser.add_argument("--rows", type=int, default=5000, help="index rows for the size measurement")
-    parser.add_argument("--big", type=int, default=5, help="also time this many 24-megapixel JPEGs (made from the "
-                        "first folder's photos, enlarged)")
+    parser.add_argument(
+        "--big",
+        type=int,
+        default=5,
+        help="also time this many 24-megapixel JPEGs (made from the first folder's photos, enlarged)",
+    )
     args = parser.parse_args(argv)
     analyzer = Analyzer(PACKAGE_MODELS_DIR)
     without, with_inputs = index_bytes(args.rows, False), index_bytes(args.rows, True)
     print("| measure | value |\n|---|---|")
-    print(f"| index bytes per row, learn inputs kept (57 float32 = {4 * len(LEARN_INPUTS)} B of data) | "
-          f"{(with_inputs - without) / args.rows:.0f} more than without ({without / args.rows:.0f} B a row) |")
+    print(
+        f"| index bytes per row, learn inputs kept (57 float32 = {4 * len(LEARN_INPUTS)} B of data) | "
+        f"{(with_inputs - without) / args.rows:.0f} more than without ({without / args.rows:.0f} B a row) |"
+    )
     print(f"| the heads' full inputs, for comparison ({HEAD_INPUTS} float32) | {4 * HEAD_INPUTS} B a row |")
     for folder in args.folder:
         seconds, count = seconds_per_file(analyzer, folder, args.files)
-        print(f"| decoding and analysing a reviewed file again, {folder.name} ({count} files, one thread) | "
-              f"{seconds:.3f} s a file |")
+        print(
+            f"| decoding and analysing a reviewed file again, {folder.name} ({count} files, one thread) | "
+            f"{seconds:.3f} s a file |"
+        )
     if args.big:
         with tempfile.TemporaryDirectory() as folder:
-            for number, path in enumerate(list(iter_image_files([args.folder[0]]))[:args.big]):
+            for number, path in enumerate(list(iter_image_files([args.folder[0]]))[: args.big]):
                 Image.open(path).convert("RGB").resize((6000, 4000), Image.BICUBIC).save(
-                    Path(folder) / f"big{number}.jpg", quality=92)
+                    Path(folder) / f"big{number}.jpg", quality=92
+                )
             seconds, count = seconds_per_file(analyzer, Path(folder), args.big)
-        print(f"| decoding and analysing a reviewed file again, 24-megapixel JPEGs ({count} files, one thread) | "
-              f"{seconds:.3f} s a file |")
+        print(
+            f"| decoding and analysing a reviewed file again, 24-megapixel JPEGs ({count} files, one thread) | "
+            f"{seconds:.3f} s a file |"
+        )
     validation = load_validation(PACKAGE_MODELS_DIR, analyzer.model_version)
     rng = np.random.default_rng(0)
     for size in (100, 1000):

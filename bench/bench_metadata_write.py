@@ -61,8 +61,14 @@ def main() -> None:
         writer.version()  # ExifTool started before timing
         for copy in copies:
             started = time.perf_counter()
-            writer.write_verdict(copy, verdict="poor", defect="blur", quality=0.3, model_version="bench",
-                                 analyzed_at="2026-01-01T00:00:00Z")
+            writer.write_verdict(
+                copy,
+                verdict="poor",
+                defect="blur",
+                quality=0.3,
+                model_version="bench",
+                analyzed_at="2026-01-01T00:00:00Z",
+            )
             times.append((time.perf_counter() - started) * 1000)
     scan_times = []
     try:
@@ -76,13 +82,17 @@ def main() -> None:
             scan_times.append((time.perf_counter() - started) * 1000)
     shutil.rmtree(folder)
     print(f"code: {Path(pixelperfect_daemon.__file__).parent.parent}")
-    print(f"source: {source.name}, {source.stat().st_size / 1e6:.1f} MB; {arguments.count} writes; "
-          f"{len(os.listdir('/proc'))} /proc entries")
+    print(
+        f"source: {source.name}, {source.stat().st_size / 1e6:.1f} MB; {arguments.count} writes; "
+        f"{len(os.listdir('/proc'))} /proc entries"
+    )
     print("| what | median ms | p90 ms |")
     print("|---|---|---|")
     print(f"| write_verdict | {statistics.median(times):.1f} | {percentile(times, 0.9):.1f} |")
     if scan_times:
-        print(f"| open-for-writing scan (/proc) | {statistics.median(scan_times):.1f} | {percentile(scan_times, 0.9):.1f} |")
+        print(
+            f"| open-for-writing scan (/proc) | {statistics.median(scan_times):.1f} | {percentile(scan_times, 0.9):.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -144,7 +144,9 @@ def bench_gallery(url: str, page_size: int) -> list[tuple[str, float, str]]:
         started = time.perf_counter()
         page.goto(url)
         page.wait_for_function(all_loaded, arg=page_size)
-        results.append(("first load of the app (cold thumbnails)", time.perf_counter() - started, f"{page_size} thumbnails"))
+        results.append(
+            ("first load of the app (cold thumbnails)", time.perf_counter() - started, f"{page_size} thumbnails")
+        )
 
         def switch(label: str) -> float:
             before = page.locator("#gallery img").first.get_attribute("src")
@@ -156,7 +158,9 @@ def bench_gallery(url: str, page_size: int) -> list[tuple[str, float, str]]:
             )
             return time.perf_counter() - started
 
-        results.append(("gallery page after a filter click, cold thumbnails", switch("Good"), f"{page_size} thumbnails"))
+        results.append(
+            ("gallery page after a filter click, cold thumbnails", switch("Good"), f"{page_size} thumbnails")
+        )
         switch("Poor")
         warm = [switch(label) for label in ("Good", "Poor", "Good", "Poor")]
         results.append(("gallery page after a filter click, cached thumbnails", statistics.median(warm),

@@ -121,12 +121,15 @@ def read_values(paths: list[Path]) -> dict[Path, dict[str, str | None]]:
     """Rating, Label, PickLabel and the remembered Previous* values of each file, as an independent
     ExifTool reads them (one ExifTool run for all: each start costs a good part of a second)."""
     names = [*FIELDS, *(f"Previous{name}" for name in FIELDS)]
-    tags = [*(tag.split(":")[1] for tag in FIELDS.values()), *names[len(FIELDS):]]
+    tags = [*(tag.split(":")[1] for tag in FIELDS.values()), *names[len(FIELDS) :]]
     values = {path: dict.fromkeys(names) for path in paths}
     existing = [path for path in paths if path.exists()]
     if not existing:
         return values
-    requested = [*(f"-{tag}" for tag in FIELDS.values()), *(f"-XMP-pixelperfect:{name}" for name in names[len(FIELDS):])]
+    requested = [
+        *(f"-{tag}" for tag in FIELDS.values()),
+        *(f"-XMP-pixelperfect:{name}" for name in names[len(FIELDS) :]),
+    ]
     output = subprocess.run(
         ["exiftool", "-j", "-n", *requested, *map(str, existing)], capture_output=True, text=True, check=True
     ).stdout
@@ -222,8 +225,10 @@ class RoundTrip:
             self.check("every image finally Good", photos, final)
             read = read_values([photo.values_file for photo in photos])
             exact = [p for p in photos if {n: read[p.values_file][n] for n in FIELDS} != p.users]
-            self.lines.append(f"finally Good, exact user values (no fill-in compared): {len(photos) - len(exact)}"
-                              f"/{len(photos)} (the rest carry quality stars or 'accepted' where the user had none)")
+            self.lines.append(
+                f"finally Good, exact user values (no fill-in compared): {len(photos) - len(exact)}"
+                f"/{len(photos)} (the rest carry quality stars or 'accepted' where the user had none)"
+            )
         finally:
             service.close()
             metadata.close()
@@ -236,7 +241,9 @@ class RoundTrip:
         self.lines.append(f"flags off, re-tagged: {dict(stats.outcomes)}")
         read = read_values([photo.values_file for photo in photos])
         restored = [p for p in photos if {n: read[p.values_file][n] for n in FIELDS} != p.users]
-        self.lines.append(f"flags off: {len(photos) - len(restored)}/{len(photos)} files hold exactly the user's values")
+        self.lines.append(
+            f"flags off: {len(photos) - len(restored)}/{len(photos)} files hold exactly the user's values"
+        )
         self.failures += [f"flags off: {p.path.name}: {read[p.values_file]} != {p.users}" for p in restored]
         changed = [p.path.name for p in photos if pixel_hash(p.path) != pixels[p.path]]
         self.lines.append(f"decoded pixels unchanged: {len(photos) - len(changed)}/{len(photos)}")

@@ -32,11 +32,20 @@ import numpy as np  # noqa: E402
 
 from pixelperfect_daemon import file_views, jpeg_dct, views  # noqa: E402
 from pixelperfect_daemon.engine import Analyzer, _run  # noqa: E402
-from pixelperfect_daemon.loading import load_image  # noqa: E402
 from pixelperfect_daemon.view_statistics import statistics_of_views  # noqa: E402
 
-STEPS = ("entropy decode (reference)", "read + structural scan", "DCT route: coefficients", "DCT route: reduced copy", "DCT route: region decode",
-         "views (search, overview)", "full decode (other files)", "features", "statistics", "heads")
+STEPS = (
+    "entropy decode (reference)",
+    "read + structural scan",
+    "DCT route: coefficients",
+    "DCT route: reduced copy",
+    "DCT route: region decode",
+    "views (search, overview)",
+    "full decode (other files)",
+    "features",
+    "statistics",
+    "heads",
+)
 
 
 def timed(counter: Counter, name: str, function):
@@ -87,7 +96,7 @@ def one_pass(analyzer: Analyzer, files: list[Path]) -> Counter:
             features = timed(cpu, "features", _run)(features_model, flat)
             stats = timed(cpu, "statistics", statistics_of_views)(pairs)
             inputs = np.concatenate([features.reshape(1, -1), stats], axis=1)
-            timed(cpu, "heads", lambda: (_run(stage1_model, inputs), _run(stage2_model, inputs)))()
+            timed(cpu, "heads", lambda inputs=inputs: (_run(stage1_model, inputs), _run(stage2_model, inputs)))()
     finally:
         for (module, name), function in originals.items():
             setattr(module, name, function)
@@ -105,8 +114,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     analyzer = Analyzer(REPO / "models")
-    kinds = {"24 MP JPEG": sorted((args.workdir / "24mp").glob("*.jpg"))[: args.count],
-             "500x500 JPEG": sorted((args.workdir / "500px").glob("*.jpg"))[: args.count]}
+    kinds = {
+        "24 MP JPEG": sorted((args.workdir / "24mp").glob("*.jpg"))[: args.count],
+        "500x500 JPEG": sorted((args.workdir / "500px").glob("*.jpg"))[: args.count],
+    }
     if not all(kinds.values()):
         raise SystemExit(f"no benchmark files under {args.workdir}: run bench/bench_engine.py first")
     one_pass(analyzer, kinds["500x500 JPEG"][:2])  # warm up the interpreters
@@ -116,8 +127,12 @@ def main() -> None:
     for step in STEPS:
         cells = [statistics.median(1000 * r[step] / len(kinds[name]) for r in results[name]) for name in kinds]
         print(f"| {step} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
-    totals = [statistics.median(1000 * sum(v for k, v in r.items() if k != STEPS[0]) / len(kinds[name])
-                                for r in results[name]) for name in kinds]
+    totals = [
+        statistics.median(
+            1000 * sum(v for k, v in r.items() if k != STEPS[0]) / len(kinds[name]) for r in results[name]
+        )
+        for name in kinds
+    ]
     print("| **total (without the reference row)** | " + " | ".join(f"{t:.1f}" for t in totals) + " |")
 
 

@@ -73,8 +73,10 @@ def main() -> None:
     for source in sources:
         os.link(source, run / "ingest" / source.name)  # ExifTool replaces the link, never the source
     config = run / "config.toml"
-    config.write_text(f'[analysis]\nworkers = {args.workers}\n[metadata]\nmode = "{args.metadata_mode}"\n'
-                      f'[index]\ndatabase = "{run / "index.sqlite"}"\n')
+    config.write_text(
+        f'[analysis]\nworkers = {args.workers}\n[metadata]\nmode = "{args.metadata_mode}"\n'
+        f'[index]\ndatabase = "{run / "index.sqlite"}"\n'
+    )
     settings = load_settings(config)
 
     cpu, lock = Counter(), threading.Lock()
@@ -83,8 +85,14 @@ def main() -> None:
     writer, index = MetadataWriter(settings.metadata), ImageIndex(settings.index.database)
     this_process = psutil.Process()
     writer.version()  # starts ExifTool, this process's one child running it
-    (exiftool_process,) = [child for child in this_process.children(recursive=True) if "exiftool" in " ".join(child.cmdline())]
-    exiftool_before, process_before, started = process_cpu(exiftool_process), process_cpu(this_process), time.monotonic()
+    (exiftool_process,) = [
+        child for child in this_process.children(recursive=True) if "exiftool" in " ".join(child.cmdline())
+    ]
+    exiftool_before, process_before, started = (
+        process_cpu(exiftool_process),
+        process_cpu(this_process),
+        time.monotonic(),
+    )
     stages = pipeline.Pipeline(settings, analyzer, writer=writer, index=index, stop=threading.Event())
     stages.start()
     for source in sources:
@@ -98,7 +106,9 @@ def main() -> None:
     index.close()
 
     count = len(sources)
-    print(f"{count} files, {args.workers} workers, tags {args.metadata_mode}: {wall:.1f} s, {dict(stages.stats.outcomes)}")
+    print(
+        f"{count} files, {args.workers} workers, tags {args.metadata_mode}: {wall:.1f} s, {dict(stages.stats.outcomes)}"
+    )
     print("| CPU per file | ms |\n|---|---:|")
     for name in (*STAGE_STEPS[:4], HASHING, STAGE_STEPS[4]):
         print(f"| {name.strip()} | {1000 * cpu[name] / count:.1f} |")

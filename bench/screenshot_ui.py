@@ -87,7 +87,7 @@ def make_analyzer(settings, mode: str, labels: dict[str, dict]):
             return Analyzer.from_settings(settings.analysis)
         except Exception as error:  # models not trained yet
             if mode == "model":
-                raise SystemExit(f"cannot load the models: {error}")
+                raise SystemExit(f"cannot load the models: {error}") from None
             print(f"models not available ({error}); using the manifest's labels", file=sys.stderr)
     return NoModelsYet(labels)
 
@@ -97,7 +97,7 @@ def build_index(settings, photos: list[dict], data: Path, analyzer) -> None:
     from pixelperfect_daemon.loading import load_image
 
     index = ImageIndex(settings.index.database)
-    start = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
     try:
         for number, row in enumerate(photos):
             path = (data / row["file"]).resolve()

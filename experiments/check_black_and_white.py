@@ -65,8 +65,10 @@ def parse_check_arguments(description: str) -> tuple[list[Path], Analyzer, int]:
 def main() -> None:
     photos, analyzer, _ = parse_check_arguments(__doc__.split("\n\n")[0])
     shares = kept_good(analyzer, photos)
-    print(f"{len(photos)} unseen good photos, kept Good: colour {shares['colour']:.2f}, "
-          f"black and white {shares['black_and_white']:.2f}")
+    print(
+        f"{len(photos)} unseen good photos, kept Good: colour {shares['colour']:.2f}, "
+        f"black and white {shares['black_and_white']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pixelperfect_daemon.engine import Analyzer
 from experiments.check_black_and_white import analysed_as_jpegs, parse_check_arguments
+from pixelperfect_daemon.engine import Analyzer
 
 JPEG_QUALITY = 85
 COARSENESS_PX = (0.0, 1.0, 2.0)

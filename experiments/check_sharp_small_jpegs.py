@@ -18,8 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from pixelperfect_daemon.engine import Analyzer
 from experiments.check_black_and_white import analysed_as_jpegs, parse_check_arguments
+from pixelperfect_daemon.engine import Analyzer
 
 BLUR_PAIRS_FORMAT = (667, 75)  # (long side in pixels, JPEG quality) of real_dev/blur_pairs
 # (long side or None for the photo's own size, JPEG quality); the blur pairs' format first
@@ -35,8 +35,9 @@ def resized_to_long_side(image: Image.Image, long_side: int | None) -> Image.Ima
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
-def kept_good_in_format(analyzer: Analyzer, photos: list[Path], long_side: int | None,
-                        quality: int) -> tuple[float, Counter]:
+def kept_good_in_format(
+    analyzer: Analyzer, photos: list[Path], long_side: int | None, quality: int
+) -> tuple[float, Counter]:
     """(share of ``photos`` called Good, the defects of those called Poor) once each photo is
     shrunk to ``long_side`` and saved as a JPEG of ``quality``."""
     resized = (resized_to_long_side(Image.open(photo).convert("RGB"), long_side) for photo in photos)

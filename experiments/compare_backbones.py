@@ -140,8 +140,11 @@ def _end_to_end(model, x_train, y_train, x_val, y_val, options: ComparisonOption
     """Train ``model`` (softmax outputs) end to end; validation top-1 and seconds."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(END_TO_END_LEARNING_RATE),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(END_TO_END_LEARNING_RATE),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     start = time.perf_counter()
     model.fit(x_train, y_train, batch_size=options.batch, epochs=options.epochs, verbose=2, shuffle=True)
     seconds = time.perf_counter() - start
@@ -162,8 +165,10 @@ def frozen_imagenet(x_train, y_train, x_val, y_val, options: ComparisonOptions) 
     f_train = extractor.predict(x_train, batch_size=options.batch, verbose=0)
     f_val = extractor.predict(x_val, batch_size=options.batch, verbose=0)
     head = build_stage2_backbone_head(f_train.shape[1], f_train.mean(axis=0), f_train.var(axis=0), statistics_dim=0)
-    head.compile(optimizer=keras.optimizers.Adam(HEAD_LEARNING_RATE),
-                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    head.compile(
+        optimizer=keras.optimizers.Adam(HEAD_LEARNING_RATE),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     head.fit(f_train, y_train, batch_size=options.batch, epochs=options.epochs, verbose=0, shuffle=True)
     predicted = head.predict(f_val, verbose=0).argmax(axis=1)
     return {"val_top1": float(np.mean(predicted == y_val)), "train_seconds": time.perf_counter() - start}
@@ -270,17 +275,27 @@ def main():
     parser.add_argument("--levels-per-class", type=int, default=LEVELS_PER_CLASS, choices=range(1, 6))
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--workers", type=int, default=1, help="processes synthesising the distortions")
-    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS),
-                        help="which networks, in this order (each result is saved as it finishes)")
-    parser.add_argument("--write-working-copies", type=Path, metavar="DIR",
-                        help="only write the photos, shrunk to the working size, to DIR, and stop")
+    parser.add_argument(
+        "--networks",
+        nargs="+",
+        choices=list(NETWORKS),
+        default=list(NETWORKS),
+        help="which networks, in this order (each result is saved as it finishes)",
+    )
+    parser.add_argument(
+        "--write-working-copies",
+        type=Path,
+        metavar="DIR",
+        help="only write the photos, shrunk to the working size, to DIR, and stop",
+    )
     args = parser.parse_args()
     if args.write_working_copies:
         count = write_working_copies(args.pristine, args.write_working_copies)
         print(f"{count} photos written to {args.write_working_copies}")
         return
-    options = ComparisonOptions(args.seed, args.max_photos, args.epochs, args.crop, args.levels_per_class,
-                                args.batch, args.workers)
+    options = ComparisonOptions(
+        args.seed, args.max_photos, args.epochs, args.crop, args.levels_per_class, args.batch, args.workers
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def save(results: dict) -> None:

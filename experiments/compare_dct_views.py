@@ -42,10 +42,19 @@ def main() -> None:
             continue
         full = make_views(load_image(path).image)
         a, b = analyzer.predict_views(np.stack([fast.views, full]))
-        verdict = [bool(is_poor(o.p_poor, o.quality, analyzer.poor_threshold, analyzer.poor_below_quality)) for o in (a, b)]
+        verdict = [
+            bool(is_poor(o.p_poor, o.quality, analyzer.poor_threshold, analyzer.poor_below_quality)) for o in (a, b)
+        ]
         top = [max(DEFECTS, key=o.defect_scores.get) for o in (a, b)]
-        rows.append((abs(a.p_poor - b.p_poor), abs(a.quality - b.quality), top[0] == top[1], verdict[0] != verdict[1],
-                     str(path.relative_to(args.data))))
+        rows.append(
+            (
+                abs(a.p_poor - b.p_poor),
+                abs(a.quality - b.quality),
+                top[0] == top[1],
+                verdict[0] != verdict[1],
+                str(path.relative_to(args.data)),
+            )
+        )
     p_poor, quality = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
     print(f"{total} photos read, {len(rows)} took the DCT route (the rest: identical views)")
     print(f"P(poor): max |diff| {p_poor.max():.4f}, mean {p_poor.mean():.4f}")

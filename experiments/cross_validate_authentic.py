@@ -33,8 +33,8 @@ import numpy as np
 
 from pixelperfect_daemon.evaluation import clear_balanced_accuracy, clearly_good_and_poor
 from pixelperfect_daemon.metrics import plcc, srcc
-from pixelperfect_daemon.verdict import POOR_BELOW_QUALITY, POOR_THRESHOLD, is_poor
 from pixelperfect_daemon.training import train
+from pixelperfect_daemon.verdict import POOR_BELOW_QUALITY, POOR_THRESHOLD, is_poor
 
 FOLDS = 5
 
@@ -61,7 +61,9 @@ def scored_photos(data: dict) -> tuple[dict, np.ndarray]:
     """Every authentic row (training split, then validation split) and the photo each came from."""
     train_rows, val_rows = data["authentic_train"], data["authentic_val"]
     train_photos = np.unique(data["authentic_train_groups"], return_inverse=True)[1]
-    photo_of_row = np.concatenate([train_photos, train_photos.max(initial=-1) + 1 + np.arange(len(val_rows["features"]))])
+    photo_of_row = np.concatenate(
+        [train_photos, train_photos.max(initial=-1) + 1 + np.arange(len(val_rows["features"]))]
+    )
     return train._merge(train_rows, val_rows), photo_of_row
 
 
@@ -86,7 +88,9 @@ def cross_validate(data: dict, options: train.TrainOptions, folds: int = FOLDS, 
         stage1 = train.train_stage1(synthetic_train1, authentic_train, synthetic_val1, options)
         ridge = train.fit_quality(authentic_train, photo_of_row[training], synthetic_train1, synthetic_groups)
         val_logits = train._predict_logit(stage1, synthetic_val1["features"])[labelled_val]
-        temperature = fit_temperature(val_logits, (synthetic_val1["p_poor"][labelled_val] > 0.5).astype(float), binary=True)
+        temperature = fit_temperature(
+            val_logits, (synthetic_val1["p_poor"][labelled_val] > 0.5).astype(float), binary=True
+        )
         held_out = (fold_of_row == fold) & first_row
         features = authentic["features"][held_out]
         p_poor = train._sigmoid(train._predict_logit(stage1, features) / temperature)
@@ -95,12 +99,17 @@ def cross_validate(data: dict, options: train.TrainOptions, folds: int = FOLDS, 
         predictions["quality"][held_out_index[held_out]] = quality
         if on_fold:
             on_fold(fold)
-    return HeldOutPredictions(mos=authentic["quality"][first_row] * 100, p_poor=predictions["p_poor"],
-                              quality=predictions["quality"], fold=fold_of_photo)
+    return HeldOutPredictions(
+        mos=authentic["quality"][first_row] * 100,
+        p_poor=predictions["p_poor"],
+        quality=predictions["quality"],
+        fold=fold_of_photo,
+    )
 
 
-def measures(held_out: HeldOutPredictions, poor_threshold: float = POOR_THRESHOLD,
-             poor_below_quality: float = POOR_BELOW_QUALITY) -> dict[str, float]:
+def measures(
+    held_out: HeldOutPredictions, poor_threshold: float = POOR_THRESHOLD, poor_below_quality: float = POOR_BELOW_QUALITY
+) -> dict[str, float]:
     """The authentic measures of the model card (and the models' goals) on held-out predictions,
     with the verdict rule of ``verdict.is_poor``."""
     mos, flagged = held_out.mos, is_poor(held_out.p_poor, held_out.quality, poor_threshold, poor_below_quality)
@@ -121,14 +130,21 @@ def measures(held_out: HeldOutPredictions, poor_threshold: float = POOR_THRESHOL
 def report(held_out: HeldOutPredictions) -> str:
     """A Markdown table: all photos together with P(poor) alone and with the verdict rule, then
     each fold with the verdict rule (the spread a split of about 100 photos has)."""
-    rows = [("all, P(poor) alone", measures(held_out, poor_below_quality=0.0)), ("all, the verdict", measures(held_out))]
+    rows = [
+        ("all, P(poor) alone", measures(held_out, poor_below_quality=0.0)),
+        ("all, the verdict", measures(held_out)),
+    ]
     rows += [(f"fold {fold}, the verdict", measures(_fold(held_out, fold))) for fold in np.unique(held_out.fold)]
-    lines = ["| photos | n | SRCC | PLCC | clear Good/Poor BA (good / poor) | MOS >= 65 kept Good | MOS <= 40 flagged | MOS < 50 flagged |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| photos | n | SRCC | PLCC | clear Good/Poor BA (good / poor) | MOS >= 65 kept Good | MOS <= 40 flagged | MOS < 50 flagged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, m in rows:
-        lines.append(f"| {name} | {m['photos']} | {m['srcc']:.3f} | {m['plcc']:.3f} | {m['clear_balanced_accuracy']:.3f} "
-                     f"({m['clearly_good']} / {m['clearly_poor']}) | {m['clearly_good_kept_good']:.3f} | "
-                     f"{m['clearly_poor_flagged']:.3f} | {m['below_50_flagged']:.3f} |")
+        lines.append(
+            f"| {name} | {m['photos']} | {m['srcc']:.3f} | {m['plcc']:.3f} | {m['clear_balanced_accuracy']:.3f} "
+            f"({m['clearly_good']} / {m['clearly_poor']}) | {m['clearly_good_kept_good']:.3f} | "
+            f"{m['clearly_poor_flagged']:.3f} | {m['below_50_flagged']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -141,12 +157,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pristine", type=Path, required=True, help="the pristine photos the models are trained on")
     parser.add_argument("--mos-csv", type=Path, required=True, help="manifest with the scored photos (column mos)")
-    parser.add_argument("--work", type=Path, default=Path(".cache/pixelperfect-train"), help="feature cache of pixelperfect train")
+    parser.add_argument(
+        "--work", type=Path, default=Path(".cache/pixelperfect-train"), help="feature cache of pixelperfect train"
+    )
     parser.add_argument("--seed", type=int, default=0, help="the training seed (decides the split and the folds)")
     parser.add_argument("--folds", type=int, default=FOLDS)
-    parser.add_argument("--epochs", type=int, default=None, help="at most this many epochs per classifier (default: training's)")
-    parser.add_argument("--save-predictions", type=Path, default=None, metavar="NPZ",
-                        help="also write each photo's held-out prediction (mos, p_poor, quality, fold) to this .npz")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="at most this many epochs per classifier (default: training's)"
+    )
+    parser.add_argument(
+        "--save-predictions",
+        type=Path,
+        default=None,
+        metavar="NPZ",
+        help="also write each photo's held-out prediction (mos, p_poor, quality, fold) to this .npz",
+    )
     args = parser.parse_args(argv)
     if args.folds < 2:
         parser.error("--folds must be at least 2")
@@ -154,10 +179,17 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from tqdm import tqdm
 
-    options = train.TrainOptions(out=Path(os.devnull), pristine=args.pristine, mos_csv=args.mos_csv, work=args.work,
-                                 seed=args.seed, epochs=args.epochs)
+    options = train.TrainOptions(
+        out=Path(os.devnull),
+        pristine=args.pristine,
+        mos_csv=args.mos_csv,
+        work=args.work,
+        seed=args.seed,
+        epochs=args.epochs,
+    )
     _, data, _ = train.sources_and_features(
-        options, lambda total: tqdm(total=total, unit="photo", desc="features", file=sys.stderr))
+        options, lambda total: tqdm(total=total, unit="photo", desc="features", file=sys.stderr)
+    )
     if not len(data["authentic_train"]["features"]):
         parser.error(f"{args.mos_csv} lists no photos with a mos")
     with tqdm(total=args.folds, unit="fold", desc="folds", file=sys.stderr) as bar:

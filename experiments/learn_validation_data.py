@@ -37,7 +37,7 @@ def inputs_of_views(analyzer: Analyzer, views: np.ndarray) -> np.ndarray:
     """LEARN_INPUTS rows for view pairs (N, 2, 224, 224, 3), as the engine computes them."""
     rows = []
     for start in range(0, len(views), BATCH):
-        batch = views[start:start + BATCH]
+        batch = views[start : start + BATCH]
         for pair, outputs in zip(batch, analyzer.predict_views(batch)):
             rows.append(analyzer._result("", outputs, None, monochrome=is_monochrome(pair)).learn_inputs)
     return np.asarray(rows, dtype=np.float32).reshape(-1, len(LEARN_INPUTS))
@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     with tqdm(unit="photo", desc="validation photos", file=sys.stderr) as bar:
         data = build(args.pristine, args.mos_csv, args.models, bar.update)
     np.savez_compressed(args.out, **data)
-    print(f"{args.out}: {len(data['authentic_mos'])} authentic photos, {len(data['synthetic_level'])} synthetic "
-          "samples "
-          f"of model {data['model_version']}")
+    print(
+        f"{args.out}: {len(data['authentic_mos'])} authentic photos, {len(data['synthetic_level'])} synthetic "
+        "samples "
+        f"of model {data['model_version']}"
+    )
 
 
 if __name__ == "__main__":

@@ -66,9 +66,12 @@ def analysed_photos(mos_csv: Path, pristine: Path, models_dir: Path, cache: Path
     inputs = []
     for source in tqdm(sources, unit="photo", desc="analysing", file=sys.stderr):
         inputs.append(analyzer.analyze_path(source.path).learn_inputs)
-    data = {"inputs": np.asarray(inputs, dtype=float), "mos": np.array([s.mos for s in sources]),
-            "validation": np.array([splits[s.path] == "val" for s in sources]),
-            "name": np.array([s.path.name for s in sources])}
+    data = {
+        "inputs": np.asarray(inputs, dtype=float),
+        "mos": np.array([s.mos for s in sources]),
+        "validation": np.array([splits[s.path] == "val" for s in sources]),
+        "name": np.array([s.path.name for s in sources]),
+    }
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **data)
     return data
@@ -85,14 +88,25 @@ def reviewer(name: str, mos: np.ndarray, luma: np.ndarray, shipped: np.ndarray, 
     raise ValueError(name)
 
 
-def run(data, validation, analyzer: Analyzer, name: str, sizes, draws: int, dark: float, pool_of: str,
-        margin: float = MARGIN) -> list[dict]:
+def run(
+    data,
+    validation,
+    analyzer: Analyzer,
+    name: str,
+    sizes,
+    draws: int,
+    dark: float,
+    pool_of: str,
+    margin: float = MARGIN,
+) -> list[dict]:
     inputs, mos, unseen = data["inputs"], data["mos"], data["validation"].astype(bool)
     luma = inputs[:, LEARN_INPUTS.index("overview_luma_mean")]
     shipped = np.asarray(is_poor(inputs[:, 0], inputs[:, 1], analyzer.poor_threshold, analyzer.poor_below_quality))
     truth = reviewer(name, mos, luma, shipped, dark)
-    before = validation_measures(validation, lambda x: np.asarray(is_poor(x[:, 0], x[:, 1], analyzer.poor_threshold,
-                                                                              analyzer.poor_below_quality)))
+    before = validation_measures(
+        validation,
+        lambda x: np.asarray(is_poor(x[:, 0], x[:, 1], analyzer.poor_threshold, analyzer.poor_below_quality)),
+    )
     pool = np.flatnonzero(unseen if pool_of == "unseen" else ~unseen)
     rows = []
     for size in sizes:
@@ -103,14 +117,16 @@ def run(data, validation, analyzer: Analyzer, name: str, sizes, draws: int, dark
             row = {"reviews": size, "draw": draw, "saved": False, "refused": []}
             fitted = kept = shipped
             if 0 < truth[reviewed].sum() < size:
-                adaptation, _ = fit_adaptation(reviews, validation, analyzer.model_version, analyzer.poor_threshold,
-                                               analyzer.poor_below_quality)
+                adaptation, _ = fit_adaptation(
+                    reviews, validation, analyzer.model_version, analyzer.poor_threshold, analyzer.poor_below_quality
+                )
                 if adaptation is not None:
                     after = validation_measures(validation, adaptation.is_poor)
                     row.update({f"after {k}": v for k, v in after.items()})
                     failures = guard_failures(before, after, margin)
-                    row["refused"] = [failure.rsplit(" ", 3)[0].replace(" (levels 3-5) flagged", "")
-                                      for failure in failures]
+                    row["refused"] = [
+                        failure.rsplit(" ", 3)[0].replace(" (levels 3-5) flagged", "") for failure in failures
+                    ]
                     fitted = adaptation.is_poor(inputs)
                     if not row["refused"]:
                         row["saved"], kept = True, fitted
@@ -131,12 +147,14 @@ def _gain(group, kind, where):
 
 def summary(rows: list[dict], before: dict, name: str, truth, data, pool_of: str) -> str:
     unseen = data["validation"].astype(bool)
-    lines = [f"reviewer {name}: {int(truth.sum())} of {len(truth)} photos Poor ({int(truth[unseen].sum())} of the "
-             f"{int(unseen.sum())} unseen ones); reviews drawn from the {pool_of} photos",
-             "| reviews | saved (of draws) | refused for | shipped agreement, unseen | gain, unseen: saved / "
-             "unchecked | gain, other training photos: saved / unchecked | clear BA, saved (min) | "
-             "blur / noise / compression / transmission flagged, saved (min) | clean kept Good, saved (mean) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"reviewer {name}: {int(truth.sum())} of {len(truth)} photos Poor ({int(truth[unseen].sum())} of the "
+        f"{int(unseen.sum())} unseen ones); reviews drawn from the {pool_of} photos",
+        "| reviews | saved (of draws) | refused for | shipped agreement, unseen | gain, unseen: saved / "
+        "unchecked | gain, other training photos: saved / unchecked | clear BA, saved (min) | "
+        "blur / noise / compression / transmission flagged, saved (min) | clean kept Good, saved (mean) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for size in sorted({r["reviews"] for r in rows}):
         group = [r for r in rows if r["reviews"] == size]
         kept = [r for r in group if r["saved"]]
@@ -144,16 +162,20 @@ def summary(rows: list[dict], before: dict, name: str, truth, data, pool_of: str
         ba = min((r["after clear Good/Poor balanced accuracy"] for r in kept), default=float("nan"))
         damage = " / ".join(
             f"{min((r[f'after {d} damage (levels 3-5) flagged'] for r in kept), default=float('nan')):.3f}"
-            for d in ENFORCED_DAMAGE)
+            for d in ENFORCED_DAMAGE
+        )
         clean = np.mean([r["after clean synthetic variants kept Good"] for r in kept]) if kept else float("nan")
         lines.append(
             f"| {size} | {len(kept)} / {len(group)} | {', '.join(f'{k} {n}' for k, n in refused.items()) or '–'} | "
             f"{np.mean([r['shipped unseen'] for r in group]):.3f} | {_gain(group, 'adapted', 'unseen')} / "
             f"{_gain(group, 'unchecked', 'unseen')} | {_gain(group, 'adapted', 'training')} / "
-            f"{_gain(group, 'unchecked', 'training')} | {ba:.3f} | {damage} | {clean:.3f} |")
-    lines.append(f"shipped on the validation data: clear BA {before['clear Good/Poor balanced accuracy']:.3f}, "
-                 + ", ".join(f"{d} {before[f'{d} damage (levels 3-5) flagged']:.3f}" for d in ENFORCED_DAMAGE)
-                 + f", clean kept Good {before['clean synthetic variants kept Good']:.3f}")
+            f"{_gain(group, 'unchecked', 'training')} | {ba:.3f} | {damage} | {clean:.3f} |"
+        )
+    lines.append(
+        f"shipped on the validation data: clear BA {before['clear Good/Poor balanced accuracy']:.3f}, "
+        + ", ".join(f"{d} {before[f'{d} damage (levels 3-5) flagged']:.3f}" for d in ENFORCED_DAMAGE)
+        + f", clean kept Good {before['clean synthetic variants kept Good']:.3f}"
+    )
     return "\n".join(lines)
 
 
@@ -164,8 +186,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", type=Path, default=PACKAGE_MODELS_DIR)
     parser.add_argument("--cache", type=Path, default=Path(".cache/learning-curve-inputs.npz"))
     parser.add_argument("--reviewers", nargs="+", default=["strict", "night", "night-models"])
-    parser.add_argument("--pool", choices=["training", "unseen"], default="training",
-                        help="draw the reviews from the photos the models were trained on, or from the unseen ones")
+    parser.add_argument(
+        "--pool",
+        choices=["training", "unseen"],
+        default="training",
+        help="draw the reviews from the photos the models were trained on, or from the unseen ones",
+    )
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--dark", type=float, default=0.25, help="the night reviewer keeps photos darker than this")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
@@ -175,8 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     validation = load_validation(args.models, analyzer.model_version)
     data = analysed_photos(args.mos_csv, args.pristine, args.models, args.cache)
     for name in args.reviewers:
-        rows, before, truth = run(data, validation, analyzer, name, args.sizes, args.draws, args.dark, args.pool,
-                                  args.margin)
+        rows, before, truth = run(
+            data, validation, analyzer, name, args.sizes, args.draws, args.dark, args.pool, args.margin
+        )
         print(summary(rows, before, name, truth, data, args.pool))
         print()
 

@@ -80,8 +80,14 @@ def white_noise(image, psnr, rng):
 
 def fast_fading(image, bit_error_rate, rng):
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "JPEG2000", no_jp2=True, irreversible=True, quality_mode="rates",
-                                quality_layers=[24 / J2K_BITS_PER_PIXEL])
+    Image.fromarray(image).save(
+        buffer,
+        "JPEG2000",
+        no_jp2=True,
+        irreversible=True,
+        quality_mode="rates",
+        quality_layers=[24 / J2K_BITS_PER_PIXEL],
+    )
     data = bytearray(buffer.getvalue())
     start = data.find(b"\xff\x93") + 2
     bits = (len(data) - 2 - start) * 8  # the end-of-codestream marker stays
@@ -129,8 +135,9 @@ ROWS = [  # (name, function, strength, the right defect)
 ]
 
 
-def measure(pristine: Path, mos_csv: Path, models_dir: Path, limit: int | None = None,
-            unseen_only: bool = False) -> list[dict]:
+def measure(
+    pristine: Path, mos_csv: Path, models_dir: Path, limit: int | None = None, unseen_only: bool = False
+) -> list[dict]:
     """One record per (photo, row): the verdict, the defect, P(poor) and the quality score."""
     analyzer = Analyzer(models_dir)
     sources = dataset.find_pristine(pristine)
@@ -152,17 +159,26 @@ def measure(pristine: Path, mos_csv: Path, models_dir: Path, limit: int | None =
                 continue
             decoded = DecodedImage(Image.fromarray(image), image.shape[1::-1], "PNG", None)
             result = analyzer.analyze_decoded(source.path, decoded)
-            record.update(verdict=result.verdict, defect=result.defect, most_likely=result.most_likely_defect,
-                          quality=result.quality, luma=mean_luma(image), undecodable=False,
-                          learn_inputs=list(result.learn_inputs),
-                          psnr=float(10 * np.log10(255**2 / max(np.mean((image.astype(float) - original) ** 2), 1e-9))))
+            record.update(
+                verdict=result.verdict,
+                defect=result.defect,
+                most_likely=result.most_likely_defect,
+                quality=result.quality,
+                luma=mean_luma(image),
+                undecodable=False,
+                learn_inputs=list(result.learn_inputs),
+                psnr=float(10 * np.log10(255**2 / max(np.mean((image.astype(float) - original) ** 2), 1e-9))),
+            )
             records.append(record)
     return records
 
 
 def table(records: list[dict], unseen: bool | None) -> str:
-    lines = ["| row | photos | flagged Poor | flagged with the right defect | most likely defect right | "
-             "median PSNR (dB) | undecodable |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| row | photos | flagged Poor | flagged with the right defect | most likely defect right | "
+        "median PSNR (dB) | undecodable |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, _, _, right in ROWS:
         rows = [r for r in records if r["row"] == name and (unseen is None or r["unseen"] == unseen)]
         decoded = [r for r in rows if not r["undecodable"]]
@@ -175,8 +191,10 @@ def table(records: list[dict], unseen: bool | None) -> str:
         right_flag = np.mean([r["verdict"] == "poor" and r["defect"] == right for r in decoded])
         top1 = np.mean([r["most_likely"] == right for r in decoded])
         psnr = np.median([r["psnr"] for r in decoded])
-        lines.append(f"| {name} | {len(decoded)} | {flagged:.3f} | {right_flag:.3f} | {top1:.3f} | {psnr:.1f} | "
-                     f"{len(rows) - len(decoded)} |")
+        lines.append(
+            f"| {name} | {len(decoded)} | {flagged:.3f} | {right_flag:.3f} | {top1:.3f} | {psnr:.1f} | "
+            f"{len(rows) - len(decoded)} |"
+        )
     return "\n".join(lines)
 
 
@@ -192,8 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     records = measure(args.pristine, args.mos_csv, args.models, args.limit, args.unseen_only)
     if args.save:
         args.save.write_text("".join(json.dumps(r) + "\n" for r in records))
-    for title, unseen in (("all photos", None), ("the photos the models never saw", True),
-                          ("the photos the models were trained on", False)):
+    for title, unseen in (
+        ("all photos", None),
+        ("the photos the models never saw", True),
+        ("the photos the models were trained on", False),
+    ):
         print(f"{title}:\n{table(records, unseen)}\n")
 
 

@@ -56,8 +56,9 @@ class AdaptationError(ValueError):
     """An adaptation file that cannot be used (unreadable, another format, other models)."""
 
 
-def learn_inputs(p_poor: float, quality: float, defect_scores: dict[str, float],
-                 statistics: np.ndarray | None) -> tuple[float, ...] | None:
+def learn_inputs(
+    p_poor: float, quality: float, defect_scores: dict[str, float], statistics: np.ndarray | None
+) -> tuple[float, ...] | None:
     """One image's ``LEARN_INPUTS`` (None when the statistics are unknown)."""
     if statistics is None:
         return None
@@ -99,8 +100,12 @@ def base_margin(inputs: np.ndarray, poor_threshold: float, poor_below_quality: f
 def features(inputs: np.ndarray) -> np.ndarray:
     """(N, len(FEATURES)) raw features of ``LEARN_INPUTS`` rows (N, 57)."""
     luma = _column(inputs, "overview_luma_mean")
-    columns = [_column(inputs, "quality"), np.maximum(0.0, DARK_BELOW - luma) / 0.1,
-               np.maximum(0.0, luma - BRIGHT_ABOVE) / 0.1, _column(inputs, "overview_colourfulness")]
+    columns = [
+        _column(inputs, "quality"),
+        np.maximum(0.0, DARK_BELOW - luma) / 0.1,
+        np.maximum(0.0, luma - BRIGHT_ABOVE) / 0.1,
+        _column(inputs, "overview_colourfulness"),
+    ]
     columns += [_column(inputs, f"score_{d}") for d in DEFECTS]
     return np.stack(columns, axis=1)
 
@@ -125,8 +130,11 @@ class LibraryAdaptation:
     def margin(self, inputs: np.ndarray) -> np.ndarray:
         inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
         standardised = (features(inputs) - np.asarray(self.feature_mean)) / np.asarray(self.feature_std)
-        return (self.scale * base_margin(inputs, self.poor_threshold, self.poor_below_quality) + self.bias
-                + standardised @ np.asarray(self.weights))
+        return (
+            self.scale * base_margin(inputs, self.poor_threshold, self.poor_below_quality)
+            + self.bias
+            + standardised @ np.asarray(self.weights)
+        )
 
     def is_poor(self, inputs: np.ndarray) -> np.ndarray:
         return self.margin(inputs) >= 0
@@ -147,7 +155,8 @@ class LibraryAdaptation:
             if raw.get("format_version") != FORMAT_VERSION:
                 raise AdaptationError(f"format {raw.get('format_version')!r}, this version reads {FORMAT_VERSION}")
             raw["weights"], raw["feature_mean"], raw["feature_std"] = (
-                tuple(float(v) for v in raw[k]) for k in ("weights", "feature_mean", "feature_std"))
+                tuple(float(v) for v in raw[k]) for k in ("weights", "feature_mean", "feature_std")
+            )
             adaptation = cls(**raw)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise AdaptationError(f"not an adaptation this version can read: {error}") from None
@@ -173,8 +182,12 @@ def load_adaptation(folder: Path, base_model_version: str) -> LibraryAdaptation 
         log.warning("ignoring the library adaptation %s: %s", path, error)
         return None
     if adaptation.base_model_version != base_model_version:
-        log.warning("ignoring the library adaptation %s: learnt on models %s, these are %s; run pixelperfect learn "
-                    "again", path, adaptation.base_model_version, base_model_version)
+        log.warning(
+            "ignoring the library adaptation %s: learnt on models %s, these are %s; run pixelperfect learn again",
+            path,
+            adaptation.base_model_version,
+            base_model_version,
+        )
         return None
     return adaptation
 
@@ -187,6 +200,7 @@ def analyzer_for(settings):
     adaptation = load_adaptation(settings.learn_folder, analyzer.card["model_version"])
     if adaptation is not None:
         analyzer.use_adaptation(adaptation)
-        log.info("verdicts adapted to this library (%s, learnt from %d reviews)", analyzer.model_version,
-                 adaptation.reviews)
+        log.info(
+            "verdicts adapted to this library (%s, learnt from %d reviews)", analyzer.model_version, adaptation.reviews
+        )
     return analyzer

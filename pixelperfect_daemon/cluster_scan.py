@@ -89,8 +89,9 @@ class AnalysisPlugin(_worker_plugin_base()):
                 job.sha256 = None
 
         # identify without an index only stats the file.
-        run_steps((pipeline.identify, forget_stale_hash, pipeline.decode, pipeline.analyse, pipeline.write_metadata),
-                  job)
+        run_steps(
+            (pipeline.identify, forget_stale_hash, pipeline.decode, pipeline.analyse, pipeline.write_metadata), job
+        )
         return job
 
     def __getstate__(self) -> dict:
@@ -157,8 +158,11 @@ class _ClusterScan:
         sent = {future: self.in_flight.pop(future) for future in done}
         finished = [future for future in done if future.status == "finished"]
         jobs = self.client.gather(finished, errors="skip")
-        failed = {future: future.exception() if future.status == "error" else None
-                  for future in done if future.status != "finished"}
+        failed = {
+            future: future.exception() if future.status == "error" else None
+            for future in done
+            if future.status != "finished"
+        }
         for future in done:
             # Released before the rows are written: Dask recomputes a result it still holds for us
             # when the worker holding it dies, and that rerun would tag the file again after its row.
@@ -174,8 +178,9 @@ class _ClusterScan:
                 self.pipeline._finish(job)
             else:
                 # The cluster's fault, not the file's: no row, so the next scan takes it again.
-                logger.error("%s: the cluster task failed: %s", job.path,
-                             one_line(error) if error is not None else future.status)
+                logger.error(
+                    "%s: the cluster task failed: %s", job.path, one_line(error) if error is not None else future.status
+                )
 
     def _wait(self) -> set:
         from distributed import wait

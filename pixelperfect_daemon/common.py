@@ -8,7 +8,7 @@ import math
 import os
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 _PATH_ESCAPE = re.compile(r"\\\\|\\x[0-9a-f]{2}")
@@ -16,12 +16,12 @@ _PATH_ESCAPE = re.compile(r"\\\\|\\x[0-9a-f]{2}")
 
 def utc_now() -> str:
     """Now in UTC as ISO 8601 to the second, ``Z``-suffixed (the index's and the XMP dates' form)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def utc_in(seconds: float) -> str:
     """``utc_now()``'s form, ``seconds`` from now, rounded up to a whole second (never earlier than asked)."""
-    moment = datetime.fromtimestamp(math.ceil(time.time() + seconds), timezone.utc)
+    moment = datetime.fromtimestamp(math.ceil(time.time() + seconds), UTC)
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -72,7 +72,7 @@ def text_to_path(text: str) -> Path:
         return Path(text)
     raw, position = bytearray(), 0
     for match in _PATH_ESCAPE.finditer(text):
-        raw += text[position:match.start()].encode("utf-8")
+        raw += text[position : match.start()].encode("utf-8")
         raw += b"\\" if match.group() == "\\\\" else bytes([int(match.group()[2:], 16)])
         position = match.end()
     raw += text[position:].encode("utf-8")

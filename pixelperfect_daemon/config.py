@@ -214,8 +214,10 @@ def _database_url(where: str, value: str) -> str:
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"{where} must be a SQLite file path or a postgresql:// URL, got scheme {parts.scheme!r}")
     if parts.password is not None:
-        raise ConfigError(f"{where} must not hold a password (config files get read); set [index] password_env "
-                          "to the environment variable holding it")
+        raise ConfigError(
+            f"{where} must not hold a password (config files get read); set [index] password_env "
+            "to the environment variable holding it"
+        )
     if not parts.path.strip("/"):
         raise ConfigError(f"{where} must name the database: postgresql://user@host:port/DBNAME")
     return value
@@ -229,8 +231,7 @@ def _build_section(section_name: str, section_cls, raw: dict, base_dir: Path):
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(
-            f"unknown key(s) in [{section_name}]: {', '.join(unknown)}; "
-            f"known keys: {', '.join(sorted(known))}"
+            f"unknown key(s) in [{section_name}]: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
         )
     values = {}
     for key, value in raw.items():
@@ -268,9 +269,7 @@ def settings_from_dict(raw: dict, base_dir: Path, source: Path | None = None) ->
             f"known sections: {', '.join(sorted(sections))}"
         )
     hints = typing.get_type_hints(Settings)
-    built = {
-        name: _build_section(name, hints[name], raw.get(name, {}), base_dir) for name in sections
-    }
+    built = {name: _build_section(name, hints[name], raw.get(name, {}), base_dir) for name in sections}
     _check_render_cache_apart(built["ui"].thumbnail_cache, built["watch"].folders)
     return Settings(**built, source=source)
 

@@ -61,8 +61,9 @@ def stop_on_signals(stop: threading.Event):
 
     def handle(signum, _frame):
         if stop.is_set():
-            logger.warning("%s again: exiting now; unfinished files are redone at the next start",
-                           signal.Signals(signum).name)
+            logger.warning(
+                "%s again: exiting now; unfinished files are redone at the next start", signal.Signals(signum).name
+            )
             os._exit(128 + signum)
         logger.info("%s: stopping (finishing the files in hand)", signal.Signals(signum).name)
         stop.set()
@@ -166,8 +167,9 @@ def run_daemon(
                 from .relearning import Relearner, relearn_periodically
 
                 relearner = Relearner(settings, analyzer, writer, index, settings.learn.every_reviews)
-                threading.Thread(target=relearn_periodically, args=(relearner, stop), name="relearner",
-                                 daemon=True).start()
+                threading.Thread(
+                    target=relearn_periodically, args=(relearner, stop), name="relearner", daemon=True
+                ).start()
             logger.info(
                 "daemon ready: model %s, %d worker(s), tags %s, index %s%s",
                 analyzer.model_version,
@@ -223,8 +225,7 @@ def _feed_pipeline(
 def summary_line(stats: PipelineStats) -> str:
     counts = stats.outcomes
     line = (
-        f"{counts[ANALYSED]} analysed, {counts[UNCHANGED]} unchanged, {counts[MOVED]} moved, "
-        f"{counts[ERROR]} error(s)"
+        f"{counts[ANALYSED]} analysed, {counts[UNCHANGED]} unchanged, {counts[MOVED]} moved, {counts[ERROR]} error(s)"
     )
     if counts[RETAGGED]:
         line += f", {counts[RETAGGED]} tagged again"

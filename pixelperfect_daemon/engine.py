@@ -86,8 +86,14 @@ def is_monochrome(views: np.ndarray) -> bool:
 class Analyzer:
     """Loads the models once; ``analyze_path`` is safe to call from several threads."""
 
-    def __init__(self, models_dir: Path, *, max_pixels: int = 250_000_000, poor_threshold: float | None = None,
-                 poor_below_quality: float | None = None):
+    def __init__(
+        self,
+        models_dir: Path,
+        *,
+        max_pixels: int = 250_000_000,
+        poor_threshold: float | None = None,
+        poor_below_quality: float | None = None,
+    ):
         self.models_dir = Path(models_dir)
         missing = [name for name in MODEL_FILES if not (self.models_dir / name).is_file()]
         if missing:
@@ -107,8 +113,9 @@ class Analyzer:
         self.max_pixels = max_pixels
         self.poor_threshold = poor_threshold if poor_threshold is not None else self.card.get("poor_threshold", 0.5)
         # Models trained before the quality test was part of the verdict (verdict.py) carry no value: off.
-        self.poor_below_quality = (poor_below_quality if poor_below_quality is not None
-                                   else self.card.get("poor_below_quality", 0.0))
+        self.poor_below_quality = (
+            poor_below_quality if poor_below_quality is not None else self.card.get("poor_below_quality", 0.0)
+        )
         self._local = threading.local()
         keep_freed_memory_for_reuse()
         self.adaptation = None  # a library's adaptation of the verdict (adaptation.py), when one is in use
@@ -119,9 +126,13 @@ class Analyzer:
         self.model_version = f"{self.card['model_version']}+lib-{adaptation.digest}"
 
     @classmethod
-    def from_settings(cls, settings: AnalysisSettings) -> "Analyzer":
-        return cls(settings.models_dir, max_pixels=settings.max_pixels, poor_threshold=settings.poor_threshold,
-                   poor_below_quality=settings.poor_below_quality)
+    def from_settings(cls, settings: AnalysisSettings) -> Analyzer:
+        return cls(
+            settings.models_dir,
+            max_pixels=settings.max_pixels,
+            poor_threshold=settings.poor_threshold,
+            poor_below_quality=settings.poor_below_quality,
+        )
 
     def _models(self):
         models = getattr(self._local, "models", None)
@@ -148,7 +159,7 @@ class Analyzer:
                 p_poor=float(stage1[i, 0]),
                 quality=float(np.clip(stage1[i, 1], 0.0, 1.0)),
                 defect_scores={key: float(value) for key, value in zip(DEFECTS, defect_probs[i])},
-                statistics=features[i, -2 * STATISTICS_PER_VIEW:],
+                statistics=features[i, -2 * STATISTICS_PER_VIEW :],
             )
             for i in range(n)
         ]
@@ -180,7 +191,8 @@ class Analyzer:
         if corruption:
             # The decoder has certain evidence of damaged data: it outweighs what the pixels suggest.
             scores = {
-                key: (1 - DECODER_EVIDENCE_WEIGHT) * value + (DECODER_EVIDENCE_WEIGHT if key == "transmission_errors" else 0.0)
+                key: (1 - DECODER_EVIDENCE_WEIGHT) * value
+                + (DECODER_EVIDENCE_WEIGHT if key == "transmission_errors" else 0.0)
                 for key, value in scores.items()
             }
         total = sum(scores.values())

@@ -39,11 +39,11 @@ class FileIdentity:
     mtime_ns: int
 
     @classmethod
-    def from_stat(cls, st: os.stat_result) -> "FileIdentity":
+    def from_stat(cls, st: os.stat_result) -> FileIdentity:
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     @classmethod
-    def of(cls, path: Path) -> "FileIdentity":
+    def of(cls, path: Path) -> FileIdentity:
         return cls.from_stat(os.lstat(path))
 
 
@@ -106,8 +106,11 @@ def check_unchanged(path: Path, expected: FileIdentity, *, writers: bool = True)
         raise ReplaceRefused(f"{path} is no longer a regular file")
     now = FileIdentity.from_stat(st)
     if now != expected:
-        what = "replaced by another file" if (now.device, now.inode) != (expected.device, expected.inode) else (
-            "changed since it was analysed")
+        what = (
+            "replaced by another file"
+            if (now.device, now.inode) != (expected.device, expected.inode)
+            else ("changed since it was analysed")
+        )
         raise ReplaceRefused(f"{path} was {what}")
     found = processes_writing(path, now) if writers else []
     if found:

@@ -27,9 +27,9 @@ from .loading import (
     jpeg_orientation,
     load_image,
     load_jpeg,
-    read_raw_preview,
     read_all,
     read_head,
+    read_raw_preview,
     scan_jpeg_structure,
     set_pixel_limit,
     sniff_format,
@@ -70,7 +70,9 @@ def load_views(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileViews:
             return fast
         decoded = load_jpeg(data, max_pixels, None)
     else:
-        fast = _raw_preview_views(path, kind, max_pixels) if kind and (kind.startswith("RAW:") or kind == "DNG") else None
+        fast = (
+            _raw_preview_views(path, kind, max_pixels) if kind and (kind.startswith("RAW:") or kind == "DNG") else None
+        )
         if fast is not None:
             return fast
         decoded = load_image(path, max_pixels=max_pixels)

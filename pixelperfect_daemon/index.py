@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .adaptation import pack
 from .common import path_to_text, valid_text
-from .cull_flags import INDEX_COLUMNS as CULL_FLAG_FIELD_COLUMNS, USER_OWNED_COLUMN
+from .cull_flags import INDEX_COLUMNS as CULL_FLAG_FIELD_COLUMNS
+from .cull_flags import USER_OWNED_COLUMN
 from .index_backends import IndexBackendError, WriterLock, describe, is_postgres_url, open_backend
 from .labels import DEFECTS
 from .result import AnalysisResult
@@ -122,8 +123,13 @@ MIGRATIONS = [
     # A new file is hashed only when a row of the same size lost its file (a possible move).
     CreateIndex(TABLE, "size"),
     # Several daemons on one PostgreSQL index: who is analysing which file, and since when (server clock).
-    CreateTable(CLAIMS_TABLE, {"path": str, "owner": str, "heartbeat": float}, pk="path",
-                not_null=frozenset({"owner", "heartbeat"}), indexes=("owner",)),
+    CreateTable(
+        CLAIMS_TABLE,
+        {"path": str, "owner": str, "heartbeat": float},
+        pk="path",
+        not_null=frozenset({"owner", "heartbeat"}),
+        indexes=("owner",),
+    ),
     # What PixelPerfect wrote into the user's rating and labels, and their values before (cull_flags.py).
     *(AddColumn(TABLE, column, str) for column in CULL_FLAG_COLUMNS),
     CreateIndex(TABLE, "status"),  # the UI's error filter
@@ -197,7 +203,7 @@ class ImageIndex:
         self._migrate()
 
     @classmethod
-    def from_settings(cls, index_settings) -> "ImageIndex":
+    def from_settings(cls, index_settings) -> ImageIndex:
         return cls(index_settings.database, password_env=index_settings.password_env)
 
     @property
@@ -262,7 +268,7 @@ class ImageIndex:
                 self._writer_lock.release()
                 self._writer_lock = None
 
-    def __enter__(self) -> "ImageIndex":
+    def __enter__(self) -> ImageIndex:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -321,9 +327,7 @@ class ImageIndex:
 
     def find_by_size(self, size: int) -> list[dict]:
         """Analysed rows of files of ``size`` bytes (a moved file keeps its size)."""
-        return self._query(
-            f"SELECT {_COLUMN_LIST} FROM {TABLE} WHERE size = ? AND status = 'ok' ORDER BY path", [size]
-        )
+        return self._query(f"SELECT {_COLUMN_LIST} FROM {TABLE} WHERE size = ? AND status = 'ok' ORDER BY path", [size])
 
     def count(self, where: str | None = None, where_args: list | None = None) -> int:
         rows = self._query(f"SELECT COUNT(*) AS n FROM {TABLE} WHERE {where or '1 = 1'}", where_args or [])
@@ -451,10 +455,14 @@ class ImageIndex:
     def record_stat(self, path: Path, *, size: int, mtime: float, sha256: str | None = None) -> None:
         """The file on disk changed without needing a new analysis: touched (same content), or its
         tags rewritten (pass the new ``sha256``, or the daemon would analyse it again)."""
-        self._write([(
-            f"UPDATE {TABLE} SET size = ?, mtime = ?, sha256 = COALESCE(?, sha256) WHERE path = ?",
-            (size, mtime, sha256, normalise_path(path)),
-        )])
+        self._write(
+            [
+                (
+                    f"UPDATE {TABLE} SET size = ?, mtime = ?, sha256 = COALESCE(?, sha256) WHERE path = ?",
+                    (size, mtime, sha256, normalise_path(path)),
+                )
+            ]
+        )
 
     def record_move(self, old_path: Path, new_path: Path) -> None:
         """The file at ``old_path`` now lives at ``new_path``: its row (and review) follows it."""
@@ -464,32 +472,42 @@ class ImageIndex:
         with self._lock:
             if self.get(old_key) is None:
                 raise ImageIndexError(f"cannot record a move from {old_key}: no row for it")
-            self._write([
-                # A row at the destination describes a file the move replaced.
-                (f"DELETE FROM {TABLE} WHERE path = ?", (new_key,)),
-                (
-                    f"UPDATE {TABLE} SET path = ?, folder = ?, file_name = ?, "
-                    "tagged_file = CASE WHEN tagged_file = ? THEN ? ELSE tagged_file END WHERE path = ?",
-                    (new_key, os.path.dirname(new_key), os.path.basename(new_key), old_key, new_key, old_key),
-                ),
-            ])
+            self._write(
+                [
+                    # A row at the destination describes a file the move replaced.
+                    (f"DELETE FROM {TABLE} WHERE path = ?", (new_key,)),
+                    (
+                        f"UPDATE {TABLE} SET path = ?, folder = ?, file_name = ?, "
+                        "tagged_file = CASE WHEN tagged_file = ? THEN ? ELSE tagged_file END WHERE path = ?",
+                        (new_key, os.path.dirname(new_key), os.path.basename(new_key), old_key, new_key, old_key),
+                    ),
+                ]
+            )
 
     def record_tags_written(self, path: Path, cull_flags: dict) -> None:
         """The file's tags were just written: keep the cull-flag memory written with them
         (``cull_flags.index_values``), and a tag_error status is over."""
         values = {column: cull_flags.get(column) for column in CULL_FLAG_COLUMNS}
-        self._write([(
-            f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in values)}, "
-            f"status = CASE WHEN status = ? THEN 'ok' ELSE status END, "
-            f"error = CASE WHEN status = ? THEN NULL ELSE error END WHERE path = ?",
-            (*values.values(), TAG_ERROR, TAG_ERROR, normalise_path(path)),
-        )])
+        self._write(
+            [
+                (
+                    f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in values)}, "
+                    f"status = CASE WHEN status = ? THEN 'ok' ELSE status END, "
+                    f"error = CASE WHEN status = ? THEN NULL ELSE error END WHERE path = ?",
+                    (*values.values(), TAG_ERROR, TAG_ERROR, normalise_path(path)),
+                )
+            ]
+        )
 
     def set_tagged_file(self, path: Path, tagged_file: Path | None) -> None:
-        self._write([(
-            f"UPDATE {TABLE} SET tagged_file = ? WHERE path = ?",
-            (None if tagged_file is None else normalise_path(tagged_file), normalise_path(path)),
-        )])
+        self._write(
+            [
+                (
+                    f"UPDATE {TABLE} SET tagged_file = ? WHERE path = ?",
+                    (None if tagged_file is None else normalise_path(tagged_file), normalise_path(path)),
+                )
+            ]
+        )
 
     def reviewed_rows(self) -> list[dict]:
         """Every analysed row a reviewer decided, oldest review first (what `pixelperfect learn` reads)."""
@@ -511,11 +529,15 @@ class ImageIndex:
 
     def set_model_verdict(self, path: Path, *, verdict: str, defect: str | None, model_version: str) -> None:
         """A relearnt adaptation changed an unreviewed file's verdict (the scores stay as analysed)."""
-        self._write([(
-            f"UPDATE {TABLE} SET verdict = ?, defect = ?, model_version = ? "
-            "WHERE path = ? AND reviewed_verdict IS NULL",
-            (verdict, defect, model_version, normalise_path(path)),
-        )])
+        self._write(
+            [
+                (
+                    f"UPDATE {TABLE} SET verdict = ?, defect = ?, model_version = ? "
+                    "WHERE path = ? AND reviewed_verdict IS NULL",
+                    (verdict, defect, model_version, normalise_path(path)),
+                )
+            ]
+        )
 
     def paths_without_capture_time(self, limit: int) -> list[str]:
         rows = self._query(f"SELECT path FROM {TABLE} WHERE captured_at IS NULL LIMIT ?", [limit])
@@ -523,19 +545,25 @@ class ImageIndex:
 
     def record_capture_times(self, captured: dict[str, str]) -> None:
         """``captured`` maps a path to its ISO capture time, or "" when the file records none."""
-        self._write([
-            (f"UPDATE {TABLE} SET captured_at = ? WHERE path = ?", (value, normalise_path(path)))
-            for path, value in captured.items()
-        ])
+        self._write(
+            [
+                (f"UPDATE {TABLE} SET captured_at = ? WHERE path = ?", (value, normalise_path(path)))
+                for path, value in captured.items()
+            ]
+        )
 
     # -- the reviewer's columns -------------------------------------------------------------
 
     def _set_review(self, path: Path, values: dict) -> dict:
         key = normalise_path(path)
-        (updated,) = self._write([(
-            f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in REVIEW_COLUMNS)} WHERE path = ?",
-            (*(values.get(c) for c in REVIEW_COLUMNS), key),
-        )])
+        (updated,) = self._write(
+            [
+                (
+                    f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in REVIEW_COLUMNS)} WHERE path = ?",
+                    (*(values.get(c) for c in REVIEW_COLUMNS), key),
+                )
+            ]
+        )
         if updated == 0:
             raise ImageIndexError(f"cannot review {key}: it is not in the index")
         return self.get(key)
@@ -590,10 +618,12 @@ class ImageIndex:
         drop claims nobody renewed for ``timeout`` seconds: a killed daemon's, on files finished or not
         (an unfinished one is claimed afresh by the next daemon that sees it)."""
         if self.is_shared:
-            self._write([
-                (f"UPDATE {CLAIMS_TABLE} SET heartbeat = {_SERVER_EPOCH} WHERE owner = ?", (owner,)),
-                (f"DELETE FROM {CLAIMS_TABLE} WHERE heartbeat < {_SERVER_EPOCH} - ?", (float(timeout),)),
-            ])
+            self._write(
+                [
+                    (f"UPDATE {CLAIMS_TABLE} SET heartbeat = {_SERVER_EPOCH} WHERE owner = ?", (owner,)),
+                    (f"DELETE FROM {CLAIMS_TABLE} WHERE heartbeat < {_SERVER_EPOCH} - ?", (float(timeout),)),
+                ]
+            )
 
     def release(self, path: Path, owner: str) -> None:
         if self.is_shared:
@@ -627,11 +657,12 @@ def migrate_index(source: Path | str, target: Path | str, *, password_env: str =
         ImageIndex(target, password_env=password_env) as destination,
     ):
         if destination.count():
-            raise ImageIndexError(f"the target index {destination} already has {destination.count()} row(s); "
-                                  "migrate into an empty index")
+            raise ImageIndexError(
+                f"the target index {destination} already has {destination.count()} row(s); migrate into an empty index"
+            )
         rows = origin.rows()
         for start in range(0, len(rows), batch):
-            destination.insert_rows(rows[start:start + batch])
+            destination.insert_rows(rows[start : start + batch])
         copied = destination.count()
         if copied != len(rows):
             raise ImageIndexWriteError(f"copied {copied} of {len(rows)} rows into {destination}")

@@ -70,10 +70,22 @@ def _turbojpeg():
         return None
     library.tjInitTransform.restype = ctypes.c_void_p
     library.tjDestroy.argtypes = [ctypes.c_void_p]
-    library.tjDecompressHeader3.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong,
-                                            *[ctypes.POINTER(ctypes.c_int)] * 4]
-    library.tjTransform.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_int,
-                                    ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(_Transform), ctypes.c_int]
+    library.tjDecompressHeader3.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_ulong,
+        *[ctypes.POINTER(ctypes.c_int)] * 4,
+    ]
+    library.tjTransform.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_ulong,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(_Transform),
+        ctypes.c_int,
+    ]
     library.tjGetErrorStr2.argtypes = [ctypes.c_void_p]
     library.tjGetErrorStr2.restype = ctypes.c_char_p
     return library
@@ -154,8 +166,15 @@ def read_layout(data: bytes) -> JpegLayout:
             raise NotForDctPath("a quantisation table is defined after the frame")
         components.append(_Component(h=factors >> 4, v=factors & 0x0F, table=tables[table_id]))
     layout = JpegLayout(width, height, tuple(components))
-    if height == 0 or any(c.h < 1 or c.v < 1 or layout.h_max // c.h not in (1, 2) or layout.v_max // c.v not in (1, 2)
-                          or layout.h_max % c.h or layout.v_max % c.v for c in components):
+    if height == 0 or any(
+        c.h < 1
+        or c.v < 1
+        or layout.h_max // c.h not in (1, 2)
+        or layout.v_max // c.v not in (1, 2)
+        or layout.h_max % c.h
+        or layout.v_max % c.v
+        for c in components
+    ):
         raise NotForDctPath("unusual chroma subsampling")
     return layout
 
@@ -239,6 +258,7 @@ def _to_rgb(planes: list[np.ndarray]) -> np.ndarray:
 @dataclass(frozen=True)
 class Box:
     """A region in the stored (unrotated) frame, in pixels: [x0, x1) x [y0, y1)."""
+
     x0: int
     y0: int
     x1: int
@@ -257,8 +277,10 @@ def decode_reduced_and_region(
     scale = _BLOCK // denominator
     h_max, v_max = layout.h_max, layout.v_max
     # Each component's samples per block in the reduced image: subsampled chroma gives twice as many.
-    reduced_sizes = [(min(_BLOCK, scale * v_max // c.v), min(_BLOCK, scale * h_max // c.h), (c.h, c.v) == (h_max, v_max))
-                     for c in layout.components]
+    reduced_sizes = [
+        (min(_BLOCK, scale * v_max // c.v), min(_BLOCK, scale * h_max // c.h), (c.h, c.v) == (h_max, v_max))
+        for c in layout.components
+    ]
     # Pass one only notes where each block row lies: libjpeg holds every coefficient in memory
     # until tjTransform returns, so pass two's first call reads them all from there at once.
     addresses: list[list[int]] = [[] for _ in layout.components]
@@ -270,8 +292,12 @@ def decode_reduced_and_region(
         """Block rows and columns of a component under the box, with one block of margin for upsampling."""
         component = layout.components[index]
         fy, fx = v_max // component.v, h_max // component.h
-        return (max(0, box.y0 // fy // _BLOCK - 1), -(-box.y1 // fy // _BLOCK) + 1,
-                max(0, box.x0 // fx // _BLOCK - 1), -(-box.x1 // fx // _BLOCK) + 1)
+        return (
+            max(0, box.y0 // fy // _BLOCK - 1),
+            -(-box.y1 // fy // _BLOCK) + 1,
+            max(0, box.x0 // fx // _BLOCK - 1),
+            -(-box.x1 // fx // _BLOCK) + 1,
+        )
 
     def on_block_row(coefficients, array_region, _plane_region, component_index, transform_index, _transform):
         if transform_index == 0:
@@ -303,11 +329,17 @@ def decode_reduced_and_region(
         raise NotForDctPath("TurboJPEG could not start")
     try:
         width, height, subsampling, colorspace = (ctypes.c_int() for _ in range(4))
-        if library.tjDecompressHeader3(handle, data, len(data), *(ctypes.byref(v) for v in (
-                width, height, subsampling, colorspace))) != 0:
+        if (
+            library.tjDecompressHeader3(
+                handle, data, len(data), *(ctypes.byref(v) for v in (width, height, subsampling, colorspace))
+            )
+            != 0
+        ):
             raise NotForDctPath(library.tjGetErrorStr2(handle).decode(errors="replace"))
-        if colorspace.value not in (_TJCS_YCBCR, _TJCS_GRAY) or (width.value, height.value) != (layout.width,
-                                                                                                 layout.height):
+        if colorspace.value not in (_TJCS_YCBCR, _TJCS_GRAY) or (width.value, height.value) != (
+            layout.width,
+            layout.height,
+        ):
             raise NotForDctPath("not a YCbCr or greyscale JPEG")
         # No output is written (NOOUTPUT), but TurboJPEG insists on somewhere to put it.
         buffers, sizes = (ctypes.c_void_p * 2)(), (ctypes.c_ulong * 2)()
@@ -334,10 +366,12 @@ def _block_rows(addresses: list[int], width: int) -> np.ndarray:
             whole = (ctypes.c_short * (stride // 2 * (len(addresses) - 1) + row_bytes // 2)).from_address(addresses[0])
             flat = np.frombuffer(whole, np.int16)
             return np.lib.stride_tricks.as_strided(
-                flat, (len(addresses), width, _BLOCK, _BLOCK), (stride, 128, 16, 2), writeable=False)
+                flat, (len(addresses), width, _BLOCK, _BLOCK), (stride, 128, 16, 2), writeable=False
+            )
     row_type = ctypes.c_short * (row_bytes // 2)
-    return np.stack([np.frombuffer(row_type.from_address(a), np.int16).reshape(width, _BLOCK, _BLOCK)
-                     for a in addresses])
+    return np.stack(
+        [np.frombuffer(row_type.from_address(a), np.int16).reshape(width, _BLOCK, _BLOCK) for a in addresses]
+    )
 
 
 def _reduced_image(low, layout: JpegLayout, reduced_sizes, denominator: int) -> np.ndarray:

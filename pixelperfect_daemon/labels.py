@@ -43,6 +43,4 @@ def defect_key(display_name_or_key: str | None) -> str | None:
     try:
         return DEFECT_KEYS_BY_DISPLAY_NAME[display_name_or_key]
     except KeyError:
-        raise ValueError(
-            f"unknown defect {display_name_or_key!r}; expected one of {', '.join(DEFECTS)}"
-        ) from None
+        raise ValueError(f"unknown defect {display_name_or_key!r}; expected one of {', '.join(DEFECTS)}") from None

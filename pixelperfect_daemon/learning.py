@@ -113,8 +113,10 @@ def load_validation(models_dir: Path, model_version: str) -> Validation:
     if names != LEARN_INPUTS:
         raise LearnError(f"{path} holds other inputs than this version learns from")
     if validation.model_version != model_version:
-        raise LearnError(f"{path} belongs to models {validation.model_version}, these are {model_version}: "
-                         "rebuild it with `python -m experiments.learn_validation_data`")
+        raise LearnError(
+            f"{path} belongs to models {validation.model_version}, these are {model_version}: "
+            "rebuild it with `python -m experiments.learn_validation_data`"
+        )
     return validation
 
 
@@ -144,8 +146,14 @@ def collect_reviews(index: ImageIndex, analyzer: Analyzer) -> Reviews:
         inputs.append(values)
         poor.append(row["reviewed_verdict"] == "poor")
         paths.append(row["path"])
-    return Reviews(inputs=np.asarray(inputs, dtype=float).reshape(-1, len(LEARN_INPUTS)), poor=np.asarray(poor, bool),
-                   paths=paths, decoded=decoded, decode_seconds=seconds, skipped=skipped)
+    return Reviews(
+        inputs=np.asarray(inputs, dtype=float).reshape(-1, len(LEARN_INPUTS)),
+        poor=np.asarray(poor, bool),
+        paths=paths,
+        decoded=decoded,
+        decode_seconds=seconds,
+        skipped=skipped,
+    )
 
 
 def _fit(margin: np.ndarray, standardised: np.ndarray, poor: np.ndarray, strength: float) -> np.ndarray:
@@ -199,9 +207,15 @@ def cross_validated_agreement(margin, standardised, poor, strength: float | None
     return float(np.mean(predicted == poor))
 
 
-def fit_adaptation(reviews: Reviews, validation: Validation, base_model_version: str, poor_threshold: float,
-                   poor_below_quality: float, folds: int = FOLDS,
-                   strengths=STRENGTHS) -> tuple[LibraryAdaptation | None, dict[str, float]]:
+def fit_adaptation(
+    reviews: Reviews,
+    validation: Validation,
+    base_model_version: str,
+    poor_threshold: float,
+    poor_below_quality: float,
+    folds: int = FOLDS,
+    strengths=STRENGTHS,
+) -> tuple[LibraryAdaptation | None, dict[str, float]]:
     """The adaptation the cross-validation prefers (None when none beats the shipped verdict) and
     the cross-validated agreement of each choice ({"shipped": ..., "ridge 30": ...})."""
     reference = features(np.vstack([validation.authentic_inputs, validation.synthetic_inputs]))
@@ -220,10 +234,16 @@ def fit_adaptation(reviews: Reviews, validation: Validation, base_model_version:
         return None, agreement
     theta = _fit(margin, standardised, reviews.poor, best_strength)
     adaptation = LibraryAdaptation(
-        base_model_version=base_model_version, poor_threshold=float(poor_threshold),
-        poor_below_quality=float(poor_below_quality), scale=float(theta[0]), bias=float(theta[1]),
-        weights=tuple(float(v) for v in theta[2:]), feature_mean=tuple(float(v) for v in mean),
-        feature_std=tuple(float(v) for v in std), reviews=len(reviews.poor), learnt_at=utc_now(),
+        base_model_version=base_model_version,
+        poor_threshold=float(poor_threshold),
+        poor_below_quality=float(poor_below_quality),
+        scale=float(theta[0]),
+        bias=float(theta[1]),
+        weights=tuple(float(v) for v in theta[2:]),
+        feature_mean=tuple(float(v) for v in mean),
+        feature_std=tuple(float(v) for v in std),
+        reviews=len(reviews.poor),
+        learnt_at=utc_now(),
     )
     return adaptation, {**agreement, "chosen": best}
 
@@ -254,16 +274,29 @@ def validation_measures(validation: Validation, poor: Callable[[np.ndarray], np.
 def guard_failures(before: dict[str, float], after: dict[str, float], margin: float = MARGIN) -> list[str]:
     enforced = ["clear Good/Poor balanced accuracy", "SRCC of the quality score with MOS"]
     enforced += [f"{name} damage (levels 3-5) flagged" for name in ENFORCED_DAMAGE]
-    return [f"{key} {before[key]:.3f} -> {after[key]:.3f}" for key in enforced
-            if key in before and after[key] < before[key] - margin - 1e-9]
+    return [
+        f"{key} {before[key]:.3f} -> {after[key]:.3f}"
+        for key in enforced
+        if key in before and after[key] < before[key] - margin - 1e-9
+    ]
 
 
-def format_table(reviews: Reviews, agreement: dict[str, float], before: dict[str, float] | None,
-                 after: dict[str, float] | None, folds: int = FOLDS) -> str:
+def format_table(
+    reviews: Reviews,
+    agreement: dict[str, float],
+    before: dict[str, float] | None,
+    after: dict[str, float] | None,
+    folds: int = FOLDS,
+) -> str:
     rows = [("", "shipped", "adapted")]
     chosen = agreement.get("chosen")
-    rows.append((f"agreement with the {len(reviews.poor)} reviews ({reviews.poor.sum()} Poor), cross-validated",
-                 f"{agreement['shipped']:.3f}", "–" if chosen is None else f"{chosen:.3f}"))
+    rows.append(
+        (
+            f"agreement with the {len(reviews.poor)} reviews ({reviews.poor.sum()} Poor), cross-validated",
+            f"{agreement['shipped']:.3f}",
+            "–" if chosen is None else f"{chosen:.3f}",
+        )
+    )
     if before is not None:
         for key, value in before.items():
             enforced = key.startswith(("clear Good/Poor", "SRCC")) or key.split(" damage")[0] in ENFORCED_DAMAGE
@@ -285,15 +318,24 @@ def learn_library(settings, *, dry_run: bool = False, analyzer: Analyzer | None 
         reviews = collect_reviews(index, analyzer)
     for reason in reviews.skipped:
         log.info("review not used: %s", reason)
-    none_agreement = {"shipped": float(np.mean((base_margin(reviews.inputs, analyzer.poor_threshold,
-                                                             analyzer.poor_below_quality) >= 0) == reviews.poor))
-                      if len(reviews.poor) else float("nan")}
+    none_agreement = {
+        "shipped": float(
+            np.mean(
+                (base_margin(reviews.inputs, analyzer.poor_threshold, analyzer.poor_below_quality) >= 0) == reviews.poor
+            )
+        )
+        if len(reviews.poor)
+        else float("nan")
+    }
     if len(reviews.poor) < MIN_REVIEWS or reviews.poor.all() or not reviews.poor.any():
-        reason = (f"{len(reviews.poor)} usable reviews; learning needs at least {MIN_REVIEWS}, with both Good and "
-                  "Poor verdicts among them")
+        reason = (
+            f"{len(reviews.poor)} usable reviews; learning needs at least {MIN_REVIEWS}, with both Good and "
+            "Poor verdicts among them"
+        )
         return LearnOutcome(format_table(reviews, none_agreement, None, None), False, reason, reviews=reviews)
-    adaptation, agreement = fit_adaptation(reviews, validation, base_version, analyzer.poor_threshold,
-                                           analyzer.poor_below_quality)
+    adaptation, agreement = fit_adaptation(
+        reviews, validation, base_version, analyzer.poor_threshold, analyzer.poor_below_quality
+    )
     from .verdict import is_poor
 
     def shipped(inputs):
@@ -307,13 +349,19 @@ def learn_library(settings, *, dry_run: bool = False, analyzer: Analyzer | None 
     table = format_table(reviews, agreement, before, after)
     failures = guard_failures(before, after)
     if failures:
-        return LearnOutcome(table, False, "it would lose too much on the shipped validation data: "
-                            + "; ".join(failures), adaptation, reviews=reviews)
+        return LearnOutcome(
+            table,
+            False,
+            "it would lose too much on the shipped validation data: " + "; ".join(failures),
+            adaptation,
+            reviews=reviews,
+        )
     if dry_run:
         return LearnOutcome(table, False, "dry run: nothing saved", adaptation, reviews=reviews)
     path = save_adaptation(settings.learn_folder, LibraryAdaptation(**{**adaptation.__dict__, "report": table}))
-    return LearnOutcome(table, True, f"saved {path} ({base_version}+lib-{adaptation.digest})", adaptation, path,
-                        reviews=reviews)
+    return LearnOutcome(
+        table, True, f"saved {path} ({base_version}+lib-{adaptation.digest})", adaptation, path, reviews=reviews
+    )
 
 
 def save_adaptation(folder: Path, adaptation: LibraryAdaptation) -> Path:

@@ -49,9 +49,7 @@ _HEAD_BYTES = 64
 _JPEG_EOI = b"\xff\xd9"
 _ORIENTATION_TAG = 0x0112
 _DNG_VERSION_TAG = 50706
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
-)
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"})
 # EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
 _ORIENTATION_TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -73,9 +71,7 @@ _PLUGINS = {
     "HEIF": HeifImageFile,
 }
 # What Pillow raises for data it cannot make sense of (it is not consistent about it).
-_DECODE_ERRORS = (
-    OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error
-)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error)
 
 
 class ImageLoadError(Exception):
@@ -97,9 +93,7 @@ class DecodedImage:
         return np.asarray(self.image)
 
 
-def load_image(
-    path, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None
-) -> DecodedImage:
+def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> DecodedImage:
     """Decode ``path`` to RGB pixels; ``min_side=N`` decodes as little as keeps the short side >= N."""
     set_pixel_limit(max_pixels)
     if min_side is not None and min_side < 1:
@@ -250,8 +244,7 @@ def check_pixel_budget(size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
     if width * height > max_pixels:
         raise ImageLoadError(
-            f"image too large: {width}x{height} = {width * height} pixels, "
-            f"over the limit of {max_pixels} (max_pixels)"
+            f"image too large: {width}x{height} = {width * height} pixels, over the limit of {max_pixels} (max_pixels)"
         )
 
 
@@ -288,9 +281,7 @@ def _load_bytes(data: bytes, kind: str, max_pixels: int, min_side: int | None) -
     return _decode(image, kind, finding, min_side)
 
 
-def load_jpeg(
-    data: bytes, max_pixels: int, min_side: int | None, fallback_orientation: int = 1
-) -> DecodedImage:
+def load_jpeg(data: bytes, max_pixels: int, min_side: int | None, fallback_orientation: int = 1) -> DecodedImage:
     structure = scan_jpeg_structure(data)
     if not structure.has_image_data:
         raise ImageLoadError(structure.finding)
@@ -311,9 +302,7 @@ def load_jpeg(
     return _decode(image, "JPEG", structure.finding, min_side, fallback_orientation)
 
 
-def _load_file(
-    path: Path, kind: str, file_size: int, max_pixels: int, min_side: int | None
-) -> DecodedImage:
+def _load_file(path: Path, kind: str, file_size: int, max_pixels: int, min_side: int | None) -> DecodedImage:
     try:
         with open(path, "rb") as stream:
             image = _open(kind, stream, max_pixels)
@@ -499,17 +488,12 @@ def _read_preview_with_exiftool(path: Path, libraw_reason: str) -> RawPreview:
         os.path.abspath(path),
     ]  # fmt: skip
     try:
-        completed = subprocess.run(
-            command, capture_output=True, timeout=EXIFTOOL_TIMEOUT_SECONDS, check=False
-        )
+        completed = subprocess.run(command, capture_output=True, timeout=EXIFTOOL_TIMEOUT_SECONDS, check=False)
     except FileNotFoundError:
-        raise ImageLoadError(
-            f"no preview: libraw: {libraw_reason}; exiftool is not installed"
-        ) from None
+        raise ImageLoadError(f"no preview: libraw: {libraw_reason}; exiftool is not installed") from None
     except subprocess.TimeoutExpired:
         raise ImageLoadError(
-            f"no preview: libraw: {libraw_reason}; "
-            f"exiftool timed out after {EXIFTOOL_TIMEOUT_SECONDS:g} s"
+            f"no preview: libraw: {libraw_reason}; exiftool timed out after {EXIFTOOL_TIMEOUT_SECONDS:g} s"
         ) from None
     previews, orientation = parse_exiftool_previews(completed.stdout)
     if not previews:
@@ -613,9 +597,7 @@ def scan_jpeg_structure(data: bytes) -> JpegStructure:
         if position >= size:
             return _truncated("the file ends before the end-of-image marker")
         if data[position] != 0xFF:
-            return _damaged(
-                f"expected a marker at byte {position}, found 0x{data[position]:02X}", position
-            )
+            return _damaged(f"expected a marker at byte {position}, found 0x{data[position]:02X}", position)
         while position + 1 < size and data[position + 1] == 0xFF:
             position += 1  # fill bytes
         if position + 1 >= size:
@@ -639,9 +621,7 @@ def scan_jpeg_structure(data: bytes) -> JpegStructure:
                 position,
             )
         if length < 2:
-            return _damaged(
-                f"segment 0xFF{marker:02X} at byte {position} has length {length}", position
-            )
+            return _damaged(f"segment 0xFF{marker:02X} at byte {position} has length {length}", position)
         body = data[position + 4 : segment_end]
         if marker in _SOF_MARKERS:
             frame = _parse_frame(body)
@@ -785,8 +765,7 @@ def _tiff_directory_beyond_end(head: bytes, file_size: int) -> str | None:
     directory = int.from_bytes(head[4:8], byte_order)
     if directory + 2 > file_size:
         return (
-            f"truncated TIFF: its first directory at byte {directory} "
-            f"lies beyond the end of the {file_size}-byte file"
+            f"truncated TIFF: its first directory at byte {directory} lies beyond the end of the {file_size}-byte file"
         )
     return None
 

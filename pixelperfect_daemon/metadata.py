@@ -179,7 +179,7 @@ def container_of(path: Path) -> str | None:
     with open(path, "rb") as file:
         head = file.read(16)
     for container, signatures in _CONTAINER_SIGNATURES.items():
-        if any(head[offset:offset + len(magic)] == magic for offset, magic in signatures):
+        if any(head[offset : offset + len(magic)] == magic for offset, magic in signatures):
             return container
     return None
 
@@ -244,7 +244,7 @@ def run_exiftool(tool: exiftool.ExifTool, memory_limit_bytes: int) -> None:
     module = exiftool.exiftool
     with _PREEXEC_PATCH_LOCK:
         original = module._set_pdeathsig
-        module._set_pdeathsig = lambda _signal: (lambda: _exiftool_preexec(memory_limit_bytes))
+        module._set_pdeathsig = lambda _signal: lambda: _exiftool_preexec(memory_limit_bytes)
         try:
             tool.run()
         finally:
@@ -292,9 +292,7 @@ class MetadataWriter:
             try:
                 run_exiftool(tool, self.settings.exiftool_memory_mb * 1024 * 1024)
             except (OSError, RuntimeError, ExifToolException) as error:
-                request.set_exception(
-                    MetadataError(f"cannot start ExifTool ({self._executable}): {one_line(error)}")
-                )
+                request.set_exception(MetadataError(f"cannot start ExifTool ({self._executable}): {one_line(error)}"))
             else:
                 request.set_result(tool)
 
@@ -365,7 +363,7 @@ class MetadataWriter:
                 self._spawner.join()
                 self._spawner = None
 
-    def __enter__(self) -> "MetadataWriter":
+    def __enter__(self) -> MetadataWriter:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -390,8 +388,14 @@ class MetadataWriter:
             return {}  # nothing to read: spares ExifTool a read (about 3 ms of its CPU per fresh JPEG)
         with self._paths.arguments(file_path) as (file_argument,):
             status, stdout, stderr = self._execute(
-                "-j", "-G1", "-n", "-struct",
-                f"-{_PP}:all", f"-{_HIERARCHICAL}", f"-{_FLAT}", *(f"-{tag}" for tag in cull_flags.FIELD_TAGS.values()),
+                "-j",
+                "-G1",
+                "-n",
+                "-struct",
+                f"-{_PP}:all",
+                f"-{_HIERARCHICAL}",
+                f"-{_FLAT}",
+                *(f"-{tag}" for tag in cull_flags.FIELD_TAGS.values()),
                 file_argument,
             )
         if status != 0 or not stdout.strip():
@@ -417,8 +421,10 @@ class MetadataWriter:
         """What ``write_verdict`` wrote: Verdict, Defect, Quality, ModelVersion, AnalyzedAt,
         ReviewedBy, ReviewedAt, keywords (hierarchical), subject (flat), Label, Rating, PickLabel, file."""
         image_path = Path(image_path)
-        primary = self.target_for(image_path) if image_path.exists() else (
-            sidecar_path(image_path, self.settings) or image_path
+        primary = (
+            self.target_for(image_path)
+            if image_path.exists()
+            else (sidecar_path(image_path, self.settings) or image_path)
         )
         # Tags written while the file was writable (or read-only) are in the other place.
         others = [sidecar_file_name(image_path, self.settings.sidecar_name)]
@@ -470,8 +476,9 @@ class MetadataWriter:
             defect = None
         try:
             if not image_path.is_file():
-                raise MetadataError(f"cannot tag {image_path}: " + (
-                    "not a regular file" if image_path.exists() else "file vanished"))
+                raise MetadataError(
+                    f"cannot tag {image_path}: " + ("not a regular file" if image_path.exists() else "file vanished")
+                )
             target = self.target_for(image_path)
         except FileNotFoundError:  # vanished between the two looks
             raise MetadataError(f"cannot tag {image_path}: file vanished") from None
@@ -553,7 +560,10 @@ class MetadataWriter:
 
     @staticmethod
     def _put_in_place(
-        image_path: Path, target: Path, scratch: Path, target_before: FileIdentity | None,
+        image_path: Path,
+        target: Path,
+        scratch: Path,
+        target_before: FileIdentity | None,
         analysed: FileIdentity | None,
     ) -> None:
         """Our tagged copy replaces ``target`` only if nothing changed meanwhile (FileBusyError if it did)."""

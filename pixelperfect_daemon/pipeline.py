@@ -173,8 +173,13 @@ class Pipeline:
             # Decode and analyse share a thread: the decoded pixels are used while still in this
             # core's cache and never wait in a queue (measured: 5 % less CPU
             # per image than separate decode and analyse threads, and half the memory).
-            Stage("decode, analyse", (self.decode, self.analyse), threads=workers, queue_size=2 * workers,
-                  drains_on_stop=False),
+            Stage(
+                "decode, analyse",
+                (self.decode, self.analyse),
+                threads=workers,
+                queue_size=2 * workers,
+                drains_on_stop=False,
+            ),
             Stage("write metadata", (self.write_metadata,), threads=1, queue_size=2 * workers, drains_on_stop=True),
             Stage("index", (self.record,), threads=1, queue_size=2 * workers, drains_on_stop=True),
         ]
@@ -227,7 +232,8 @@ class Pipeline:
         # Hashing 5-10 MB costs as much as a tenth of an analysis: a new file is hashed here only
         # when it could be a moved one, i.e. an analysed row of the same size lost its file.
         moved_candidates = [
-            other for other in self.index.find_by_size(job.size)
+            other
+            for other in self.index.find_by_size(job.size)
             if other["path"] != path_to_text(job.path) and not os.path.lexists(text_to_path(other["path"]))
         ]
         if job.row is None and not moved_candidates:
@@ -268,7 +274,9 @@ class Pipeline:
         tagged_elsewhere = old_row["tagged_file"] not in (None, old_row["path"])
         if tagged_elsewhere and old_row["verdict"] is not None:
             # The sidecar stayed behind with the old name: tag the file's new sidecar.
-            verdict, defect, reviewed_by, reviewed_at = effective_verdict(old_row["verdict"], old_row["defect"], old_row)
+            verdict, defect, reviewed_by, reviewed_at = effective_verdict(
+                old_row["verdict"], old_row["defect"], old_row
+            )
             job.cull_flags = {}
             job.tagged_file = self.writer.write_verdict(
                 job.path,
@@ -348,6 +356,7 @@ class Pipeline:
 
     def record(self, job: Job) -> None:
         if self.index is not None:
+
             def write_row():
                 self.index.record_analysis(
                     job.path,

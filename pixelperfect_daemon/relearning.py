@@ -49,8 +49,12 @@ class Relearner:
             return False
         self.analyzer.use_adaptation(outcome.adaptation)
         changed = self.retag()
-        log.info("learnt again from %d reviews: %s; %d unreviewed file(s) changed verdict", reviews,
-                 self.analyzer.model_version, changed)
+        log.info(
+            "learnt again from %d reviews: %s; %d unreviewed file(s) changed verdict",
+            reviews,
+            self.analyzer.model_version,
+            changed,
+        )
         return True
 
     def retag(self) -> int:
@@ -73,8 +77,14 @@ class Relearner:
             path = Path(row["path"])
             try:
                 if self.writer is not None:
-                    tagged = self.writer.write_verdict(path, verdict=verdict, defect=defect, quality=row["quality"],
-                                                       model_version=version, analyzed_at=row["analyzed_at"])
+                    tagged = self.writer.write_verdict(
+                        path,
+                        verdict=verdict,
+                        defect=defect,
+                        quality=row["quality"],
+                        model_version=version,
+                        analyzed_at=row["analyzed_at"],
+                    )
                     if tagged == path:  # the file itself changed: its row must describe it as it is now
                         st = os.lstat(path)
                         self.index.record_stat(path, size=st.st_size, mtime=st.st_mtime, sha256=sha256_of(path))

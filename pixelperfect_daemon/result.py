@@ -21,7 +21,7 @@ class AnalysisResult:
     learn_inputs: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def failed(cls, path: str, reason: str, model_version: str) -> "AnalysisResult":
+    def failed(cls, path: str, reason: str, model_version: str) -> AnalysisResult:
         return cls(
             path=path,
             verdict="error",

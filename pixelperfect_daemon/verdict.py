@@ -14,7 +14,8 @@ POOR_THRESHOLD = 0.5
 POOR_BELOW_QUALITY = 0.35
 
 
-def is_poor(p_poor, quality, poor_threshold: float = POOR_THRESHOLD,
-            poor_below_quality: float = POOR_BELOW_QUALITY) -> np.ndarray:
+def is_poor(
+    p_poor, quality, poor_threshold: float = POOR_THRESHOLD, poor_below_quality: float = POOR_BELOW_QUALITY
+) -> np.ndarray:
     """Poor (True) or Good for each (P(poor), quality score) pair; scalars give a 0-d array."""
     return (np.asarray(p_poor) >= poor_threshold) | (np.asarray(quality) < poor_below_quality)

@@ -132,8 +132,18 @@ def view_statistics(view: np.ndarray) -> np.ndarray:
 
     return np.array(
         [
-            mean, std, p01, p10, p50, p90, p99, crushed, blown,
-            colourfulness, rg_mean, yb_mean,
+            mean,
+            std,
+            p01,
+            p10,
+            p50,
+            p90,
+            p99,
+            crushed,
+            blown,
+            colourfulness,
+            rg_mean,
+            yb_mean,
             np.log(laplacian_std**2 + _EPS),
             np.log(_noise_sigma(luma_float) + 1e-4),
             np.log(_noise_sigma(red_green) + 1e-4),
@@ -164,6 +174,8 @@ def statistics_of_views(views: np.ndarray) -> np.ndarray:
     """(N, 2 * STATISTICS_PER_VIEW) float32 for view pairs of shape (N, 2, H, W, 3) uint8."""
     n, per_image = views.shape[:2]
     flat = [view_statistics(view) for view in views.reshape(n * per_image, *views.shape[2:])]
-    return np.stack(flat).reshape(n, per_image * STATISTICS_PER_VIEW) if flat else np.zeros(
-        (0, per_image * STATISTICS_PER_VIEW), np.float32
+    return (
+        np.stack(flat).reshape(n, per_image * STATISTICS_PER_VIEW)
+        if flat
+        else np.zeros((0, per_image * STATISTICS_PER_VIEW), np.float32)
     )

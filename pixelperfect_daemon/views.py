@@ -58,7 +58,9 @@ def _size(pixels: np.ndarray | Image.Image) -> tuple[int, int]:
     return (pixels.height, pixels.width) if isinstance(pixels, Image.Image) else pixels.shape[:2]
 
 
-def detail_origin(pixels: np.ndarray | Image.Image, small: np.ndarray | None = None, scale: float = 1.0) -> tuple[int, int]:
+def detail_origin(
+    pixels: np.ndarray | Image.Image, small: np.ndarray | None = None, scale: float = 1.0
+) -> tuple[int, int]:
     """Top-left (y, x) of the full-resolution crop with the most fine detail (Laplacian energy).
 
     ``small``/``scale`` is an optional reduced copy of ``pixels`` to search on.
@@ -81,7 +83,9 @@ def detail_origin_in(size: tuple[int, int], small: np.ndarray, scale: float) -> 
     mean_energy = cv2.boxFilter(energy, -1, (window_w, window_h), normalize=True, borderType=cv2.BORDER_CONSTANT)
     # Only centres whose window lies fully inside the image are candidates.
     half_h, half_w = window_h // 2, window_w // 2
-    valid = mean_energy[half_h : energy.shape[0] - (window_h - half_h) + 1, half_w : energy.shape[1] - (window_w - half_w) + 1]
+    valid = mean_energy[
+        half_h : energy.shape[0] - (window_h - half_h) + 1, half_w : energy.shape[1] - (window_w - half_w) + 1
+    ]
     if valid.size == 0:
         cy, cx = energy.shape[0] // 2, energy.shape[1] // 2
     else:
@@ -100,9 +104,11 @@ def detail_view(pixels: np.ndarray | Image.Image, small: np.ndarray | None = Non
         crop = pixels[y : y + VIEW_SIZE, x : x + VIEW_SIZE]
     if crop.shape[0] < VIEW_SIZE or crop.shape[1] < VIEW_SIZE:
         # Small images: mirror-pad rather than upscale, so pixels stay at 100 %.
-        crop = cv2.copyMakeBorder(
-            crop, 0, VIEW_SIZE - crop.shape[0], 0, VIEW_SIZE - crop.shape[1], cv2.BORDER_REFLECT_101
-        ) if min(crop.shape[:2]) > 1 else cv2.resize(crop, (VIEW_SIZE, VIEW_SIZE), interpolation=cv2.INTER_NEAREST)
+        crop = (
+            cv2.copyMakeBorder(crop, 0, VIEW_SIZE - crop.shape[0], 0, VIEW_SIZE - crop.shape[1], cv2.BORDER_REFLECT_101)
+            if min(crop.shape[:2]) > 1
+            else cv2.resize(crop, (VIEW_SIZE, VIEW_SIZE), interpolation=cv2.INTER_NEAREST)
+        )
     return crop
 
 

@@ -193,7 +193,7 @@ class FileStabilityTracker:
 
 
 class _EventHandler(FileSystemEventHandler):
-    def __init__(self, watcher: "FolderWatcher"):
+    def __init__(self, watcher: FolderWatcher):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:

@@ -260,9 +260,12 @@ def launch_options(settings: Settings, credentials: dict[str, Credential]) -> di
         "auth_message": "PixelPerfect review: sign in with your reviewer account.",
         "allowed_paths": allowed_paths(settings),
         "blocked_paths": blocked_paths(settings),
-        "app_kwargs": {"middleware": [
-            Middleware(ServedFileGuard, policy=served_file_policy(settings)), Middleware(ClientAddressMiddleware),
-        ]},
+        "app_kwargs": {
+            "middleware": [
+                Middleware(ServedFileGuard, policy=served_file_policy(settings)),
+                Middleware(ClientAddressMiddleware),
+            ]
+        },
         "head": KEYBOARD_HEAD,
         "css": CSS,
         "ssr_mode": False,

@@ -150,5 +150,5 @@ def check_serving_is_safe(host: str, credentials: Mapping[str, Credential]) -> N
     if not credentials and not is_loopback(host):
         raise AuthConfigError(
             f"refusing to serve the review UI on {host} without reviewer accounts: "
-            f"add [ui] users to the config (see `{HASH_HELPER}`) or use host = \"127.0.0.1\""
+            f'add [ui] users to the config (see `{HASH_HELPER}`) or use host = "127.0.0.1"'
         )

@@ -13,7 +13,18 @@ from pixelperfect_daemon.exiftool_arguments import ExifToolPaths
 log = logging.getLogger(__name__)
 
 # Read with -n (numbers, not ExifTool's prose) so the formatting below is ours and testable.
-EXIF_TAGS = ("Make", "Model", "LensModel", "LensID", "Lens", "ISO", "ExposureTime", "FNumber", "FocalLength", "DateTimeOriginal")
+EXIF_TAGS = (
+    "Make",
+    "Model",
+    "LensModel",
+    "LensID",
+    "Lens",
+    "ISO",
+    "ExposureTime",
+    "FNumber",
+    "FocalLength",
+    "DateTimeOriginal",
+)
 
 
 def _first(tags: dict, *names: str):

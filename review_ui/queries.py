@@ -110,9 +110,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def where_clause(
-    image_filter: ImageFilter, *, include_defect: bool = True, like: str = "LIKE"
-) -> tuple[str, list]:
+def where_clause(image_filter: ImageFilter, *, include_defect: bool = True, like: str = "LIKE") -> tuple[str, list]:
     """The WHERE clause (without the keyword) and its parameters for ``image_filter``; ``like`` is the
     database's case-insensitive LIKE operator (the connection's ``case_insensitive_like``)."""
     terms: list[str] = []

@@ -29,7 +29,7 @@ def file_route_target(request_path: str) -> str | None:
     for marker in FILE_ROUTE_MARKERS:
         position = request_path.find(marker)
         if position >= 0:
-            return request_path[position + len(marker):]
+            return request_path[position + len(marker) :]
     return None
 
 

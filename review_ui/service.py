@@ -233,7 +233,9 @@ class ReviewService:
         if not paths:
             return 0
         originals = {p: self.original(p) for p in paths}
-        captured = {p: read_capture_time(o, self.exif) if o is not None and o.exists() else "" for p, o in originals.items()}
+        captured = {
+            p: read_capture_time(o, self.exif) if o is not None and o.exists() else "" for p, o in originals.items()
+        }
         with self._write_lock:
             self.index.record_capture_times(captured)
         return len(captured)

@@ -33,17 +33,35 @@ class LocalDaskCluster:
 
     def _popen(self, arguments: list[str], log_name: str) -> subprocess.Popen:
         # The workers import the project as the driver does: this checkout, this venv.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        }
         log = (self.folder / log_name).open("wb")
-        return subprocess.Popen(DASK + arguments, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            DASK + arguments,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
-    def start(self) -> "LocalDaskCluster":
+    def start(self) -> LocalDaskCluster:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.scheduler_file.unlink(missing_ok=True)
         self.scheduler = self._popen(
-            ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(self.scheduler_file)],
+            [
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(self.scheduler_file),
+            ],
             "scheduler.log",
         )
         deadline = time.monotonic() + self.start_timeout
@@ -53,12 +71,26 @@ class LocalDaskCluster:
         time.sleep(0.1)  # written in one go, but give the writer its close
         self.address = json.loads(self.scheduler_file.read_text())["address"]
         for number in range(self.worker_count):
-            self.workers.append(self._popen(
-                ["worker", self.address, "--nworkers", "1", "--nthreads", str(self.threads_per_worker),
-                 "--host", "127.0.0.1", "--no-dashboard", "--name", f"worker-{number}",
-                 "--local-directory", str(self.folder / f"worker-{number}")],
-                f"worker-{number}.log",
-            ))
+            self.workers.append(
+                self._popen(
+                    [
+                        "worker",
+                        self.address,
+                        "--nworkers",
+                        "1",
+                        "--nthreads",
+                        str(self.threads_per_worker),
+                        "--host",
+                        "127.0.0.1",
+                        "--no-dashboard",
+                        "--name",
+                        f"worker-{number}",
+                        "--local-directory",
+                        str(self.folder / f"worker-{number}"),
+                    ],
+                    f"worker-{number}.log",
+                )
+            )
         self.wait_for_workers(self.worker_count, deadline)
         return self
 
@@ -100,7 +132,7 @@ class LocalDaskCluster:
             except ProcessLookupError:
                 pass
 
-    def __enter__(self) -> "LocalDaskCluster":
+    def __enter__(self) -> LocalDaskCluster:
         try:
             return self.start()
         except BaseException:

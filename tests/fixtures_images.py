@@ -157,9 +157,7 @@ def make_tiff(
     return path
 
 
-def make_webp(
-    path, size=DEFAULT_SIZE, quality: int = 80, *, lossless: bool = False, variant: int = 0
-) -> Path:
+def make_webp(path, size=DEFAULT_SIZE, quality: int = 80, *, lossless: bool = False, variant: int = 0) -> Path:
     path = _target(path)
     Image.fromarray(photo(size, variant)).save(path, "WEBP", quality=quality, lossless=lossless)
     return path
@@ -260,21 +258,23 @@ def make_dng(
     preview_at = sensor_at + len(sensor)
     subifd_at = preview_at + len(preview)
     preview_width, preview_height = preview_size
-    subifd = _even(_tiff_ifd(
-        {
-            254: (_LONG, [1]),  # NewSubFileType: reduced-resolution preview
-            256: (_LONG, [preview_width]),
-            257: (_LONG, [preview_height]),
-            258: (_SHORT, [8, 8, 8]),
-            259: (_SHORT, [7]),  # JPEG
-            262: (_SHORT, [6]),  # YCbCr
-            273: (_LONG, [preview_at]),
-            277: (_SHORT, [3]),
-            278: (_LONG, [preview_height]),
-            279: (_LONG, [len(preview_buffer.getvalue())]),
-        },
-        subifd_at,
-    ))
+    subifd = _even(
+        _tiff_ifd(
+            {
+                254: (_LONG, [1]),  # NewSubFileType: reduced-resolution preview
+                256: (_LONG, [preview_width]),
+                257: (_LONG, [preview_height]),
+                258: (_SHORT, [8, 8, 8]),
+                259: (_SHORT, [7]),  # JPEG
+                262: (_SHORT, [6]),  # YCbCr
+                273: (_LONG, [preview_at]),
+                277: (_SHORT, [3]),
+                278: (_LONG, [preview_height]),
+                279: (_LONG, [len(preview_buffer.getvalue())]),
+            },
+            subifd_at,
+        )
+    )
     ifd0_at = subifd_at + len(subifd)
     ifd0 = _tiff_ifd(
         {

@@ -79,8 +79,10 @@ def tagged_verdict(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     for verdict in (b"Good", b"Poor"):
-        if b"<pixelperfect:Verdict>" + verdict in data or b"pixelperfect:Verdict='" + verdict in data or (
-            b'pixelperfect:Verdict="' + verdict in data
+        if (
+            b"<pixelperfect:Verdict>" + verdict in data
+            or b"pixelperfect:Verdict='" + verdict in data
+            or (b'pixelperfect:Verdict="' + verdict in data)
         ):
             return verdict.decode()
     return None
@@ -102,9 +104,46 @@ def tree_digest(root: Path) -> dict[bytes, str]:
 
 
 _FRAGMENTS = [
-    "\n", "\r", " ", "  ", "-", "=", "$", "@", "#[CSTR]", "\\", "\\n", "'", '"', "`", "|", ";", "&", "*", "?",
-    "%s", "%d", "%c", "%-:1d", "{", "}", "..", "-if", "-all=", "system(q{touch PWNED})", "é", "日本", "\t", "~", "!", "(", ")",
-    "photo", "IMG_", "0042", "x",
+    "\n",
+    "\r",
+    " ",
+    "  ",
+    "-",
+    "=",
+    "$",
+    "@",
+    "#[CSTR]",
+    "\\",
+    "\\n",
+    "'",
+    '"',
+    "`",
+    "|",
+    ";",
+    "&",
+    "*",
+    "?",
+    "%s",
+    "%d",
+    "%c",
+    "%-:1d",
+    "{",
+    "}",
+    "..",
+    "-if",
+    "-all=",
+    "system(q{touch PWNED})",
+    "é",
+    "日本",
+    "\t",
+    "~",
+    "!",
+    "(",
+    ")",
+    "photo",
+    "IMG_",
+    "0042",
+    "x",
 ]
 _BAD_BYTES = [b"\xe9", b"\xff", b"\xc3", b"\x80"]
 _EXTENSIONS = [".jpg", ".JPG", ".jpeg", ".png", ".jpg "]

@@ -59,14 +59,26 @@ class PostgresServer:
             log = self.log.read_text() if self.log.exists() else ""
             raise RuntimeError(f"{' '.join(command)} failed: {result.stdout}{result.stderr}{log}")
 
-    def start(self) -> "PostgresServer":
-        self._run(str(self.binaries / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "-A", "trust",
-                  "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
+    def start(self) -> PostgresServer:
+        self._run(
+            str(self.binaries / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            SUPERUSER,
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
         # The superuser needs no password on the socket; every other role does (tests of password_env).
         (self.data / "pg_hba.conf").write_text(f"local all {SUPERUSER} trust\nlocal all all scram-sha-256\n")
         options = f"-k {self.folder} -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=200"
-        self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w",
-                  "start")
+        self._run(
+            str(self.binaries / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start"
+        )
         return self
 
     def stop(self) -> None:

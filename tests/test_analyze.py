@@ -119,7 +119,9 @@ def test_monochrome_views_are_recognised_whatever_the_storage(demo_photo):
 
 
 def test_a_black_and_white_photo_is_never_called_color_distortion(analyzer):
-    outputs = ModelOutputs(p_poor=0.9, quality=0.2, defect_scores={k: (0.6 if k == "color_distortion" else 0.4 / 6) for k in DEFECTS})
+    outputs = ModelOutputs(
+        p_poor=0.9, quality=0.2, defect_scores={k: (0.6 if k == "color_distortion" else 0.4 / 6) for k in DEFECTS}
+    )
     colour = analyzer._result("a.jpg", outputs, None)
     grey = analyzer._result("a.jpg", outputs, None, monochrome=True)
     assert colour.defect == "color_distortion"
@@ -202,9 +204,10 @@ def test_the_quality_regression_reads_no_content_tap(analyzer, demo_photo):
 
 @pytest.mark.shared_data
 def test_real_photos_end_to_end(trained_models_dir, shared_data):
-    files = sorted((shared_data / "real_dev" / "noise_RNI6").glob("*.png"))[:3] + sorted(
-        (shared_data / "clive_train").glob("*.png")
-    )[:3]
+    files = (
+        sorted((shared_data / "real_dev" / "noise_RNI6").glob("*.png"))[:3]
+        + sorted((shared_data / "clive_train").glob("*.png"))[:3]
+    )
     code, records, output = run_analyze(*map(str, files))
     assert code == 0, output
     assert len(records) == len(files)
@@ -215,11 +218,20 @@ def test_real_photos_end_to_end(trained_models_dir, shared_data):
 def test_a_low_quality_score_is_a_poor_verdict_whatever_p_poor_says(trained_models_dir):
     scores = {k: 1 / len(DEFECTS) for k in DEFECTS}
     analyzer = Analyzer(trained_models_dir, poor_threshold=0.5, poor_below_quality=0.35)
-    assert analyzer._result("a.jpg", ModelOutputs(p_poor=0.1, quality=0.3, defect_scores=scores), None).verdict == "poor"
-    assert analyzer._result("a.jpg", ModelOutputs(p_poor=0.1, quality=0.4, defect_scores=scores), None).verdict == "good"
-    assert analyzer._result("a.jpg", ModelOutputs(p_poor=0.6, quality=0.9, defect_scores=scores), None).verdict == "poor"
+    assert (
+        analyzer._result("a.jpg", ModelOutputs(p_poor=0.1, quality=0.3, defect_scores=scores), None).verdict == "poor"
+    )
+    assert (
+        analyzer._result("a.jpg", ModelOutputs(p_poor=0.1, quality=0.4, defect_scores=scores), None).verdict == "good"
+    )
+    assert (
+        analyzer._result("a.jpg", ModelOutputs(p_poor=0.6, quality=0.9, defect_scores=scores), None).verdict == "poor"
+    )
     switched_off = Analyzer(trained_models_dir, poor_threshold=0.5, poor_below_quality=0.0)
-    assert switched_off._result("a.jpg", ModelOutputs(p_poor=0.1, quality=0.3, defect_scores=scores), None).verdict == "good"
+    assert (
+        switched_off._result("a.jpg", ModelOutputs(p_poor=0.1, quality=0.3, defect_scores=scores), None).verdict
+        == "good"
+    )
 
 
 def test_the_quality_test_comes_from_the_model_card_and_is_off_for_models_without_one(trained_models_dir, tmp_path):

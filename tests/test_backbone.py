@@ -32,12 +32,12 @@ from pixelperfect_daemon.training.backbone import (  # noqa: E402
     load_torch_weights,
     torch_prefixes_by_layer,
 )
-from pixelperfect_daemon.training.train import backbone_tap_columns  # noqa: E402
 from pixelperfect_daemon.training.torch_state_dict import (  # noqa: E402
     LEGACY_MAGIC_NUMBER,
     StateDictError,
     load_legacy_state_dict,
 )
+from pixelperfect_daemon.training.train import backbone_tap_columns  # noqa: E402
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = {967, 968, 504}  # espresso, cup, coffee mug
@@ -68,7 +68,14 @@ class _Tensor:
 
     def __reduce__(self):
         rebuild = _Global("torch._utils", "_rebuild_tensor_v2")
-        return rebuild, (_StorageRef(self.storage, self.view), self.offset, self.size, self.stride, False, collections.OrderedDict())
+        return rebuild, (
+            _StorageRef(self.storage, self.view),
+            self.offset,
+            self.size,
+            self.stride,
+            False,
+            collections.OrderedDict(),
+        )
 
 
 class _StorageRef:
@@ -256,9 +263,12 @@ def sample_pixels(name: str, size=(224, 224)) -> np.ndarray:
 def test_classifier_takes_every_imagenet_tensor_with_torch_layouts(classifier, imagenet_state_dict):
     state = imagenet_state_dict
     assert classifier.count_params() == sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
-    np.testing.assert_array_equal(classifier.get_layer("stem_conv").kernel.numpy(), state["_conv_stem.weight"].transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(
-        classifier.get_layer("block6d_dwconv").kernel.numpy(), state["_blocks.14._depthwise_conv.weight"].transpose(2, 3, 0, 1)
+        classifier.get_layer("stem_conv").kernel.numpy(), state["_conv_stem.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(
+        classifier.get_layer("block6d_dwconv").kernel.numpy(),
+        state["_blocks.14._depthwise_conv.weight"].transpose(2, 3, 0, 1),
     )
     np.testing.assert_array_equal(classifier.get_layer("top_bn").moving_variance.numpy(), state["_bn1.running_var"])
     np.testing.assert_array_equal(classifier.get_layer("predictions").kernel.numpy(), state["_fc.weight"].T)
@@ -311,7 +321,10 @@ def test_notop_model_leaves_only_the_classifier_unused(imagenet_state_dict, tmp_
     [
         (lambda s: s.update({"_blocks.16._bn0.weight": np.zeros(3, np.float32)}), "unused"),
         (lambda s: s.pop("_blocks.7._bn1.running_var"), "lacks _blocks.7._bn1.running_var"),
-        (lambda s: s.update({"_blocks.3._depthwise_conv.weight": np.zeros((144, 1, 3, 3), np.float32)}), "block3a_dwconv"),
+        (
+            lambda s: s.update({"_blocks.3._depthwise_conv.weight": np.zeros((144, 1, 3, 3), np.float32)}),
+            "block3a_dwconv",
+        ),
     ],
     ids=["extra-tensor", "missing-tensor", "wrong-shape"],
 )
@@ -331,12 +344,17 @@ def test_feature_vector_is_per_tap_mean_then_std(feature_extractor):
     assert np.isfinite(features).all()
     taps = keras.Model(
         feature_extractor.input,
-        [feature_extractor.get_layer("block1a_project_bn").output, feature_extractor.get_layer("top_activation").output],
+        [
+            feature_extractor.get_layer("block1a_project_bn").output,
+            feature_extractor.get_layer("top_activation").output,
+        ],
     )
     stage1, head = (t.numpy() for t in taps(pixels, training=False))
     np.testing.assert_allclose(features[:, :16], stage1.mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(features[:, 16:32], stage1.std(axis=(1, 2)), rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose(features[:, -2 * HEAD_FILTERS : -HEAD_FILTERS], head.mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        features[:, -2 * HEAD_FILTERS : -HEAD_FILTERS], head.mean(axis=(1, 2)), rtol=1e-4, atol=1e-5
+    )
     np.testing.assert_allclose(features[:, -HEAD_FILTERS:], head.std(axis=(1, 2)), rtol=1e-3, atol=1e-3)
     assert not np.allclose(features[0], features[1])
 
@@ -352,9 +370,13 @@ def test_feature_extractor_accepts_a_subset_of_taps_and_rejects_unknown_ones():
 def test_tap_columns_find_a_taps_features_in_each_view(feature_extractor, taps):
     pixels = np.stack([sample_pixels("chelsea"), sample_pixels("coffee")])
     features = feature_extractor(pixels, training=False).numpy()
-    per_tap = keras.Model(feature_extractor.input, [feature_extractor.get_layer(f"{tap}_mean_std").output for tap in taps])
+    per_tap = keras.Model(
+        feature_extractor.input, [feature_extractor.get_layer(f"{tap}_mean_std").output for tap in taps]
+    )
     outputs = per_tap(pixels, training=False)
-    alone = np.concatenate([np.asarray(t) for t in (outputs if isinstance(outputs, (list, tuple)) else [outputs])], axis=1)
+    alone = np.concatenate(
+        [np.asarray(t) for t in (outputs if isinstance(outputs, (list, tuple)) else [outputs])], axis=1
+    )
     two_views = np.concatenate([features, features[::-1]], axis=1)  # (image, view) side by side
 
     columns = backbone_tap_columns(taps, views=2)

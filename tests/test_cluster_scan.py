@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO_ROOT
 from pixelperfect_daemon.cluster_scan import AnalysisPlugin
 from pixelperfect_daemon.common import sha256_of
 from pixelperfect_daemon.config import load_settings
 from pixelperfect_daemon.daemon import load_analyzer
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.pipeline import Job, Pipeline
-from conftest import REPO_ROOT
 from tests.dask_cluster import LocalDaskCluster
 from tests.test_daemon_integration import make_small_jpegs, pixelperfect_keyword_counts, write_config
 
@@ -62,6 +62,7 @@ def test_a_retried_task_after_its_tags_were_written_tags_once_and_describes_the_
     hierarchical, flat = pixelperfect_keyword_counts(image.parent)[image.name]
     assert len(hierarchical) == 1 and flat == 1
 
+
 def wait_for_rows(database: Path, count: int, timeout: float, scan: subprocess.Popen) -> int:
     """Rows in the index once it has ``count`` (read-only: the scan is the one writer)."""
     deadline = time.monotonic() + timeout
@@ -91,7 +92,10 @@ def test_scan_on_a_dask_cluster_survives_a_killed_worker_with_every_file_once(tm
     with LocalDaskCluster(tmp_path / "cluster", workers=2) as cluster:
         scan = subprocess.Popen(
             CLI + ["scan", "--config", str(config), str(ingest), "--cluster", cluster.address],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             rows_at_kill = wait_for_rows(settings.index.database, FILE_COUNT // 5, timeout=60, scan=scan)
@@ -135,4 +139,5 @@ def test_scan_with_a_bad_cluster_address_is_a_one_line_error_and_tags_nothing(tm
     assert result.exit_code == 1
     assert "'bogus://scheduler:8786' is not a Dask scheduler address" in result.output
     assert pixelperfect_keyword_counts(tmp_path / "ingest") == {
-        name: ([], 0) for name in ("IMG_0000_poor.jpg", "IMG_0001.jpg")}
+        name: ([], 0) for name in ("IMG_0000_poor.jpg", "IMG_0001.jpg")
+    }

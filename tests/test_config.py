@@ -20,7 +20,9 @@ def test_repo_config_loads_and_resolves_paths_against_its_folder():
 
 
 def test_values_are_typed(tmp_path):
-    settings = load_settings(write(tmp_path, '[watch]\nfolders = ["/in", "rel"]\nstable_seconds = 3\n[analysis]\nworkers = 4\n'))
+    settings = load_settings(
+        write(tmp_path, '[watch]\nfolders = ["/in", "rel"]\nstable_seconds = 3\n[analysis]\nworkers = 4\n')
+    )
     assert settings.watch.folders == (Path("/in"), tmp_path / "rel")
     assert settings.watch.stable_seconds == 3.0 and isinstance(settings.watch.stable_seconds, float)
     assert settings.analysis.workers == 4
@@ -43,8 +45,10 @@ def test_values_are_typed(tmp_path):
         ("[analysis]\npoor_below_quality = 35\n", "[analysis] poor_below_quality must lie between 0.0 and 1.0, got 35"),
         ("[ui]\nport = 70000\n", "[ui] port must lie between 1 and 65535, got 70000"),
         ("[ui]\nport = 0\n", "[ui] port must lie between 1 and 65535, got 0"),
-        ("[metadata]\npoor_color_label = 'red'\n",
-         '[metadata] poor_color_label must be one of "", Red, Yellow, Green, Blue, Purple, got \'red\''),
+        (
+            "[metadata]\npoor_color_label = 'red'\n",
+            "[metadata] poor_color_label must be one of \"\", Red, Yellow, Green, Blue, Purple, got 'red'",
+        ),
         ("[metadata]\npick_label = 'yes'\n", "[metadata] pick_label must be true or false"),
         ("[metadata]\nquality_stars = 1\n", "[metadata] quality_stars must be true or false"),
         ("[metadata]\ntouch_on_change = 'no'\n", "[metadata] touch_on_change must be true or false"),
@@ -75,10 +79,14 @@ def test_index_database_is_a_file_path_or_a_postgresql_url_without_a_password(tm
     assert settings.index.database == tmp_path / "state" / "index.sqlite"
     assert (settings.index.password_env, settings.index.claim_timeout) == ("", 60.0)
     url = "postgresql://pixelperfect@db.example.org:5432/pixelperfect"
-    settings = load_settings(write(tmp_path, f'[index]\ndatabase = "{url}"\npassword_env = "PP_DB_PASSWORD"\n'
-                                             "claim_timeout = 30\n"))
+    settings = load_settings(
+        write(tmp_path, f'[index]\ndatabase = "{url}"\npassword_env = "PP_DB_PASSWORD"\nclaim_timeout = 30\n')
+    )
     assert (settings.index.database, settings.index.password_env, settings.index.claim_timeout) == (
-        url, "PP_DB_PASSWORD", 30.0)
+        url,
+        "PP_DB_PASSWORD",
+        30.0,
+    )
     for bad, message in [
         ("postgresql://pixelperfect:secret@db/pixelperfect", "must not hold a password"),
         ("mysql://db/pixelperfect", "postgresql:// URL"),
@@ -92,10 +100,15 @@ def test_index_database_is_a_file_path_or_a_postgresql_url_without_a_password(tm
 
 
 def test_cull_flag_settings_load(tmp_path):
-    settings = load_settings(write(tmp_path, (
-        '[metadata]\npoor_color_label = "Purple"\npoor_reject_rating = true\npick_label = true\n'
-        'quality_stars = true\ntouch_on_change = true\n'
-    )))
+    settings = load_settings(
+        write(
+            tmp_path,
+            (
+                '[metadata]\npoor_color_label = "Purple"\npoor_reject_rating = true\npick_label = true\n'
+                "quality_stars = true\ntouch_on_change = true\n"
+            ),
+        )
+    )
     metadata = settings.metadata
     assert (metadata.poor_color_label, metadata.poor_reject_rating, metadata.pick_label) == ("Purple", True, True)
     assert metadata.quality_stars and metadata.touch_on_change

@@ -117,7 +117,9 @@ MAKERS = {
 
 
 # The fast lane keeps one case of each path (JPEG, a basename sidecar, read-only, touch); the rest are slow.
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=[] if k == "jpeg" else [pytest.mark.slow]) for k in sorted(MAKERS)])
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=[] if k == "jpeg" else [pytest.mark.slow]) for k in sorted(MAKERS)]
+)
 def test_embedded_flags_read_back_and_the_users_values_return(tmp_path, kind):
     image = MAKERS[kind](tmp_path)
     set_users_values(image, USERS)

@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import MODELS_DIR, REPO_ROOT
 from pixelperfect_daemon.config import ConfigError, load_settings
 from pixelperfect_daemon.daemon import run_daemon, scan_folder
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.pipeline import ANALYSED, ERROR
 from pixelperfect_daemon.result import AnalysisResult
-from conftest import MODELS_DIR, REPO_ROOT
 from tests.fixtures_images import make_jpeg, make_raw_like, make_truncated_jpeg
 
 pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
@@ -47,8 +47,14 @@ class NameAnalyzer:
     def analyze_views(self, path, loaded) -> AnalysisResult:
         poor = "poor" in Path(path).name
         scores = {key: (0.94 if key == "noise" else 0.01) for key in DEFECTS}
-        return AnalysisResult(path=str(path), verdict="poor" if poor else "good", quality=0.3 if poor else 0.8,
-                              defect="noise" if poor else None, defect_scores=scores, model_version=self.model_version)
+        return AnalysisResult(
+            path=str(path),
+            verdict="poor" if poor else "good",
+            quality=0.3 if poor else 0.8,
+            defect="noise" if poor else None,
+            defect_scores=scores,
+            model_version=self.model_version,
+        )
 
 
 class CountingAnalyzer:
@@ -116,7 +122,7 @@ class RunningDaemon:
         except BaseException as error:  # reported by the test, not lost in the thread
             self.errors.append(error)
 
-    def __enter__(self) -> "RunningDaemon":
+    def __enter__(self) -> RunningDaemon:
         self.thread.start()
         time.sleep(0.3)  # observer scheduled
         return self
@@ -146,7 +152,8 @@ def pixelperfect_keyword_counts(folder: Path) -> dict[str, tuple[list[str], int]
     read with one independent ExifTool run over the folder."""
     output = subprocess.run(
         ["exiftool", "-j", "-G1", "-r", "-XMP-lr:HierarchicalSubject", "-XMP-dc:Subject", "-ext", "jpg", str(folder)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout
     result = {}
     for entry in json.loads(output or "[]"):
@@ -359,13 +366,21 @@ _STAND_IN_DAEMON = (
 def daemon_command(config: Path) -> list[str]:
     """``pixelperfect daemon`` itself with the real engine; run_daemon with NameAnalyzer until then."""
     if REAL_ENGINE:
-        return [sys.executable, "-c", "from pixelperfect_daemon.cli import main; main()", "daemon", "--config", str(config)]
+        return [
+            sys.executable,
+            "-c",
+            "from pixelperfect_daemon.cli import main; main()",
+            "daemon",
+            "--config",
+            str(config),
+        ]
     return [sys.executable, "-c", _STAND_IN_DAEMON.format(root=str(REPO_ROOT)), str(config)]
 
 
 def start_daemon(config: Path, log: Path, env=None) -> subprocess.Popen:
-    return subprocess.Popen(daemon_command(config), cwd=REPO_ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            env=env)
+    return subprocess.Popen(
+        daemon_command(config), cwd=REPO_ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env
+    )
 
 
 def count_rows(database: Path) -> int:
@@ -452,9 +467,19 @@ def test_cli_scan_with_the_real_engine(tmp_path):
     backlog.mkdir()
     make_small_jpegs(backlog, 3)
     output = subprocess.run(
-        [sys.executable, "-c", "from pixelperfect_daemon.cli import main; main()", "scan", "--config", str(config),
-         str(backlog)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "from pixelperfect_daemon.cli import main; main()",
+            "scan",
+            "--config",
+            str(config),
+            str(backlog),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert output.returncode == 0, output.stderr
     assert "3 analysed" in output.stdout

@@ -49,13 +49,22 @@ def test_well_scored_authentic_photos_are_also_pristine_sources_on_the_same_side
     from PIL import Image
 
     from pixelperfect_daemon.training.dataset import SourceImage, split_of
-    from pixelperfect_daemon.training.train import AUTHENTIC_AS_PRISTINE_MIN_MOS, TrainOptions, gather_sources, source_counts
+    from pixelperfect_daemon.training.train import (
+        AUTHENTIC_AS_PRISTINE_MIN_MOS,
+        TrainOptions,
+        gather_sources,
+        source_counts,
+    )
 
     pristine = tmp_path / "pristine"
     pristine.mkdir()
     Image.new("RGB", (64, 48), "grey").save(pristine / "p.jpg")
-    scores = {"great.jpg": AUTHENTIC_AS_PRISTINE_MIN_MOS + 5, "edge.jpg": AUTHENTIC_AS_PRISTINE_MIN_MOS,
-              "fair.jpg": AUTHENTIC_AS_PRISTINE_MIN_MOS - 0.5, "bad.jpg": 20.0}
+    scores = {
+        "great.jpg": AUTHENTIC_AS_PRISTINE_MIN_MOS + 5,
+        "edge.jpg": AUTHENTIC_AS_PRISTINE_MIN_MOS,
+        "fair.jpg": AUTHENTIC_AS_PRISTINE_MIN_MOS - 0.5,
+        "bad.jpg": 20.0,
+    }
     lines = ["file,set,mos"] + [f"clive/{name},clive_train,{mos}" for name, mos in scores.items()]
     (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
 
@@ -67,7 +76,9 @@ def test_well_scored_authentic_photos_are_also_pristine_sources_on_the_same_side
     assert source_counts(sources) == {"pristine": 1, "authentic": 4, "authentic_as_pristine": 2}
     # The split is decided by the file, not its use, so a photo's two uses are on the same side.
     for source in sources:
-        assert split_of(SourceImage(source.path, "pristine"), seed=0) == split_of(SourceImage(source.path, "authentic", 50.0), seed=0)
+        assert split_of(SourceImage(source.path, "pristine"), seed=0) == split_of(
+            SourceImage(source.path, "authentic", 50.0), seed=0
+        )
 
 
 MODULE_SOURCE = '''"""A module."""

@@ -31,19 +31,38 @@ ALL_SUBTYPES = [(defect, subtype) for defect in DISTORTIONS for subtype in DISTO
 EXPECTED_SUBTYPES = {
     "blur": {"gaussian", "defocus", "motion"},
     "color_distortion": {
-        "saturation_up", "saturation_down", "color_cast", "color_quantization", "chromatic_aberration",
+        "saturation_up",
+        "saturation_down",
+        "color_cast",
+        "color_quantization",
+        "chromatic_aberration",
     },
     "compression": {"jpeg", "jpeg2000", "webp"},
     "luminance_contrast": {
-        "brighten", "darken", "low_light", "mean_shift", "contrast_up", "contrast_down", "gamma",
-        "overexposure_clip", "underexposure_clip",
+        "brighten",
+        "darken",
+        "low_light",
+        "mean_shift",
+        "contrast_up",
+        "contrast_down",
+        "gamma",
+        "overexposure_clip",
+        "underexposure_clip",
     },
     "noise": {"white_gaussian", "color_noise", "impulse", "speckle", "high_iso"},
     "transmission_errors": {
-        "jpeg_bitstream_errors", "truncated", "lost_blocks", "packet_loss_streaks", "jpeg2000_errors",
+        "jpeg_bitstream_errors",
+        "truncated",
+        "lost_blocks",
+        "packet_loss_streaks",
+        "jpeg2000_errors",
     },
     "other": {
-        "pixelation", "posterization", "non_eccentricity_patches", "jitter", "color_blocks",
+        "pixelation",
+        "posterization",
+        "non_eccentricity_patches",
+        "jitter",
+        "color_blocks",
         "sparse_sampling",
     },
 }
@@ -66,8 +85,11 @@ def severities(photo) -> dict[tuple[str, str], list[float]]:
     """Per sub-type, its severity measure at levels 1..5, averaged over two seeds."""
     return {
         (defect, subtype): [
-            float(np.mean([_severity(defect, subtype, photo, distort(photo, defect, subtype, level, seed))
-                           for seed in (0, 1)]))
+            float(
+                np.mean(
+                    [_severity(defect, subtype, photo, distort(photo, defect, subtype, level, seed)) for seed in (0, 1)]
+                )
+            )
             for level in LEVELS
         ]
         for defect, subtype in ALL_SUBTYPES

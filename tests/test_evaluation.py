@@ -23,9 +23,12 @@ def test_metrics_per_set_from_a_manifest(tmp_path):
         + "e.jpg,dev,,,,good,,,\nf.jpg,dev,,,,poor,blur,,\ng.jpg,dev,,,,poor,noise,,\n"
     )
     answers = {
-        "a.png": result("a", "good", 0.8), "b.png": result("b", "poor", 0.3, "blur"),
-        "c.png": result("c", "good", 0.6), "d.png": result("d", "good", 0.25),  # a miss
-        "e.jpg": result("e", "good", 0.9), "f.jpg": result("f", "poor", 0.2, "blur"),
+        "a.png": result("a", "good", 0.8),
+        "b.png": result("b", "poor", 0.3, "blur"),
+        "c.png": result("c", "good", 0.6),
+        "d.png": result("d", "good", 0.25),  # a miss
+        "e.jpg": result("e", "good", 0.9),
+        "f.jpg": result("f", "poor", 0.2, "blur"),
         "g.jpg": result("g", "good", 0.5, top="noise"),  # right defect, not flagged
     }
     reports = {r.name: r for r in evaluate_manifest(manifest, lambda p: answers[Path(p).name])}

@@ -50,8 +50,9 @@ ANALYZED_AT = "2026-01-31T12:00:00Z"
 
 
 def write_good(writer: MetadataWriter, path: Path, **options) -> Path:
-    return writer.write_verdict(path, verdict="good", defect=None, quality=0.8, model_version="m-1",
-                                analyzed_at=ANALYZED_AT, **options)
+    return writer.write_verdict(
+        path, verdict="good", defect=None, quality=0.8, model_version="m-1", analyzed_at=ANALYZED_AT, **options
+    )
 
 
 @pytest.fixture
@@ -90,8 +91,15 @@ def make_injection_files(ingest: Path, outside: Path) -> list[Path]:
 
 
 def test_paths_as_text_round_trip_and_are_valid_utf8():
-    for raw in [b"/a/caf\xe9.jpg", b"/a/b\\x.jpg", "/ok/été.jpg".encode(), b"/x\\xe9", b"/n\nl\r", b"/\xff\\\\",
-                b"/plain/IMG_1.jpg"]:
+    for raw in [
+        b"/a/caf\xe9.jpg",
+        b"/a/b\\x.jpg",
+        "/ok/été.jpg".encode(),
+        b"/x\\xe9",
+        b"/n\nl\r",
+        b"/\xff\\\\",
+        b"/plain/IMG_1.jpg",
+    ]:
         text = path_to_text(os.fsdecode(raw))
         text.encode("utf-8")  # valid: SQLite and JSON take it
         assert os.fsencode(text_to_path(text)) == raw
@@ -107,7 +115,7 @@ def test_option_values_keep_line_breaks_and_spaces_or_are_refused():
         option_argument("-XMP-dc:Subject-=a\n$b")
     with pytest.raises(ValueError):
         option_argument("/not/an/option")
-    assert cstr_line(b"/a\\b\"c\n") == b'#[CSTR]/a\\\\b\\"c\\n'
+    assert cstr_line(b'/a\\b"c\n') == b'#[CSTR]/a\\\\b\\"c\\n'
 
 
 def test_every_hostile_path_names_exactly_its_file_for_exiftool(tmp_path):
@@ -171,8 +179,15 @@ def test_a_file_open_for_writing_elsewhere_is_never_replaced(tmp_path, writer):
     path = make_photo(tmp_path / "copying.jpg", seed=4)
     content = path.read_bytes()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'r+b'); print('open', flush=True); time.sleep(60)",
-         str(path)], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; f = open(sys.argv[1], 'r+b'); print('open', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
         assert processes_writing(path) == [holder.pid]
@@ -363,9 +378,19 @@ def test_analyze_json_prints_every_hostile_name_losslessly(tmp_path):
     folder = tmp_path / "photos"
     files = _place_hostile_photos(folder)
     output = subprocess.run(
-        [sys.executable, "-c", "from pixelperfect_daemon.cli import main; main()", "analyze", "--json", "--config",
-         str(config), str(folder)],
-        cwd=REPO_ROOT, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            "from pixelperfect_daemon.cli import main; main()",
+            "analyze",
+            "--json",
+            "--config",
+            str(config),
+            str(folder),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=300,
     )
     assert output.returncode == 0, output.stderr.decode(errors="replace")
     lines = output.stdout.decode("utf-8").split("\n")  # strict: valid UTF-8; one object per line
@@ -383,7 +408,7 @@ def test_a_slow_writer_never_loses_the_original(tmp_path):
         target = daemon.ingest / "slow.jpg"
         with target.open("wb") as file:
             for start in range(0, len(data), 64 << 10):
-                file.write(data[start:start + (64 << 10)])
+                file.write(data[start : start + (64 << 10)])
                 file.flush()
                 time.sleep(2.5)  # stable_seconds is 0.3: the file looks complete, and is analysed, after every chunk
         assert wait_until(lambda: any(r["status"] == "ok" for r in daemon.rows()), 30), daemon.rows()

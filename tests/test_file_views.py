@@ -22,7 +22,14 @@ from pixelperfect_daemon.file_views import jpeg_views, load_views
 from pixelperfect_daemon.loading import ImageLoadError, load_image
 from pixelperfect_daemon.views import make_views, reduction_factor
 
-from .fixtures_images import _exif_bytes, exiftool_available, make_corrupt_jpeg, make_raw_like, make_truncated_jpeg, photo
+from .fixtures_images import (
+    _exif_bytes,
+    exiftool_available,
+    make_corrupt_jpeg,
+    make_raw_like,
+    make_truncated_jpeg,
+    photo,
+)
 
 MAX_PIXEL_DIFFERENCE = 12  # levels of 255, in 99.9 % of a view's pixel values
 WORST_PIXEL_DIFFERENCE = 32  # levels of 255, any one (colour edges: chroma averaged before upsampling)

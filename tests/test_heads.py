@@ -47,16 +47,23 @@ def test_each_head_reads_only_its_own_columns():
 
 def test_stage2_averages_the_heads_log_probabilities():
     mean, variance = np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM)
-    backbone_heads = [build_stage2_backbone_head(FEATURE_DIM, mean, variance, STATISTICS_DIM, name=f"b{i}") for i in range(2)]
-    measured_heads = [build_stage2_measured_head(FEATURE_DIM, mean, variance, STATISTICS_DIM, name=f"m{i}") for i in range(3)]
+    backbone_heads = [
+        build_stage2_backbone_head(FEATURE_DIM, mean, variance, STATISTICS_DIM, name=f"b{i}") for i in range(2)
+    ]
+    measured_heads = [
+        build_stage2_measured_head(FEATURE_DIM, mean, variance, STATISTICS_DIM, name=f"m{i}") for i in range(3)
+    ]
     x = features(1)
 
     def mean_log_probabilities(models):
-        return np.mean([ops.convert_to_numpy(ops.log_softmax(m.predict(x, verbose=0), axis=-1)) for m in models], axis=0)
+        return np.mean(
+            [ops.convert_to_numpy(ops.log_softmax(m.predict(x, verbose=0), axis=-1)) for m in models], axis=0
+        )
 
     combined = combine_stage2(backbone_heads, measured_heads).predict(x, verbose=0)
-    expected = ((1 - MEASURED_WEIGHT) * mean_log_probabilities(backbone_heads)
-                + MEASURED_WEIGHT * mean_log_probabilities(measured_heads))
+    expected = (1 - MEASURED_WEIGHT) * mean_log_probabilities(
+        backbone_heads
+    ) + MEASURED_WEIGHT * mean_log_probabilities(measured_heads)
     np.testing.assert_allclose(combined, expected, rtol=1e-5, atol=1e-5)
 
     probabilities = calibrated_stage2(combine_stage2(backbone_heads, measured_heads), 1.5).predict(x, verbose=0)
@@ -154,7 +161,9 @@ def test_stage1_head_reads_only_its_columns_standardised_by_their_own_statistics
 def test_stage1_averages_each_kind_of_head_then_weights_the_two_kinds():
     mean, variance = np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM)
     heads1 = [build_stage1_head(FEATURE_DIM, mean, variance, name=f"head{i}") for i in range(2)]
-    measured = [build_stage1_measured_head(FEATURE_DIM, mean, variance, STATISTICS_DIM, name=f"measured{i}") for i in range(3)]
+    measured = [
+        build_stage1_measured_head(FEATURE_DIM, mean, variance, STATISTICS_DIM, name=f"measured{i}") for i in range(3)
+    ]
     x = features(3)
     head_mean = np.mean([head.predict(x, verbose=0) for head in heads1], axis=0)
     measured_mean = np.mean([head.predict(x, verbose=0) for head in measured], axis=0)

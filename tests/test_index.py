@@ -12,18 +12,27 @@ from pixelperfect_daemon import index as index_module
 from pixelperfect_daemon.index import SCHEMA_VERSION, ImageIndex, ImageIndexError
 from pixelperfect_daemon.result import AnalysisResult
 
-SCORES = {"blur": 0.7, "color_distortion": 0.05, "compression": 0.05, "luminance_contrast": 0.05,
-          "noise": 0.05, "transmission_errors": 0.05, "other": 0.05}
+SCORES = {
+    "blur": 0.7,
+    "color_distortion": 0.05,
+    "compression": 0.05,
+    "luminance_contrast": 0.05,
+    "noise": 0.05,
+    "transmission_errors": 0.05,
+    "other": 0.05,
+}
 
 
 def poor_blur(path="x") -> AnalysisResult:
-    return AnalysisResult(path=str(path), verdict="poor", quality=0.2, defect="blur", defect_scores=SCORES,
-                          model_version="m1")
+    return AnalysisResult(
+        path=str(path), verdict="poor", quality=0.2, defect="blur", defect_scores=SCORES, model_version="m1"
+    )
 
 
 def good(path="x") -> AnalysisResult:
-    return AnalysisResult(path=str(path), verdict="good", quality=0.9, defect=None, defect_scores=SCORES,
-                          model_version="m2")
+    return AnalysisResult(
+        path=str(path), verdict="good", quality=0.9, defect=None, defect_scores=SCORES, model_version="m2"
+    )
 
 
 @pytest.fixture
@@ -46,8 +55,14 @@ def index_names(index) -> set[tuple[str, ...]]:
 
 
 def record(index, path, result=None, sha256="aaa", **extra):
-    values = dict(sha256=sha256, size=10, mtime=1.5, result=result or poor_blur(path), analyzed_at="2026-01-01T00:00:00Z",
-                  tagged_file=path)
+    values = dict(
+        sha256=sha256,
+        size=10,
+        mtime=1.5,
+        result=result or poor_blur(path),
+        analyzed_at="2026-01-01T00:00:00Z",
+        tagged_file=path,
+    )
     values.update(extra)
     return index.record_analysis(path, **values)
 
@@ -56,9 +71,27 @@ def test_new_database_has_the_documented_schema(index, tmp_path):
     columns = set(index.column_names())
     assert columns == set(index_module.IMAGE_COLUMNS)
     assert columns >= {
-        "path", "folder", "file_name", "sha256", "size", "mtime", "width", "height", "verdict", "defect",
-        "quality", "defect_scores", "model_version", "status", "error", "analyzed_at", "tagged_file",
-        "reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at",
+        "path",
+        "folder",
+        "file_name",
+        "sha256",
+        "size",
+        "mtime",
+        "width",
+        "height",
+        "verdict",
+        "defect",
+        "quality",
+        "defect_scores",
+        "model_version",
+        "status",
+        "error",
+        "analyzed_at",
+        "tagged_file",
+        "reviewed_verdict",
+        "reviewed_defect",
+        "reviewed_by",
+        "reviewed_at",
     }
     indexed = index_names(index)
     for column in ("verdict", "defect", "quality", "analyzed_at", "folder", "reviewed_verdict", "sha256"):
@@ -91,7 +124,11 @@ def test_error_result_gives_an_error_row(index, tmp_path):
     failed = AnalysisResult.failed(str(path), "truncated JPEG: no image data", "m1")
     row = record(index, path, result=failed, tagged_file=None)
     assert (row["status"], row["verdict"], row["error"], row["tagged_file"]) == (
-        "error", None, "truncated JPEG: no image data", None)
+        "error",
+        None,
+        "truncated JPEG: no image data",
+        None,
+    )
 
 
 def test_record_error_for_a_file_never_analysed(index, tmp_path):
@@ -134,7 +171,11 @@ def test_clear_review_restores_the_previous_review_or_nulls(index, tmp_path):
     first = index.record_review(path, verdict="poor", defect="noise", reviewed_by="ann", reviewed_at="t1")
     index.record_review(path, verdict="good", defect=None, reviewed_by="bob", reviewed_at="t2")
     restored = index.clear_review(path, previous=first)
-    assert (restored["reviewed_verdict"], restored["reviewed_defect"], restored["reviewed_by"]) == ("poor", "noise", "ann")
+    assert (restored["reviewed_verdict"], restored["reviewed_defect"], restored["reviewed_by"]) == (
+        "poor",
+        "noise",
+        "ann",
+    )
     cleared = index.clear_review(path)
     assert all(cleared[c] is None for c in index_module.REVIEW_COLUMNS)
     assert cleared["verdict"] == "poor"
@@ -147,7 +188,12 @@ def test_move_keeps_the_row_and_its_review(index, tmp_path):
     index.record_move(old, new)
     assert index.get(old) is None
     row = index.get(new)
-    assert (row["folder"], row["file_name"], row["reviewed_verdict"], row["sha256"]) == (str(new.parent), "b.jpg", "good", "aaa")
+    assert (row["folder"], row["file_name"], row["reviewed_verdict"], row["sha256"]) == (
+        str(new.parent),
+        "b.jpg",
+        "good",
+        "aaa",
+    )
     assert row["tagged_file"] == str(new)  # the tags travelled inside the file
     assert index.count() == 1
 
@@ -227,7 +273,11 @@ def test_another_process_reads_while_we_write(index, tmp_path):
         "ix.record_review(sys.argv[2], verdict='good', defect=None, reviewed_by='ui', reviewed_at='t'); "
         "print(ix.count())"
     )
-    output = subprocess.run([sys.executable, "-c", script, str(index.database), str(tmp_path / "a.jpg")],
-                            capture_output=True, text=True, check=True)
+    output = subprocess.run(
+        [sys.executable, "-c", script, str(index.database), str(tmp_path / "a.jpg")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert output.stdout.strip() == "1"
     assert index.get(tmp_path / "a.jpg")["reviewed_by"] == "ui"

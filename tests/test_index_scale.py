@@ -20,7 +20,6 @@ from tests.fixtures_images import make_jpeg
 from tests.test_index import good, poor_blur, record
 from tests.test_pipeline import SMALL, FakeAnalyzer, settings_for
 
-
 # -- claims: several daemons on one PostgreSQL index -----------------------------------------------
 
 
@@ -99,7 +98,6 @@ def test_a_second_writer_of_a_sqlite_index_is_refused(tmp_path):
         refusal = rf"in use by another PixelPerfect daemon or scan \(process {os.getpid()}\)"
         with pytest.raises(ImageIndexError, match=refusal):
             second.acquire_writer_lock()
-        second.record_review  # a review UI needs no lock: it only writes reviews
     with ImageIndex(database) as third:  # the first one closed: the lock is free again
         third.acquire_writer_lock()
 
@@ -163,8 +161,10 @@ def _fill_to_the_brim(index) -> None:
     conn.execute(f"PRAGMA max_page_count = {pages + 4}")
     for i in range(100_000):
         try:
-            conn.execute("INSERT INTO images (path, folder, file_name, status) VALUES (?, '/f', ?, 'ok')",
-                         (f"/f/{i:06}", f"{i:06}"))
+            conn.execute(
+                "INSERT INTO images (path, folder, file_name, status) VALUES (?, '/f', ?, 'ok')",
+                (f"/f/{i:06}", f"{i:06}"),
+            )
         except Exception:
             # Not a page to spare: even a scratch table (sqlite-utils' probe) cannot be created.
             conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
@@ -260,8 +260,9 @@ def test_migrate_moves_an_index_into_postgresql_and_back_with_reviews(shared_url
     assert result.exit_code != 0 and "no such index" in result.output
 
 
-def test_a_lost_postgresql_connection_fails_one_write_loudly_and_the_retry_reconnects(shared_url, postgres_server,
-                                                                                       tmp_path):
+def test_a_lost_postgresql_connection_fails_one_write_loudly_and_the_retry_reconnects(
+    shared_url, postgres_server, tmp_path
+):
     with ImageIndex(shared_url) as index:
         record(index, tmp_path / "a.jpg")
         postgres_server.execute("SELECT pg_terminate_backend(%s)", (index.backend.conn.info.backend_pid,))

@@ -78,7 +78,8 @@ def test_the_users_xmp_keywords_are_still_kept(tmp_path):
     Image.new("RGB", (32, 32), (90, 120, 150)).save(image, "JPEG")
     subprocess.run(
         ["exiftool", "-overwrite_original", "-XMP-dc:Subject+=Holiday", "-XMP-xmp:Rating=4", str(image)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     with MetadataWriter(MetadataSettings()) as writer:
         writer.write_verdict(

@@ -55,9 +55,18 @@ def test_base_margin_is_the_shipped_verdict_exactly(threshold, below):
 
 
 def neutral_adaptation(**changes) -> LibraryAdaptation:
-    values = dict(base_model_version="m-1", poor_threshold=0.5, poor_below_quality=0.35, scale=1.0, bias=0.0,
-                  weights=(0.0,) * len(FEATURES), feature_mean=(0.0,) * len(FEATURES),
-                  feature_std=(1.0,) * len(FEATURES), reviews=12, learnt_at="2026-12-06T00:00:00Z")
+    values = dict(
+        base_model_version="m-1",
+        poor_threshold=0.5,
+        poor_below_quality=0.35,
+        scale=1.0,
+        bias=0.0,
+        weights=(0.0,) * len(FEATURES),
+        feature_mean=(0.0,) * len(FEATURES),
+        feature_std=(1.0,) * len(FEATURES),
+        reviews=12,
+        learnt_at="2026-12-06T00:00:00Z",
+    )
     return LibraryAdaptation(**{**values, **changes})
 
 
@@ -108,8 +117,9 @@ def test_analyzer_for_uses_a_saved_adaptation_of_these_models_only(tmp_path, tra
     from pixelperfect_daemon.adaptation import analyzer_for
 
     config = tmp_path / "config.toml"
-    config.write_text(f'[index]\ndatabase = "{tmp_path / "index.sqlite"}"\n'
-                      f'[analysis]\nmodels_dir = "{trained_models_dir}"\n')
+    config.write_text(
+        f'[index]\ndatabase = "{tmp_path / "index.sqlite"}"\n[analysis]\nmodels_dir = "{trained_models_dir}"\n'
+    )
     settings = load_settings(config)
     base = json.loads((trained_models_dir / "labels.json").read_text())["model_version"]
     assert analyzer_for(settings).model_version == base
@@ -144,8 +154,9 @@ def validation(trained_models_dir):
 def test_a_reviewer_who_keeps_blurred_photos_good_is_refused(validation):
     """Reviews that call heavy synthetic blur Good would hide damage: the checks refuse it."""
     blur = DEFECTS.index("blur")
-    chosen = np.flatnonzero(((validation.synthetic_defect == blur) & (validation.synthetic_level >= 3))
-                            | (validation.synthetic_level == 0))[::2]
+    chosen = np.flatnonzero(
+        ((validation.synthetic_defect == blur) & (validation.synthetic_level >= 3)) | (validation.synthetic_level == 0)
+    )[::2]
     poor = np.isin(validation.synthetic_defect[chosen], [DEFECTS.index(d) for d in ("noise", "compression")])
     # Good for clean and blurred, and a few noisy ones Poor so both verdicts occur.
     noisy = np.flatnonzero((validation.synthetic_defect == DEFECTS.index("noise")) & (validation.synthetic_level >= 3))
@@ -176,18 +187,30 @@ NEW_FILES = 4
 def clive_photos(shared_data: Path, count: int, offset: int = 0) -> list[Path]:
     """``count`` CLIVE photos spread over the manifest (a fixed choice: every ninth from ``offset``)."""
     with open(shared_data / "manifest.csv", newline="", encoding="utf-8") as handle:
-        rows = [shared_data / row["file"] for row in csv.DictReader(handle)
-                if row["set"] == "clive_train" and row["mos"]]
+        rows = [
+            shared_data / row["file"] for row in csv.DictReader(handle) if row["set"] == "clive_train" and row["mos"]
+        ]
     return rows[offset::9][:count]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from pixelperfect_daemon.cli import main; main()", *args],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-c", "from pixelperfect_daemon.cli import main; main()", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
-def reviewed_library(tmp_path: Path, shared_data: Path, reviewed_count: int, other_count: int, extra_config: str = "",
-                     review: bool = True):
+def reviewed_library(
+    tmp_path: Path,
+    shared_data: Path,
+    reviewed_count: int,
+    other_count: int,
+    extra_config: str = "",
+    review: bool = True,
+):
     """A library of real CLIVE photos scanned into a real index, ``reviewed_count`` of them reviewed by
     a simulated reviewer with a stricter bar on the models' own scale (Poor below a quality score
     of 0.5; the shipped verdict's is 0.35, or P(poor) >= 0.5); the other photos wait in ``later``."""
@@ -215,8 +238,13 @@ def review_as_a_stricter_reviewer(settings, reviewed: list[str]) -> None:
             row = index.get(Path(path))
             assert row["learn_inputs"] is not None and len(row["learn_inputs"]) == 228
             poor = row["quality"] < 0.5
-            index.record_review(Path(path), verdict="poor" if poor else "good",
-                                defect="blur" if poor else None, reviewed_by="sim", reviewed_at="2026-12-06T00:00:00Z")
+            index.record_review(
+                Path(path),
+                verdict="poor" if poor else "good",
+                defect="blur" if poor else None,
+                reviewed_by="sim",
+                reviewed_at="2026-12-06T00:00:00Z",
+            )
         shipped_disagreements = sum((row["reviewed_verdict"] != row["verdict"]) for row in index.reviewed_rows())
     assert shipped_disagreements >= 3  # the reviewer is stricter than the models: something to learn
 
@@ -247,8 +275,9 @@ def test_learn_end_to_end_with_a_stricter_reviewer(tmp_path, shared_data, traine
     agreement_row = next(key for key in table if key.startswith("agreement"))
     shipped_agreement, adapted_agreement = (float(v) for v in table[agreement_row])
     assert adapted_agreement > shipped_agreement
-    adaptation = load_adaptation(settings.learn_folder, json.loads((trained_models_dir / "labels.json").read_text())
-                                 ["model_version"])
+    adaptation = load_adaptation(
+        settings.learn_folder, json.loads((trained_models_dir / "labels.json").read_text())["model_version"]
+    )
     assert adaptation is not None and adaptation.reviews == REVIEWED
 
     # analyze uses it: the adapted model version, and verdicts by the adaptation.
@@ -259,8 +288,11 @@ def test_learn_end_to_end_with_a_stricter_reviewer(tmp_path, shared_data, traine
 
     # scan tags new files with it; the reviewed ones keep their reviews.
     scan_folder(settings, later, progress=False)
-    tag = subprocess.run(["exiftool", "-s3", "-XMP-pixelperfect:ModelVersion", sorted(later.iterdir())[0]],
-                         capture_output=True, text=True)
+    tag = subprocess.run(
+        ["exiftool", "-s3", "-XMP-pixelperfect:ModelVersion", sorted(later.iterdir())[0]],
+        capture_output=True,
+        text=True,
+    )
     assert tag.stdout.strip().endswith(f"+lib-{adaptation.digest}")
     with ImageIndex(settings.index.database) as index:
         assert all(r["reviewed_by"] == "sim" for r in index.reviewed_rows()) and len(index.reviewed_rows()) == REVIEWED
@@ -274,15 +306,17 @@ def test_learn_end_to_end_with_a_stricter_reviewer(tmp_path, shared_data, traine
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
-def test_the_daemon_learns_again_after_n_reviews_and_retags_only_unreviewed_files(tmp_path, shared_data,
-                                                                                  trained_models_dir):
+def test_the_daemon_learns_again_after_n_reviews_and_retags_only_unreviewed_files(
+    tmp_path, shared_data, trained_models_dir
+):
     from pixelperfect_daemon.adaptation import analyzer_for
     from pixelperfect_daemon.daemon import scan_folder
     from pixelperfect_daemon.metadata import MetadataWriter
     from pixelperfect_daemon.relearning import Relearner
 
-    _config, settings, reviewed, later = reviewed_library(tmp_path, shared_data, REVIEWED, 16,
-                                                          "[learn]\nevery_reviews = 50\n")
+    _config, settings, reviewed, later = reviewed_library(
+        tmp_path, shared_data, REVIEWED, 16, "[learn]\nevery_reviews = 50\n"
+    )
     scan_folder(settings, later, progress=False)
     analyzer = analyzer_for(settings)
     writer = MetadataWriter(settings.metadata)
@@ -314,8 +348,9 @@ def test_the_daemon_learns_again_after_n_reviews_and_retags_only_unreviewed_file
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
-def test_a_running_daemon_with_every_reviews_learns_from_new_reviews(tmp_path, shared_data, trained_models_dir,
-                                                                      monkeypatch):
+def test_a_running_daemon_with_every_reviews_learns_from_new_reviews(
+    tmp_path, shared_data, trained_models_dir, monkeypatch
+):
     import threading
     import time
 
@@ -323,8 +358,10 @@ def test_a_running_daemon_with_every_reviews_learns_from_new_reviews(tmp_path, s
     from pixelperfect_daemon.daemon import run_daemon, scan_folder
 
     monkeypatch.setattr(relearning, "CHECK_SECONDS", 0.2)
-    extra = (f'[learn]\nevery_reviews = 50\n[watch]\nfolders = ["{tmp_path / "later"}"]\n'
-             "stable_seconds = 0.3\nrescan_interval = 0\n")
+    extra = (
+        f'[learn]\nevery_reviews = 50\n[watch]\nfolders = ["{tmp_path / "later"}"]\n'
+        "stable_seconds = 0.3\nrescan_interval = 0\n"
+    )
     _config, settings, reviewed, later = reviewed_library(tmp_path, shared_data, REVIEWED, 16, extra, review=False)
     scan_folder(settings, later, progress=False)
     stop = threading.Event()

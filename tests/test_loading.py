@@ -71,9 +71,7 @@ FORMATS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "name, make, expected_format, as_gray, tolerance", FORMATS, ids=[f[0] for f in FORMATS]
-)
+@pytest.mark.parametrize("name, make, expected_format, as_gray, tolerance", FORMATS, ids=[f[0] for f in FORMATS])
 def test_each_format_loads_as_upright_rgb(tmp_path, name, make, expected_format, as_gray, tolerance):
     path = make(tmp_path / name)
     before = sha256(path)
@@ -649,9 +647,7 @@ def test_invalid_marker_inside_the_scan_is_a_finding():
 
     structure = scan_jpeg_structure(bytes(data))
 
-    assert structure.finding == (
-        f"damaged JPEG: invalid marker 0xFF5A in the entropy-coded data at byte {middle}"
-    )
+    assert structure.finding == (f"damaged JPEG: invalid marker 0xFF5A in the entropy-coded data at byte {middle}")
     assert structure.damage_offset == middle
 
 
@@ -714,14 +710,16 @@ def test_png_structure():
 
 def test_parse_exiftool_previews_takes_every_preview_and_the_orientation():
     small, large = b"\xff\xd8small", b"\xff\xd8" + bytes(100)
-    stdout = json.dumps([
-        {
-            "SourceFile": "/x/IMG_1.CR2",
-            "IFD0:PreviewImage": "base64:" + __import__("base64").b64encode(large).decode(),
-            "IFD1:ThumbnailImage": "base64:" + __import__("base64").b64encode(small).decode(),
-            "IFD0:Orientation": 8,
-        }
-    ]).encode()
+    stdout = json.dumps(
+        [
+            {
+                "SourceFile": "/x/IMG_1.CR2",
+                "IFD0:PreviewImage": "base64:" + __import__("base64").b64encode(large).decode(),
+                "IFD1:ThumbnailImage": "base64:" + __import__("base64").b64encode(small).decode(),
+                "IFD0:Orientation": 8,
+            }
+        ]
+    ).encode()
 
     previews, orientation = parse_exiftool_previews(stdout)
 

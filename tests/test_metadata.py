@@ -221,11 +221,18 @@ def test_rewrite_replaces_our_keywords_and_keeps_the_users(tmp_path, writer):
     image = make_image(tmp_path / "a.jpg")
     subprocess.run(
         [
-            "exiftool", "-overwrite_original", "-XMP-lr:HierarchicalSubject+=Places|Paris",
-            "-XMP-dc:Subject+=Places", "-XMP-dc:Subject+=Paris", "-XMP-dc:Subject+=Poor",
-            "-XMP-xmp:Rating=4", "-XMP-xmp:Label=Blue", str(image),
+            "exiftool",
+            "-overwrite_original",
+            "-XMP-lr:HierarchicalSubject+=Places|Paris",
+            "-XMP-dc:Subject+=Places",
+            "-XMP-dc:Subject+=Paris",
+            "-XMP-dc:Subject+=Poor",
+            "-XMP-xmp:Rating=4",
+            "-XMP-xmp:Label=Blue",
+            str(image),
         ],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     write_poor_blur(writer, image)
     write_poor_blur(writer, image)  # repeated (a crash between tags and row): no duplicates
@@ -323,8 +330,14 @@ def test_vanished_file_is_a_metadata_error(tmp_path, writer):
 @needs_exiftool
 def test_bad_verdict_is_refused(tmp_path, writer):
     with pytest.raises(MetadataError, match="good or poor"):
-        writer.write_verdict(make_image(tmp_path / "a.jpg"), verdict="error", defect=None, quality=None,
-                             model_version="m", analyzed_at=ANALYZED_AT)
+        writer.write_verdict(
+            make_image(tmp_path / "a.jpg"),
+            verdict="error",
+            defect=None,
+            quality=None,
+            model_version="m",
+            analyzed_at=ANALYZED_AT,
+        )
 
 
 @needs_exiftool

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from pixelperfect_daemon.metrics import (
-    balanced_accuracy, confusion_matrix, expected_calibration_error, plcc, rankdata, srcc,
+    balanced_accuracy,
+    confusion_matrix,
+    expected_calibration_error,
+    plcc,
+    rankdata,
+    srcc,
 )
 
 

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelperfect_daemon.index import ImageIndex
 from conftest import REPO_ROOT
+from pixelperfect_daemon.index import ImageIndex
 from tests.test_daemon_integration import (
     _STAND_IN_DAEMON,
     make_small_jpegs,
@@ -40,8 +40,12 @@ def pixel_digest(path: Path) -> str:
 
 
 def start(config: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _STAND_IN_DAEMON.format(root=str(REPO_ROOT)), str(config)],
-                            cwd=REPO_ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-c", _STAND_IN_DAEMON.format(root=str(REPO_ROOT)), str(config)],
+        cwd=REPO_ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.mark.slow
@@ -59,6 +63,7 @@ def test_three_daemons_one_killed_twice_tag_every_file_exactly_once(tmp_path, po
     originals = {p.name: pixel_digest(p) for p in make_small_jpegs(staging, FILES)}
     logs = [tmp_path / f"daemon{i}.log" for i in range(3)]
     with ImageIndex(url) as index:
+
         def rows() -> int:
             return index.count()
 
@@ -69,14 +74,15 @@ def test_three_daemons_one_killed_twice_tag_every_file_exactly_once(tmp_path, po
                 path.rename(ingest / path.name)
             kills = 0
             for threshold in (FILES // 5, FILES // 2):
-                assert wait_until(lambda: rows() >= threshold, 90), logs[0].read_text()[-3000:]
+                assert wait_until(lambda threshold=threshold: rows() >= threshold, 90), logs[0].read_text()[-3000:]
                 daemons[0].kill()  # SIGKILL: claims, temp files and all left as they are
                 daemons[0].wait()
                 kills += 1
                 assert rows() < FILES, "everything was done before the kill: make the test harder"
                 daemons[0] = start(config, logs[0])
             assert wait_until(lambda: rows() >= FILES and not index.claims(), 90), (
-                f"{rows()} rows, claims {index.claims()[:5]}; " + logs[1].read_text()[-3000:])
+                f"{rows()} rows, claims {index.claims()[:5]}; " + logs[1].read_text()[-3000:]
+            )
         finally:
             for daemon in daemons:
                 if daemon.poll() is None:

@@ -21,7 +21,15 @@ from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.metadata import MetadataWriter
 from pixelperfect_daemon.pipeline import (
-    ANALYSED, CHANGED, ERROR, MOVED, RETAGGED, UNCHANGED, Pipeline, effective_verdict, sha256_of,
+    ANALYSED,
+    CHANGED,
+    ERROR,
+    MOVED,
+    RETAGGED,
+    UNCHANGED,
+    Pipeline,
+    effective_verdict,
+    sha256_of,
 )
 from pixelperfect_daemon.result import AnalysisResult
 from tests.fixtures_images import make_jpeg, make_png, make_random_bytes_jpg, make_raw_like
@@ -48,8 +56,14 @@ class FakeAnalyzer:
             self._during_analysis(Path(path))
         poor = "poor" in Path(path).name
         scores = {key: (0.94 if key == "blur" else 0.01) for key in DEFECTS}
-        return AnalysisResult(path=str(path), verdict="poor" if poor else "good", quality=0.2 if poor else 0.8,
-                              defect="blur" if poor else None, defect_scores=scores, model_version=self.model_version)
+        return AnalysisResult(
+            path=str(path),
+            verdict="poor" if poor else "good",
+            quality=0.2 if poor else 0.8,
+            defect="blur" if poor else None,
+            defect_scores=scores,
+            model_version=self.model_version,
+        )
 
 
 def settings_for(tmp_path: Path, **metadata) -> Settings:
@@ -74,9 +88,12 @@ class Harness:
 
     def run(self, *paths: Path, stop: threading.Event | None = None, dry_run=False):
         pipeline = Pipeline(
-            self.settings, self.analyzer,
-            writer=None if dry_run else self.writer, index=None if dry_run else self.index,
-            stop=stop or threading.Event(), on_done=self.done.append,
+            self.settings,
+            self.analyzer,
+            writer=None if dry_run else self.writer,
+            index=None if dry_run else self.index,
+            stop=stop or threading.Event(),
+            on_done=self.done.append,
         )
         pipeline.start()
         for path in paths:
@@ -188,7 +205,9 @@ def test_a_copy_is_analysed_on_its_own(harness, photos):
 def test_changed_content_is_reanalysed_but_the_review_wins(harness, photos):
     image = make_jpeg(photos / "a_poor.jpg", size=SMALL)
     harness.run(image)
-    harness.index.record_review(image, verdict="good", defect=None, reviewed_by="ann", reviewed_at="2026-01-02T00:00:00Z")
+    harness.index.record_review(
+        image, verdict="good", defect=None, reviewed_by="ann", reviewed_at="2026-01-02T00:00:00Z"
+    )
     make_jpeg(image, size=SMALL, variant=1)  # edited in place: new pixels, no tags
     assert harness.run(image).outcomes == {ANALYSED: 1}
     row = harness.index.get(image)
@@ -202,8 +221,9 @@ def test_changed_content_is_reanalysed_but_the_review_wins(harness, photos):
 def test_crash_between_tags_and_row_is_repaired(harness, photos):
     image = make_jpeg(photos / "a_poor.jpg", size=SMALL)
     # The previous run wrote the tags and died before the row.
-    harness.writer.write_verdict(image, verdict="good", defect=None, quality=0.5, model_version="old",
-                                 analyzed_at="2026-01-01T00:00:00Z")
+    harness.writer.write_verdict(
+        image, verdict="good", defect=None, quality=0.5, model_version="old", analyzed_at="2026-01-01T00:00:00Z"
+    )
     assert harness.run(image).outcomes == {ANALYSED: 1}
     assert pixelperfect_keywords(harness, image) == ["PixelPerfect|Poor|Blur"]
     assert harness.writer.read_verdict(image)["subject"].count("PixelPerfect") == 1
@@ -267,8 +287,14 @@ def test_retag_applies_a_changed_setting_without_analysing_again(tmp_path, photo
     second = Harness(tmp_path)  # poor_reject_rating switched off
     try:
         assert second.run(image).outcomes == {UNCHANGED: 1}
-        second_pipeline_retag = Pipeline(second.settings, second.analyzer, writer=second.writer, index=second.index,
-                                         stop=threading.Event(), retag=True)
+        second_pipeline_retag = Pipeline(
+            second.settings,
+            second.analyzer,
+            writer=second.writer,
+            index=second.index,
+            stop=threading.Event(),
+            retag=True,
+        )
         second_pipeline_retag.start()
         second_pipeline_retag.submit(image)
         second_pipeline_retag.close_input()
@@ -294,7 +320,11 @@ def test_touch_on_change_sets_mtime_and_is_not_analysed_again(tmp_path, photos):
         assert mtime >= started - 1
         row = harness.index.get(image)
         assert (row["mtime"], row["sha256"], row["written_rating"], row["previous_rating"]) == (
-            mtime, sha256_of(image), "-1", None)
+            mtime,
+            sha256_of(image),
+            "-1",
+            None,
+        )
         assert harness.run(image).outcomes == {UNCHANGED: 1}
         assert len(harness.analyzer.calls) == 1 and image.stat().st_mtime == mtime
     finally:

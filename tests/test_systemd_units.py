@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -69,8 +68,17 @@ def test_the_unit_can_write_only_the_watch_folders_and_its_state(unit):
 @pytest.mark.parametrize("unit", UNITS)
 def test_the_unit_restricts_the_kernel_surface(unit):
     service = service_section(unit)
-    for key in ("ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups",
-                "ProtectClock", "RestrictSUIDSGID", "RestrictNamespaces", "LockPersonality", "RestrictRealtime"):
+    for key in (
+        "ProtectKernelTunables",
+        "ProtectKernelModules",
+        "ProtectKernelLogs",
+        "ProtectControlGroups",
+        "ProtectClock",
+        "RestrictSUIDSGID",
+        "RestrictNamespaces",
+        "LockPersonality",
+        "RestrictRealtime",
+    ):
         assert one(service, key) == "yes", key
     assert "@system-service" in service.get("SystemCallFilter", [])
 

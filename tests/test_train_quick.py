@@ -25,14 +25,22 @@ def quick_models(tmp_path_factory):
     # Features of another recipe, seed or photo, as an earlier run would have left them.
     (work / "cache" / "features").mkdir(parents=True)
     (work / "cache" / "features" / "other-recipe-0123456789abcdef0123.npz").write_bytes(b"stale")
-    result = CliRunner().invoke(main, ["train", "--quick", "--out", str(out), "--work", str(work / "cache"), "--epochs", "3",
-                                       "--prune-cache"])
+    result = CliRunner().invoke(
+        main, ["train", "--quick", "--out", str(out), "--work", str(work / "cache"), "--epochs", "3", "--prune-cache"]
+    )
     assert result.exit_code == 0, result.output
     return out
 
 
 def test_quick_training_writes_every_artifact(quick_models):
-    for name in ("features.tflite", "stage1.tflite", "stage2.tflite", "labels.json", "metrics.json", "confusion_matrix.png"):
+    for name in (
+        "features.tflite",
+        "stage1.tflite",
+        "stage2.tflite",
+        "labels.json",
+        "metrics.json",
+        "confusion_matrix.png",
+    ):
         assert (quick_models / name).stat().st_size > 0, name
     labels = json.loads((quick_models / "labels.json").read_text())
     assert labels["defects"] == list(DEFECTS) and labels["model_version"].endswith("-quick")

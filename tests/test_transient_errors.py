@@ -16,18 +16,17 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import REPO_ROOT
 from pixelperfect_daemon.failures import is_transient, retry_delay
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.loading import ImageLoadError
 from pixelperfect_daemon.metadata import MetadataError
-from conftest import REPO_ROOT
 from tests.fixtures_images import make_jpeg
 from tests.test_daemon_integration import RunningDaemon, daemon_command, wait_until
 
@@ -169,7 +168,9 @@ def test_permission_errors_fixed_later_are_retried_and_broken_files_are_not(unpr
         locked.chmod(0o777)
         unreadable.chmod(0o644)
         assert wait_until(
-            lambda: all(rows_by_name(database)[n]["status"] == "ok" for n in ("in_locked_folder.jpg", "unreadable.jpg")),
+            lambda: all(
+                rows_by_name(database)[n]["status"] == "ok" for n in ("in_locked_folder.jpg", "unreadable.jpg")
+            ),
             60,
         ), log.read_text()
         time.sleep(3)  # long past the back-off: the broken file must still not be retried

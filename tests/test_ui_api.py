@@ -12,7 +12,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError, AuthenticationError
 
 from review_ui.auth import load_credentials
-from tests.ui_support import PASSWORD, review_setup, served_app, password_spec
+from tests.ui_support import PASSWORD, password_spec, review_setup, served_app
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +80,19 @@ def test_override_writes_index_and_xmp_as_the_logged_in_reviewer_and_undo_takes_
     path = str(setup.files["blurry2.jpg"])
     result = client.predict(path, "good", None, api_name="/override")
     (row,) = rows_of(result)
-    assert (row["path"], row["verdict"], row["defect"], row["reviewed"], row["reviewed_by"]) == (path, "good", None, True, "ann")
+    assert (row["path"], row["verdict"], row["defect"], row["reviewed"], row["reviewed_by"]) == (
+        path,
+        "good",
+        None,
+        True,
+        "ann",
+    )
     with sqlite3.connect(setup.settings.index.database) as conn:
         stored = conn.execute("SELECT reviewed_verdict, reviewed_by FROM images WHERE path = ?", [path]).fetchone()
     assert stored == ("good", "ann")
-    tags = json.loads(subprocess.run(["exiftool", "-j", "-G1", path], capture_output=True, text=True, check=True).stdout)[0]
+    tags = json.loads(
+        subprocess.run(["exiftool", "-j", "-G1", path], capture_output=True, text=True, check=True).stdout
+    )[0]
     assert (tags["XMP-pixelperfect:Verdict"], tags["XMP-pixelperfect:ReviewedBy"]) == ("Good", "ann")
     # The filtered list follows the review at once.
     assert client.predict(verdict="poor", defect="blur", api_name="/search")["total"] == 1

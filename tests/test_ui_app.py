@@ -104,7 +104,17 @@ def test_build_ui_is_importable_without_launching(tmp_path):
     try:
         demo = build_ui(setup.settings, setup.service)
         endpoints = {d["api_name"] for d in demo.config["dependencies"] if d.get("api_visibility") == "public"}
-        assert endpoints == {"search", "counts", "override", "override_bulk", "undo", "heatmap", "bursts", "cull_burst", "export_rejects"}
+        assert endpoints == {
+            "search",
+            "counts",
+            "override",
+            "override_bulk",
+            "undo",
+            "heatmap",
+            "bursts",
+            "cull_burst",
+            "export_rejects",
+        }
         assert not demo.is_running
     finally:
         setup.close()

@@ -9,7 +9,12 @@ from click.testing import CliRunner
 
 from review_ui import auth
 from review_ui.auth import (
-    MIN_PBKDF2_ITERATIONS, AuthConfigError, check_serving_is_safe, hash_password, is_loopback, load_credentials,
+    MIN_PBKDF2_ITERATIONS,
+    AuthConfigError,
+    check_serving_is_safe,
+    hash_password,
+    is_loopback,
+    load_credentials,
     make_authenticator,
 )  # fmt: skip
 from tests.ui_support import password_spec
@@ -153,7 +158,6 @@ def test_cli_hash_password_prints_a_usable_entry(tmp_path):
     spec = result.output.strip().splitlines()[-1]
     check = make_authenticator(load_credentials({"ann": spec}))
     assert check("ann", "pa55word") and not check("ann", "pa55wore")
-
 
 
 def test_hash_password_is_a_command_of_its_own():

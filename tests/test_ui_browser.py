@@ -15,7 +15,7 @@ from urllib.parse import unquote
 import pytest
 
 from review_ui.auth import load_credentials
-from tests.ui_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, chromium, password_spec, review_setup, served_app
+from tests.ui_support import CHROMIUM, PASSWORD, chromium, password_spec, review_setup, served_app
 
 pytestmark = [
     pytest.mark.browser,
@@ -75,7 +75,9 @@ def review_row(setup, name: str) -> tuple:
 
 
 def xmp(setup, name: str) -> dict:
-    result = subprocess.run(["exiftool", "-j", "-G1", str(setup.files[name])], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["exiftool", "-j", "-G1", str(setup.files[name])], capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout)[0]
 
 

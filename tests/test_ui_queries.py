@@ -103,8 +103,16 @@ def test_quality_range_reviewed_and_name_filters(conn):
 
 
 def test_folder_filter_includes_subfolders_but_not_name_prefixes(conn):
-    assert sorted(names(search_images(conn, ImageFilter(folder="/photos/a")))) == ["blurry1.jpg", "blurry2.jpg", "noisy.jpg"]
-    assert sorted(names(search_images(conn, ImageFilter(folder="/photos/b/")))) == ["good1.jpg", "good2.jpg", "overruled.jpg"]
+    assert sorted(names(search_images(conn, ImageFilter(folder="/photos/a")))) == [
+        "blurry1.jpg",
+        "blurry2.jpg",
+        "noisy.jpg",
+    ]
+    assert sorted(names(search_images(conn, ImageFilter(folder="/photos/b/")))) == [
+        "good1.jpg",
+        "good2.jpg",
+        "overruled.jpg",
+    ]
 
 
 def test_date_range_is_inclusive_of_whole_days(conn):
@@ -156,6 +164,7 @@ def test_row_summary_reports_effective_and_model_verdicts(conn):
 
 def test_filters_are_served_by_the_schemas_indexes(sqlite_conn):
     """With 100 000 rows a full scan per keystroke would be felt: the plans must use the indexes."""
+
     def plan(image_filter, include_defect=True):
         where, params = queries.where_clause(image_filter, include_defect=include_defect)
         rows = sqlite_conn.execute(f"EXPLAIN QUERY PLAN SELECT COUNT(*) FROM images WHERE {where}", params).fetchall()
@@ -219,12 +228,21 @@ def test_postgresql_reads_a_page_in_index_order(postgres_server):
     url = postgres_server.new_index_url()
     rng = np.random.default_rng(2)
     with ImageIndex(url) as index:
-        index.insert_rows([
-            {"path": f"/p/{i % 20}/{i}.jpg", "folder": f"/p/{i % 20}", "file_name": f"{i}.jpg", "status": "ok",
-             "verdict": "poor", "defect": "blur", "quality": None if i % 97 == 0 else float(q),
-             "analyzed_at": f"2024-05-{1 + i % 28:02d}"}
-            for i, q in enumerate(rng.random(5000))
-        ])
+        index.insert_rows(
+            [
+                {
+                    "path": f"/p/{i % 20}/{i}.jpg",
+                    "folder": f"/p/{i % 20}",
+                    "file_name": f"{i}.jpg",
+                    "status": "ok",
+                    "verdict": "poor",
+                    "defect": "blur",
+                    "quality": None if i % 97 == 0 else float(q),
+                    "analyzed_at": f"2024-05-{1 + i % 28:02d}",
+                }
+                for i, q in enumerate(rng.random(5000))
+            ]
+        )
         index.backend.execute("ANALYZE images")
     conn = IndexReader(url).connection()
     where, params = queries.where_clause(ImageFilter(), like=conn.case_insensitive_like)

@@ -20,7 +20,7 @@ import pytest
 from pixelperfect_daemon.config import IndexSettings
 from review_ui.app import allowed_paths, blocked_paths, launch_options
 from review_ui.auth import load_credentials
-from tests.ui_support import PASSWORD, make_settings, review_setup, served_app, password_spec
+from tests.ui_support import PASSWORD, make_settings, password_spec, review_setup, served_app
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,9 @@ def test_absolute_paths_outside_the_allowed_folders_are_refused(app, session, ta
     root = setup.files["blurry1.jpg"].parent.parent
     response = session.get(f"/gradio_api/file={target.format(root=root)}")
     assert response.status_code == 403
-    assert b"top secret" not in response.content and b"root:" not in response.content and b"SQLite" not in response.content
+    assert (
+        b"top secret" not in response.content and b"root:" not in response.content and b"SQLite" not in response.content
+    )
 
 
 @pytest.mark.parametrize(
@@ -150,7 +152,9 @@ def test_the_index_database_and_config_are_blocked_even_inside_a_watch_folder(tm
     settings = make_settings(tmp_path)
     watch = settings.watch.folders[0]
     settings = dataclasses.replace(
-        settings, index=dataclasses.replace(settings.index, database=watch / "index.sqlite"), source=watch / "config.toml"
+        settings,
+        index=dataclasses.replace(settings.index, database=watch / "index.sqlite"),
+        source=watch / "config.toml",
     )
     blocked = blocked_paths(settings)
     for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "config.toml"):

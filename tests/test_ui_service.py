@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pixelperfect_daemon.common import sha256_of
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.metadata import MetadataError, MetadataWriter
-from pixelperfect_daemon.common import sha256_of
 from pixelperfect_daemon.result import AnalysisResult
 from review_ui.queries import ImageFilter
 from review_ui.service import ReviewError, ReviewService, csv_safe

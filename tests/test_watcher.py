@@ -36,10 +36,20 @@ class FakeClock:
 @pytest.mark.parametrize(
     "relative",
     [
-        ".hidden.jpg", "~$draft.jpg", "IMG_1.jpg.tmp", "IMG_1.JPG.part", "IMG_1.jpg.crdownload",
-        ".syncthing.IMG_1.jpg.tmp", "IMG_1.jpg_exiftool_tmp", "@eaDir/IMG_1.jpg/SYNOPHOTO_THUMB_XL.jpg",
-        "#recycle/IMG_1.jpg", ".stversions/IMG_1~20240101.jpg", "sub/.cache/IMG_1.jpg", "notes.txt",
-        "IMG_1.xmp", "IMG_1.CR2.xmp",
+        ".hidden.jpg",
+        "~$draft.jpg",
+        "IMG_1.jpg.tmp",
+        "IMG_1.JPG.part",
+        "IMG_1.jpg.crdownload",
+        ".syncthing.IMG_1.jpg.tmp",
+        "IMG_1.jpg_exiftool_tmp",
+        "@eaDir/IMG_1.jpg/SYNOPHOTO_THUMB_XL.jpg",
+        "#recycle/IMG_1.jpg",
+        ".stversions/IMG_1~20240101.jpg",
+        "sub/.cache/IMG_1.jpg",
+        "notes.txt",
+        "IMG_1.xmp",
+        "IMG_1.CR2.xmp",
     ],
 )
 def test_ignored(relative):

@@ -76,8 +76,13 @@ def make_settings(tmp_path: Path, *, users: dict[str, str] | None = None, host: 
         {
             "watch": {"folders": [str(tmp_path / "watch")]},
             "index": {"database": str(tmp_path / "state" / "index.sqlite")},
-            "ui": {"host": host, "port": port, "users": users or {}, "page_size": page_size,
-                   "thumbnail_cache": str(tmp_path / "state" / "thumbnails")},  # fmt: skip
+            "ui": {
+                "host": host,
+                "port": port,
+                "users": users or {},
+                "page_size": page_size,
+                "thumbnail_cache": str(tmp_path / "state" / "thumbnails"),
+            },  # fmt: skip
         },
         base_dir=tmp_path,
     )
@@ -143,7 +148,9 @@ class ReviewSetup:
         self.index.close()
 
 
-def review_setup(root: Path, *, users: dict[str, str] | None = None, page_size: int = 48, **settings_overrides) -> ReviewSetup:
+def review_setup(
+    root: Path, *, users: dict[str, str] | None = None, page_size: int = 48, **settings_overrides
+) -> ReviewSetup:
     """Five analysed photos: two Poor/Blur, one Poor/Noise, two Good."""
     from pixelperfect_daemon.index import ImageIndex
     from pixelperfect_daemon.metadata import MetadataWriter

@@ -5,10 +5,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from pixelperfect_daemon.labels import DEFECTS
 from experiments import compare_backbones
-from pixelperfect_daemon.training import dataset
 from experiments.compare_backbones import ComparisonOptions
+from pixelperfect_daemon.labels import DEFECTS
+from pixelperfect_daemon.training import dataset
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,16 @@ def _rows(photos: list[int], mirrored: list[int], mos: list[float]) -> dict:
     features = np.zeros((n, 4), dtype=np.float32)
     features[:, PHOTO], features[:, MIRRORED] = photos, mirrored
     mos = np.asarray(mos, dtype=np.float32)
-    return {"features": features, "defect": np.full(n, -1), "level": np.zeros(n, int),
-            "p_poor": (mos < 50).astype(np.float32), "quality": mos / 100,
-            "quality_weight": np.ones(n, np.float32), "subtype": np.array(["authentic"] * n),
-            "stage2_only": np.zeros(n, bool)}
+    return {
+        "features": features,
+        "defect": np.full(n, -1),
+        "level": np.zeros(n, int),
+        "p_poor": (mos < 50).astype(np.float32),
+        "quality": mos / 100,
+        "quality_weight": np.ones(n, np.float32),
+        "subtype": np.array(["authentic"] * n),
+        "stage2_only": np.zeros(n, bool),
+    }
 
 
 def _data(train_photos: int = 6, val_photos: int = 4) -> dict:
@@ -26,13 +32,21 @@ def _data(train_photos: int = 6, val_photos: int = 4) -> dict:
     photo number is 100 + index, so a synthetic row (photo 0) is told apart."""
     numbers = list(range(100, 100 + train_photos + val_photos))
     mos = [20.0 + 7 * i for i in range(len(numbers))]
-    train_rows = _rows([p for p in numbers[:train_photos] for _ in range(2)], [0, 1] * train_photos,
-                       [m for m in mos[:train_photos] for _ in range(2)])
+    train_rows = _rows(
+        [p for p in numbers[:train_photos] for _ in range(2)],
+        [0, 1] * train_photos,
+        [m for m in mos[:train_photos] for _ in range(2)],
+    )
     val_rows = _rows(numbers[train_photos:], [0] * val_photos, mos[train_photos:])
     synthetic = _rows([0] * 4, [0] * 4, [20, 80, 20, 80])
-    return {"authentic_train": train_rows, "authentic_val": val_rows,
-            "authentic_train_groups": np.repeat(np.arange(train_photos) * 3, 2),  # any increasing ids
-            "synthetic_train": synthetic, "synthetic_val": synthetic, "synthetic_train_groups": np.arange(4)}
+    return {
+        "authentic_train": train_rows,
+        "authentic_val": val_rows,
+        "authentic_train_groups": np.repeat(np.arange(train_photos) * 3, 2),  # any increasing ids
+        "synthetic_train": synthetic,
+        "synthetic_val": synthetic,
+        "synthetic_train_groups": np.arange(4),
+    }
 
 
 class _ReadsColumn:

@@ -83,7 +83,9 @@ def demo(no_seed: bool, settings: Settings):
     # (a second signal would make the daemon drop the files in hand).
     daemon = subprocess.Popen([*command, "daemon", *config_args], start_new_session=True)
     ui = subprocess.Popen([*command, "ui", *config_args], start_new_session=True)
-    click.echo(f"watching {', '.join(map(str, settings.watch.folders))}; review UI on http://{settings.ui.host}:{settings.ui.port}")
+    click.echo(
+        f"watching {', '.join(map(str, settings.watch.folders))}; review UI on http://{settings.ui.host}:{settings.ui.port}"
+    )
 
     def stop(*_):
         for process in (ui, daemon):

@@ -16,8 +16,12 @@ from .options import config_option
 
 
 @click.command("eval")
-@click.option("--manifest", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV with columns file, set, mos, expected_verdict, expected_defect (paths relative to it).")
+@click.option(
+    "--manifest",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with columns file, set, mos, expected_verdict, expected_defect (paths relative to it).",
+)
 @click.option("--set", "sets", multiple=True, help="Only these sets (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 @config_option

@@ -262,7 +262,13 @@ def build_feature_extractor(weights: str | Path | None = "imagenet", taps=DEFAUL
 
 def torch_prefixes_by_layer() -> dict[str, str]:
     """Keras layer name -> lukemelas state-dict prefix, for every layer that holds weights."""
-    names = {"stem_conv": "_conv_stem", "stem_bn": "_bn0", "top_conv": "_conv_head", "top_bn": "_bn1", "predictions": "_fc"}
+    names = {
+        "stem_conv": "_conv_stem",
+        "stem_bn": "_bn0",
+        "top_conv": "_conv_head",
+        "top_bn": "_bn1",
+        "predictions": "_fc",
+    }
     for spec in block_specs():
         prefix, block = spec.prefix, f"_blocks.{spec.torch_index}."
         if spec.expand_ratio != 1:

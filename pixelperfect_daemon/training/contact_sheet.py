@@ -23,9 +23,7 @@ class ContactSheetError(ValueError):
     """The input image cannot be read or shown, or the sheet cannot be written."""
 
 
-def make_contact_sheet(
-    image: np.ndarray, levels=(1, 3, 5), tile: int = 256, seed: int = 0
-) -> Image.Image:
+def make_contact_sheet(image: np.ndarray, levels=(1, 3, 5), tile: int = 256, seed: int = 0) -> Image.Image:
     """One row per sub-type, grouped by defect class: the original, then each level.
 
     The image is first shrunk to fit ``tile`` x ``tile`` and distorted at that size, so codec

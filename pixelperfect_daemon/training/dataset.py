@@ -185,7 +185,10 @@ def samples_from_pristine(
                 views.append(make_views(image))
                 defect.append(defect_index), level.append(lvl), subtype.append(name), stage2_only.append(extra)
                 p_poor.append(np.nan if lvl < POOR_MIN_LEVEL else 1.0)
-                quality.append(QUALITY_CLEAN - QUALITY_DROP_PER_LEVEL * lvl), quality_weight.append(QUALITY_WEIGHT_SYNTHETIC)
+                (
+                    quality.append(QUALITY_CLEAN - QUALITY_DROP_PER_LEVEL * lvl),
+                    quality_weight.append(QUALITY_WEIGHT_SYNTHETIC),
+                )
 
     for _ in range(clean_variants):
         image = working_copy(rng)
@@ -238,9 +241,13 @@ def code_fingerprint(source: str) -> str:
     tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree, include_attributes=False)
 
@@ -254,15 +261,25 @@ def code_version() -> str:
     from . import backbone
 
     digest = hashlib.sha256()
-    for module_file in (loading.__file__, views.__file__, view_statistics.__file__, distortions.__file__,
-                        backbone.__file__, __file__):
+    for module_file in (
+        loading.__file__,
+        views.__file__,
+        view_statistics.__file__,
+        distortions.__file__,
+        backbone.__file__,
+        __file__,
+    ):
         digest.update(code_fingerprint(Path(module_file).read_text()).encode())
     return digest.hexdigest()[:12]
 
 
-def _cache_file(cache_dir: Path, source: SourceImage, seed: int, clean_variants: int, extra_damaged_rounds: int) -> Path:
-    identity = (f"{code_version()}:{source.path.resolve()}:{source.kind}:{source.mos}:{seed}:{clean_variants}"
-                f":{extra_damaged_rounds}")
+def _cache_file(
+    cache_dir: Path, source: SourceImage, seed: int, clean_variants: int, extra_damaged_rounds: int
+) -> Path:
+    identity = (
+        f"{code_version()}:{source.path.resolve()}:{source.kind}:{source.mos}:{seed}:{clean_variants}"
+        f":{extra_damaged_rounds}"
+    )
     key = hashlib.sha256(identity.encode()).hexdigest()[:20]
     return cache_dir / f"{source.path.stem[:40]}-{key}.npz"
 

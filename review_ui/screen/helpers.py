@@ -94,7 +94,9 @@ def details_markdown(inspection) -> str:
     tags_failed = s.get("status") == "tag_error"
     if tags_failed:  # analysed, but the verdict is not in the file: say what the model found
         model_defect = f" ({DEFECT_DISPLAY_NAMES[s['model_defect']]})" if s["model_defect"] else ""
-        lines[1] = f"**Error: tags not written** · model said {VERDICT_DISPLAY_NAMES.get(s['model_verdict'])}{model_defect}"
+        lines[1] = (
+            f"**Error: tags not written** · model said {VERDICT_DISPLAY_NAMES.get(s['model_verdict'])}{model_defect}"
+        )
     if s["reviewed"]:
         model = VERDICT_DISPLAY_NAMES.get(s["model_verdict"], "Error")
         model_defect = f" ({DEFECT_DISPLAY_NAMES[s['model_defect']]})" if s["model_defect"] else ""
