@@ -157,8 +157,8 @@ def frozen_imagenet(x_train, y_train, x_val, y_val, options: ComparisonOptions) 
     compared, so the measured view statistics are left out)."""
     import keras
 
-    from .backbone import build_feature_extractor
-    from .heads import build_stage2_backbone_head
+    from pixelperfect_daemon.training.backbone import build_feature_extractor
+    from pixelperfect_daemon.training.heads import build_stage2_backbone_head
 
     extractor = build_feature_extractor(weights="imagenet")
     start = time.perf_counter()
@@ -178,8 +178,8 @@ def fine_tuned_imagenet(x_train, y_train, x_val, y_val, options: ComparisonOptio
     """The frozen row's network (backbone features + stage-2 head), trained end to end."""
     import keras
 
-    from .backbone import build_feature_extractor
-    from .heads import build_stage2_backbone_head
+    from pixelperfect_daemon.training.backbone import build_feature_extractor
+    from pixelperfect_daemon.training.heads import build_stage2_backbone_head
 
     extractor = build_feature_extractor(weights="imagenet")
     # Batch normalisation keeps ImageNet's statistics (Keras 3 runs a non-trainable
@@ -198,7 +198,7 @@ def fine_tuned_imagenet(x_train, y_train, x_val, y_val, options: ComparisonOptio
 def lite0_from_scratch(x_train, y_train, x_val, y_val, options: ComparisonOptions) -> dict:
     import keras
 
-    from .backbone import build_efficientnet_lite0
+    from pixelperfect_daemon.training.backbone import build_efficientnet_lite0
 
     lite0 = build_efficientnet_lite0(include_top=False, weights=None)
     inputs = keras.Input((options.crop, options.crop, 3))

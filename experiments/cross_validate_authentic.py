@@ -70,7 +70,7 @@ def scored_photos(data: dict) -> tuple[dict, np.ndarray]:
 def cross_validate(data: dict, options: train.TrainOptions, folds: int = FOLDS, on_fold=None) -> HeldOutPredictions:
     """Train stage 1 and the quality regression ``folds`` times, each without one fold of the
     scored photos, and predict that fold's photos (their unmirrored row)."""
-    from .heads import fit_temperature
+    from pixelperfect_daemon.training.heads import fit_temperature
 
     authentic, photo_of_row = scored_photos(data)
     fold_of_photo = photo_folds(photo_of_row.max() + 1, folds, options.seed)
