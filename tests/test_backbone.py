@@ -39,6 +39,9 @@ from pixelperfect_daemon.training.torch_state_dict import (  # noqa: E402
 )
 from pixelperfect_daemon.training.train import backbone_tap_columns  # noqa: E402
 
+# Slow lane: builds and exports the TensorFlow backbone (scripts/test.sh --fast leaves it out; CI runs it).
+pytestmark = pytest.mark.slow
+
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = {967, 968, 504}  # espresso, cup, coffee mug
 ROCKET_CLASSES = {657, 744, 812}  # missile, projectile, space shuttle

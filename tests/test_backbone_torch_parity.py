@@ -32,6 +32,9 @@ from pixelperfect_daemon.training.backbone import (  # noqa: E402
 )
 from pixelperfect_daemon.training.torch_state_dict import load_legacy_state_dict  # noqa: E402
 
+# Slow lane: TensorFlow against PyTorch (scripts/test.sh --fast leaves it out; CI runs it).
+pytestmark = pytest.mark.slow
+
 # The block arguments written out as lukemelas' block strings decode them, independent of STAGES.
 REFERENCE_BLOCK_ARGS = [  # (kernel, repeats, filters_in, filters_out, expand, stride)
     (3, 1, 32, 16, 1, 1),

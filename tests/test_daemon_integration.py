@@ -31,7 +31,11 @@ from pixelperfect_daemon.pipeline import ANALYSED, ERROR
 from pixelperfect_daemon.result import AnalysisResult
 from tests.fixtures_images import make_jpeg, make_raw_like, make_truncated_jpeg
 
-pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
+# Slow lane: real daemons with the real engine, ExifTool and watchers (scripts/test.sh --fast leaves it out; CI runs it).
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed"),
+]
 
 REAL_ENGINE = (MODELS_DIR / "stage1.tflite").is_file()
 STABLE_SECONDS = 0.3

@@ -27,6 +27,9 @@ from pixelperfect_daemon.training.distortions import (  # noqa: E402
     random_distortion,
 )
 
+# Slow lane: synthesises every distortion on real photos (scripts/test.sh --fast leaves it out; CI runs it).
+pytestmark = pytest.mark.slow
+
 ALL_SUBTYPES = [(defect, subtype) for defect in DISTORTIONS for subtype in DISTORTIONS[defect]]
 EXPECTED_SUBTYPES = {
     "blur": {"gaussian", "defocus", "motion"},

@@ -1,6 +1,7 @@
 """Each stage's two heads read their own columns, and their outputs are averaged."""
 
 import numpy as np
+import pytest
 from keras import ops
 
 from pixelperfect_daemon.labels import DEFECTS
@@ -15,6 +16,9 @@ from pixelperfect_daemon.training.heads import (
     combine_stage1,
     combine_stage2,
 )
+
+# Slow lane: trains Keras heads (scripts/test.sh --fast leaves it out; CI runs it).
+pytestmark = pytest.mark.slow
 
 BACKBONE_DIM, STATISTICS_DIM = 12, 4
 FEATURE_DIM = BACKBONE_DIM + STATISTICS_DIM

@@ -18,6 +18,7 @@ from review_ui.auth import load_credentials
 from tests.ui_support import CHROMIUM, PASSWORD, chromium, password_spec, review_setup, served_app
 
 pytestmark = [
+    pytest.mark.slow,  # Slow lane: a real Chromium per test (scripts/test.sh --fast leaves it out; CI runs it).
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
 ]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.metadata import MetadataWriter
 from review_ui.queries import ImageFilter
 from review_ui.service import ReviewService
 from tests.test_daemon_integration import RunningDaemon, make_small_jpegs
+
+# Slow lane: a real daemon beside the UI (scripts/test.sh --fast leaves it out; CI runs it).
+pytestmark = pytest.mark.slow
 
 
 def test_moved_rejects_keep_their_rows_and_are_not_analysed_again(tmp_path):

@@ -195,6 +195,7 @@ def test_api_paths_outside_the_index_are_refused(app, session):
     assert (watch.parent / "secret.txt").read_text() == "top secret"
 
 
+@pytest.mark.slow  # starts `pixelperfect ui` in a subprocess
 def test_the_ui_command_serves_behind_a_login(tmp_path):
     """`pixelperfect ui` as a user starts it: a login wall, and only the allowed folders."""
     import subprocess

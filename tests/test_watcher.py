@@ -18,6 +18,9 @@ from pixelperfect_daemon.watcher import (
     relative_to_root,
 )
 
+# Slow lane: real watchdog observers and stability waits (scripts/test.sh --fast leaves it out; CI runs it).
+pytestmark = pytest.mark.slow
+
 
 class FakeClock:
     def __init__(self):
