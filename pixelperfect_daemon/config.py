@@ -124,9 +124,14 @@ class Settings:
 
     @property
     def learn_folder(self) -> Path:
-        """The folder of the library adaptation: ``[learn] folder``, or beside the index."""
+        """The folder of the library adaptation: ``[learn] folder``, or beside the index (beside the config
+        file for a PostgreSQL index, which has no folder of its own)."""
+        if self.learn.folder is not None:
+            return self.learn.folder
         database = self.index.database
-        return self.learn.folder if self.learn.folder is not None else database.with_name(f"{database.stem}-learn")
+        if isinstance(database, Path):
+            return database.with_name(f"{database.stem}-learn")
+        return (self.source.parent if self.source is not None else Path.cwd()) / "pixelperfect-learn"
 
 
 _CHOICES = {

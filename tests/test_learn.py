@@ -108,6 +108,8 @@ def test_config_learn_section(tmp_path):
     config.write_text('[learn]\nfolder = "adapt"\nevery_reviews = 20\n')
     settings = load_settings(config)
     assert settings.learn_folder == tmp_path / "adapt" and settings.learn.every_reviews == 20
+    config.write_text('[index]\ndatabase = "postgresql://pp@db/pixelperfect"\n')
+    assert load_settings(config).learn_folder == tmp_path / "pixelperfect-learn"  # a server has no folder
     config.write_text("[learn]\nevery_reviews = -1\n")
     with pytest.raises(ValueError, match=r"config.toml: \[learn\] every_reviews must be at least 0"):
         load_settings(config)

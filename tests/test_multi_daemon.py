@@ -3,8 +3,7 @@ twice and restarted. Every file must end with exactly one row and one set of Pix
 its pixels unchanged: the claims hand each file to one daemon, and a killed daemon's claims to another
 once claim_timeout has passed.
 
-The daemons run the stand-in analyzer of test_daemon_integration (verdict from the file name), so that
-1,000 files fit in CI's time; what is under test is the claiming, tagging and indexing.
+The daemons are `pixelperfect daemon` itself, with the real models, ExifTool and watchers.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from PIL import Image
 from conftest import REPO_ROOT
 from pixelperfect_daemon.index import ImageIndex
 from tests.test_daemon_integration import (
-    _STAND_IN_DAEMON,
     make_small_jpegs,
     pixelperfect_keyword_counts,
     wait_until,
@@ -41,7 +39,7 @@ def pixel_digest(path: Path) -> str:
 
 def start(config: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", _STAND_IN_DAEMON.format(root=str(REPO_ROOT)), str(config)],
+        [sys.executable, "-c", "from pixelperfect_daemon.cli import main; main()", "daemon", "--config", str(config)],
         cwd=REPO_ROOT,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
