@@ -27,6 +27,7 @@ from pixelperfect_daemon.config import PACKAGE_MODELS_DIR
 from pixelperfect_daemon.engine import Analyzer
 from pixelperfect_daemon.files import iter_image_files
 from pixelperfect_daemon.index import ImageIndex
+from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.learning import Reviews, fit_adaptation, load_validation, validation_measures
 from pixelperfect_daemon.result import AnalysisResult
 
@@ -39,20 +40,7 @@ def index_bytes(rows: int, with_inputs: bool) -> int:
         database = Path(folder) / "index.sqlite"
         with ImageIndex(database) as index:
             for number in range(rows):
-                scores = dict(
-                    zip(
-                        (
-                            "blur",
-                            "color_distortion",
-                            "compression",
-                            "luminance_contrast",
-                            "noise",
-                            "transmission_errors",
-                            "other",
-                        ),
-                        rng.dirichlet(np.ones(7)).round(6),
-                    )
-                )
+                scores = dict(zip(DEFECTS, rng.dirichlet(np.ones(len(DEFECTS))).round(6)))
                 result = AnalysisResult(
                     path=f"/photos/IMG_{number:06d}.jpg",
                     verdict="good",
