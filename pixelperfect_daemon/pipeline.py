@@ -358,22 +358,27 @@ class Pipeline:
         if self.index is not None:
 
             def write_row():
-                self.index.record_analysis(
-                    job.path,
-                    sha256=job.sha256,
-                    size=job.size,
-                    mtime=job.mtime,
-                    result=job.result,
-                    analyzed_at=job.analyzed_at,
-                    tagged_file=job.tagged_file,
-                    width=job.width,
-                    height=job.height,
-                )
+                self._record_analysis(job, job.analyzed_at)
                 if job.cull_flags is not None:
                     self.index.record_tags_written(job.path, job.cull_flags)
 
             self._write_until_done(job, write_row)
         job.outcome = RETAGGED if job.from_row else ANALYSED
+
+    def _record_analysis(self, job: Job, analyzed_at: str, **failure) -> None:
+        """The file's analysis row, as ``job`` describes the file; ``failure``: why it still failed."""
+        self.index.record_analysis(
+            job.path,
+            sha256=job.sha256,
+            size=job.size,
+            mtime=job.mtime,
+            result=job.result,
+            analyzed_at=analyzed_at,
+            tagged_file=job.tagged_file,
+            width=job.width,
+            height=job.height,
+            **failure,
+        )
 
     def _write_until_done(self, job: Job, write: Callable[[], object]) -> None:
         """Run an index write; while it fails (disk full, server away) log an ERROR and retry, so the
@@ -432,16 +437,9 @@ class Pipeline:
             except OSError:
                 pass  # vanished or unreadable: the row says why
         if job.result is not None:
-            self.index.record_analysis(
-                job.path,
-                sha256=job.sha256,
-                size=job.size,
-                mtime=job.mtime,
-                result=job.result,
-                analyzed_at=analyzed_at,
-                tagged_file=job.tagged_file,
-                width=job.width,
-                height=job.height,
+            self._record_analysis(
+                job,
+                analyzed_at,
                 error=None if job.result.verdict == "error" else job.error,
                 tags_failed=job.result.verdict != "error",  # analysed: what failed came after, the tagging
                 retry_after=job.retry_after,

@@ -1,10 +1,12 @@
-"""Fixtures for the index tests: every index test runs against a SQLite file and a real PostgreSQL."""
+"""Fixtures of the tests/ folder: every index test runs against a SQLite file and a real PostgreSQL; the UI's
+browser tests share one headless Chromium per module."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.postgres_server import PostgresServer, find_binaries
+from tests.ui_support import chromium
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +26,10 @@ def index_database(request, tmp_path):
     if request.param == "sqlite":
         return tmp_path / "db" / "pixelperfect.sqlite"
     return request.getfixturevalue("postgres_server").new_index_url()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (Debian's /usr/bin/chromium) for one test module's pages."""
+    with chromium() as browser:
+        yield browser

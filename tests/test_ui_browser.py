@@ -15,7 +15,7 @@ from urllib.parse import unquote
 import pytest
 
 from review_ui.auth import load_credentials
-from tests.ui_support import CHROMIUM, PASSWORD, chromium, password_spec, review_setup, served_app
+from tests.ui_support import CHROMIUM, PASSWORD, password_spec, review_setup, served_app
 
 pytestmark = [
     pytest.mark.slow,  # Slow lane: a real Chromium per test (scripts/test.sh --fast leaves it out; CI runs it).
@@ -31,12 +31,6 @@ def app(tmp_path_factory):
     with served_app(setup.settings, setup.service, load_credentials(setup.settings.ui.users)) as url:
         yield setup, url
     setup.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

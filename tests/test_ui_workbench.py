@@ -19,7 +19,7 @@ from PIL import Image, ImageFilter
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.loading import load_image
 from review_ui.service import local_reviewer
-from tests.ui_support import CHROMIUM, add_analysed, chromium, make_photo, review_setup, served_app
+from tests.ui_support import CHROMIUM, add_analysed, make_photo, review_setup, served_app
 
 pytestmark = [
     pytest.mark.browser,
@@ -58,12 +58,6 @@ def app(tmp_path_factory):
     with served_app(setup.settings, setup.service, {}) as url:
         yield setup, url
     setup.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 def open_page(browser, url):
