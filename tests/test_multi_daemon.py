@@ -101,7 +101,12 @@ def test_three_daemons_one_killed_twice_tag_every_file_exactly_once(tmp_path, po
     assert {p.name: pixel_digest(p) for p in ingest.iterdir()} == originals  # no temp file left, no pixel changed
     # Each file tagged by one daemon; only those the killed daemon held when it died may be tagged twice.
     tagged = Counter(m for log in logs for m in re.findall(r"tagged (\S+):", log.read_text()))
-    assert set(tagged) == {str(ingest / name) for name in originals}
+    every_file = {str(ingest / name) for name in originals}
+    assert set(tagged) <= every_file
+    # A daemon killed after a file's row but before its log line leaves a tagged file unlogged: the row
+    # and keyword checks above cover those; only files in hand at a kill may be missing here.
+    unlogged = every_file - set(tagged)
+    assert len(unlogged) <= 2 * 10, unlogged
     twice = [path for path, count in tagged.items() if count > 1]
     print(f"files tagged more than once (held by the killed daemon): {len(twice)}")
     assert len(twice) <= 2 * 10, twice
