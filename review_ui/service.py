@@ -347,8 +347,9 @@ class ReviewService:
     def decide(self, decisions: list[tuple[str, str, str | None, str | None]], *, reviewer: str) -> list[dict]:
         """Record (path, verdict, defect, reason) decisions as one undoable action; returns the updated rows.
 
-        ``reason`` is stored beside the defect in the index (e.g. "duplicate" for a burst's rejected
-        frames); the defect stays one of the seven, so tags and the JSON contract do not change.
+        ``reason`` is stored beside the defect in the index and the tags (e.g. "duplicate" for a burst's
+        rejected frames: ReviewReason and the keyword PixelPerfect|Poor|Other|Duplicate); the defect
+        stays one of the seven, so the JSON contract does not change.
         """
         if not decisions:
             raise ReviewError("no image selected")
@@ -370,7 +371,8 @@ class ReviewService:
                 self.index.record_review(text_to_path(row["path"]), verdict=verdict, defect=row_defect, reviewed_by=reviewer,
                                          reviewed_at=reviewed_at, reason=reason)  # fmt: skip
                 try:
-                    self._tag(row, verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at)
+                    self._tag(row, verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at,
+                              reason=reason)  # fmt: skip
                 except Exception as error:  # MetadataError; the index must not claim what the file lacks
                     self.index.clear_review(text_to_path(row["path"]), previous)
                     log.warning("review of %s not saved: %s", row["path"], error)
@@ -388,7 +390,10 @@ class ReviewService:
             raise ReviewError(f"{saved}not saved: {'; '.join(failures)}")
         return updated
 
-    def _tag(self, row: dict, *, verdict: str, defect: str | None, reviewed_by: str | None, reviewed_at: str | None):
+    def _tag(
+        self, row: dict, *, verdict: str, defect: str | None, reviewed_by: str | None, reviewed_at: str | None,
+        reason: str | None = None,
+    ):  # fmt: skip
         cull_flags: dict = {}
         written = self._tagging.submit(
             self.metadata.write_verdict,
@@ -400,6 +405,7 @@ class ReviewService:
             analyzed_at=row.get("analyzed_at") or "",
             reviewed_by=reviewed_by,
             reviewed_at=reviewed_at,
+            reason=reason,
             remember=cull_flags,
         ).result()
         image = text_to_path(row["path"])
@@ -428,6 +434,7 @@ class ReviewService:
                         self._tag(
                             entry.row, verdict=before["reviewed_verdict"], defect=before.get("reviewed_defect"),
                             reviewed_by=before.get("reviewed_by"), reviewed_at=before.get("reviewed_at"),
+                            reason=before.get("reviewed_reason"),
                         )  # fmt: skip
                     else:  # back to the model's own verdict, without a reviewer
                         self._tag(entry.row, verdict=entry.row["verdict"], defect=entry.row.get("defect"),

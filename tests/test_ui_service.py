@@ -180,6 +180,45 @@ def test_a_failed_tag_write_leaves_the_index_as_it_was(setup, monkeypatch):
     assert not service.can_undo("ann")
 
 
+def keywords_of(path: Path) -> list[str]:
+    tags = tags_of(path)
+    value = tags.get("XMP-lr:HierarchicalSubject", [])
+    return sorted(value if isinstance(value, list) else [value])
+
+
+def test_a_culled_bursts_duplicates_carry_the_reason_in_their_tags_until_a_decision_without_it(setup):
+    settings, service, files = setup
+    user_keyword = ["-XMP-lr:HierarchicalSubject+=Duplicate", "-XMP-dc:Subject+=Duplicate"]
+    subprocess.run(["exiftool", "-overwrite_original", *user_keyword, str(files["noisy"])], check=True,
+                   capture_output=True)  # fmt: skip
+    burst = [str(files["blurry"]), str(files["sharp"]), str(files["noisy"])]
+    service.cull_burst(burst, str(files["sharp"]), reviewer="ann")
+    for rejected in (files["blurry"], files["noisy"]):
+        tags = tags_of(rejected)
+        assert (tags["XMP-pixelperfect:Defect"], tags["XMP-pixelperfect:ReviewReason"]) == ("Other", "Duplicate")
+    assert keywords_of(files["blurry"]) == ["PixelPerfect|Poor|Other", "PixelPerfect|Poor|Other|Duplicate"]
+    assert keywords_of(files["noisy"]) == ["Duplicate", "PixelPerfect|Poor|Other", "PixelPerfect|Poor|Other|Duplicate"]
+    assert "XMP-pixelperfect:ReviewReason" not in tags_of(files["sharp"])
+
+    service.override([str(files["noisy"])], verdict="good", defect=None, reviewer="ann")  # a change of mind
+    tags = tags_of(files["noisy"])
+    assert "XMP-pixelperfect:ReviewReason" not in tags
+    assert keywords_of(files["noisy"]) == ["Duplicate", "PixelPerfect|Good"]
+    assert sorted(tags["XMP-dc:Subject"]) == ["Duplicate", "Good", "PixelPerfect"]
+
+    service.undo("ann")  # back to the burst's decision, reason included
+    assert tags_of(files["noisy"])["XMP-pixelperfect:ReviewReason"] == "Duplicate"
+    assert keywords_of(files["noisy"]) == ["Duplicate", "PixelPerfect|Poor|Other", "PixelPerfect|Poor|Other|Duplicate"]
+
+    service.undo("ann")  # back to the model's verdicts
+    for path, keyword in ((files["blurry"], "PixelPerfect|Poor|Blur"), (files["noisy"], "PixelPerfect|Poor|Noise")):
+        tags = tags_of(path)
+        assert "XMP-pixelperfect:ReviewReason" not in tags and "XMP-pixelperfect:ReviewedBy" not in tags
+        assert sorted(set(keywords_of(path)) - {"Duplicate"}) == [keyword]
+    assert "Duplicate" in keywords_of(files["noisy"]) and "Duplicate" in tags_of(files["noisy"])["XMP-dc:Subject"]
+    assert "Duplicate" not in tags_of(files["blurry"])["XMP-dc:Subject"]
+
+
 def test_export_writes_every_matching_row_not_just_one_page(setup):
     settings, service, files = setup
     assert service.search(ImageFilter()).page_size == 2  # the page is smaller than the list ...
