@@ -17,7 +17,7 @@ from urllib.parse import unquote
 import pytest
 
 from review_ui.auth import load_credentials
-from tests.lua_table import read_assignment
+from tests.lua_reader import read_assignment
 from tests.ui_support import CHROMIUM, PASSWORD, password_spec, review_setup, served_app
 
 pytestmark = [

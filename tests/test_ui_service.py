@@ -20,7 +20,7 @@ from pixelperfect_daemon.metadata import MetadataError, MetadataWriter
 from pixelperfect_daemon.result import AnalysisResult
 from review_ui.queries import ImageFilter
 from review_ui.service import ReviewError, ReviewService, csv_safe
-from tests.lua_table import read_assignment
+from tests.lua_reader import read_assignment
 from tests.ui_support import add_analysed, make_photo, make_settings
 
 
