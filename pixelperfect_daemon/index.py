@@ -21,14 +21,14 @@ from .common import path_to_text, valid_text
 from .cull_flags import INDEX_COLUMNS as CULL_FLAG_FIELD_COLUMNS
 from .cull_flags import USER_OWNED_COLUMN
 from .index_backends import IndexBackendError, WriterLock, describe, is_postgres_url, open_backend
-from .labels import DEFECTS
+from .labels import DEFECTS, REASON_DISPLAY_NAMES
 from .result import AnalysisResult
 
 TABLE = "images"
 CLAIMS_TABLE = "claims"
 REVIEW_COLUMNS = ("reviewed_verdict", "reviewed_defect", "reviewed_by", "reviewed_at", "reviewed_reason")
 # Why a reviewer rejected a frame beyond its defect: a burst's other frames are "duplicate".
-REVIEW_REASONS = ("duplicate",)
+REVIEW_REASONS = tuple(REASON_DISPLAY_NAMES)
 # A copy of the cull-flag memory kept in the file's XMP (cull_flags.py): what PixelPerfect wrote into
 # the user's rating/labels and the user's value before (NULL with written set: the user had none).
 CULL_FLAG_COLUMNS = (*(c for pair in CULL_FLAG_FIELD_COLUMNS.values() for c in pair), USER_OWNED_COLUMN)

@@ -29,6 +29,10 @@ DEFECT_KEYS_BY_DISPLAY_NAME = {name: key for key, name in DEFECT_DISPLAY_NAMES.i
 
 VERDICT_DISPLAY_NAMES = {"good": "Good", "poor": "Poor"}
 
+# Why a reviewer rejected a frame, beside its defect (which stays one of DEFECTS): the index's
+# reviewed_reason, XMP-pixelperfect:ReviewReason and the keyword PixelPerfect|Poor|<Defect>|<Reason>.
+REASON_DISPLAY_NAMES = {"duplicate": "Duplicate"}
+
 
 def defect_display_name(key: str | None) -> str | None:
     return None if key is None else DEFECT_DISPLAY_NAMES[key]

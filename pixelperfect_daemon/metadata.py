@@ -52,7 +52,7 @@ from .file_replace import (
 )
 from .files import image_suffix
 from .jpeg_segments import jpeg_may_hold_xmp
-from .labels import DEFECT_DISPLAY_NAMES, VERDICT_DISPLAY_NAMES, defect_display_name
+from .labels import DEFECT_DISPLAY_NAMES, REASON_DISPLAY_NAMES, VERDICT_DISPLAY_NAMES, defect_display_name
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ EMBEDDED_XMP_EXTENSIONS = frozenset(
 _PP = "XMP-pixelperfect"
 _HIERARCHICAL = "XMP-lr:HierarchicalSubject"
 _FLAT = "XMP-dc:Subject"
-_PP_FIELDS = ("Verdict", "Defect", "Quality", "ModelVersion", "AnalyzedAt", "ReviewedBy", "ReviewedAt")
+_PP_FIELDS = ("Verdict", "Defect", "Quality", "ModelVersion", "AnalyzedAt", "ReviewedBy", "ReviewedAt", "ReviewReason")
 # ExifTool's own name for the file it wrote before renaming it over the original (earlier versions).
 _EXIFTOOL_TEMP_SUFFIX = "_exiftool_tmp"
 # A temp file older than this cannot belong to a write in progress: a crash left it.
@@ -129,13 +129,21 @@ def is_read_only(path: Path) -> bool:
     return not os.access(path, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
 
-def pixelperfect_keywords(verdict: str, defect: str | None) -> tuple[list[str], list[str]]:
-    """The (hierarchical, flat) keywords for a verdict, as Lightroom writes a keyword path."""
+def pixelperfect_keywords(verdict: str, defect: str | None, reason: str | None = None) -> tuple[list[str], list[str]]:
+    """The (hierarchical, flat) keywords for a verdict, as Lightroom writes a keyword path.
+
+    A review reason adds a child of the defect's keyword (``PixelPerfect|Poor|Other|Duplicate``);
+    the defect's own keyword stays, so a filter on the defect still finds the image.
+    """
     verdict_name = VERDICT_DISPLAY_NAMES[verdict]
     path = [KEYWORD_ROOT, verdict_name]
     if verdict == "poor" and defect is not None:
         path.append(defect_display_name(defect))
-    return ["|".join(path)], path
+    hierarchical = ["|".join(path)]
+    if verdict == "poor" and defect is not None and reason is not None:
+        path.append(REASON_DISPLAY_NAMES[reason])
+        hierarchical.append("|".join(path))
+    return hierarchical, path
 
 
 def is_pixelperfect_keyword(hierarchical_keyword: str) -> bool:
@@ -149,11 +157,12 @@ def keyword_arguments(
     previous_defect: str | None,
     new_hierarchical: list[str],
     new_flat: list[str],
+    previous_reason: str | None = None,
 ) -> list[str]:
     """ExifTool arguments that replace earlier PixelPerfect keywords and keep every other one.
 
     A flat keyword is ours if an earlier PixelPerfect keyword path (or the earlier verdict/defect
-    tags) produced it and none of the user's own keyword paths did. ``-TAG-=x -TAG+=x`` adds x
+    tags, the earlier review reason) produced it and none of the user's own keyword paths did. ``-TAG-=x -TAG+=x`` adds x
     exactly once however often the write is repeated.
     """
     old_ours = [k for k in existing_hierarchical if is_pixelperfect_keyword(k)]
@@ -164,6 +173,8 @@ def keyword_arguments(
         our_words.update({KEYWORD_ROOT, previous_verdict})
     if previous_defect:
         our_words.add(previous_defect)
+    if previous_reason:
+        our_words.add(previous_reason)
     stale_flat = [k for k in existing_flat if k in our_words and k not in user_words and k not in new_flat]
     arguments = [f"-{_HIERARCHICAL}-={k}" for k in old_ours if k not in new_hierarchical]
     arguments += [f"-{_FLAT}-={k}" for k in stale_flat]
@@ -419,7 +430,7 @@ class MetadataWriter:
 
     def read_verdict(self, image_path: Path) -> dict:
         """What ``write_verdict`` wrote: Verdict, Defect, Quality, ModelVersion, AnalyzedAt,
-        ReviewedBy, ReviewedAt, keywords (hierarchical), subject (flat), Label, Rating, PickLabel, file."""
+        ReviewedBy, ReviewedAt, ReviewReason, keywords (hierarchical), subject (flat), Label, Rating, PickLabel, file."""
         image_path = Path(image_path)
         primary = (
             self.target_for(image_path)
@@ -458,12 +469,14 @@ class MetadataWriter:
         analyzed_at: str,
         reviewed_by: str | None = None,
         reviewed_at: str | None = None,
+        reason: str | None = None,
         remember: dict | None = None,
         analysed: FileIdentity | None = None,
     ) -> Path:
         """Write the verdict tags for ``image_path``; return the file written (image or sidecar).
 
-        ``remember``, if given, receives the cull-flag memory written (``cull_flags.index_values``)
+        ``reason``: why a reviewer made it Poor beyond the defect (a key of ``REASON_DISPLAY_NAMES``, e.g.
+        "duplicate"); None removes an earlier one. ``remember``, if given, receives the cull-flag memory written (``cull_flags.index_values``)
         for the index. ``analysed``: the image as it was when analysed; nothing is written unless it
         is still that file (FileBusyError). Raises MetadataError, leaving the original untouched.
         """
@@ -472,8 +485,12 @@ class MetadataWriter:
             raise MetadataError(f"cannot tag {image_path}: verdict must be good or poor, got {verdict!r}")
         if defect is not None and defect not in DEFECT_DISPLAY_NAMES:
             raise MetadataError(f"cannot tag {image_path}: unknown defect {defect!r}")
+        if reason is not None and reason not in REASON_DISPLAY_NAMES:
+            raise MetadataError(f"cannot tag {image_path}: unknown review reason {reason!r}")
         if verdict == "good":
             defect = None
+        if defect is None:
+            reason = None  # a reason explains a Poor verdict's defect
         try:
             if not image_path.is_file():
                 raise MetadataError(
@@ -489,7 +506,7 @@ class MetadataWriter:
         self._clear_stale_temp_file(target)
         scratch = scratch_path_for(target)
 
-        new_hierarchical, new_flat = pixelperfect_keywords(verdict, defect)
+        new_hierarchical, new_flat = pixelperfect_keywords(verdict, defect, reason)
         values = {
             "Verdict": VERDICT_DISPLAY_NAMES[verdict],
             "Defect": defect_display_name(defect),
@@ -498,6 +515,7 @@ class MetadataWriter:
             "AnalyzedAt": analyzed_at,
             "ReviewedBy": reviewed_by,
             "ReviewedAt": reviewed_at,
+            "ReviewReason": None if reason is None else REASON_DISPLAY_NAMES[reason],
         }
         with self._lock:
             clear_stale_scratch(scratch)  # under the lock: never another thread's copy in progress
@@ -511,6 +529,7 @@ class MetadataWriter:
             existing = self._read_tags(target)
             previous_verdict = existing.get(f"{_PP}:Verdict")
             previous_defect = existing.get(f"{_PP}:Defect")
+            previous_reason = existing.get(f"{_PP}:ReviewReason")
             arguments = ["-P", "-m"]
             arguments += [
                 f"-{_PP}:{name}=" + ("" if value is None else one_line(value)) for name, value in values.items()
@@ -522,6 +541,7 @@ class MetadataWriter:
                 None if previous_defect is None else str(previous_defect),
                 new_hierarchical,
                 new_flat,
+                None if previous_reason is None else str(previous_reason),
             )
             flags = cull_flags.plan_cull_flags(self.settings, verdict, quality, *cull_flags.state_from_tags(existing))
             arguments += cull_flags.exiftool_arguments(flags)

@@ -74,6 +74,11 @@ def effective_verdict(
     return model_verdict, model_defect, None, None
 
 
+def review_reason(row: dict | None) -> str | None:
+    """The reviewer's reason (e.g. "duplicate") to tag beside the reviewed verdict; None without a review."""
+    return row.get("reviewed_reason") if row and row.get("reviewed_verdict") else None
+
+
 def retry_is_due(row: dict, now: str | None = None) -> bool:
     """An error row the environment caused whose back-off has ended: analysed again though unchanged."""
     return row.get("retry_after") is not None and row["retry_after"] <= (now or utc_now())
@@ -287,6 +292,7 @@ class Pipeline:
                 analyzed_at=old_row["analyzed_at"] or utc_now(),
                 reviewed_by=reviewed_by,
                 reviewed_at=reviewed_at,
+                reason=review_reason(old_row),
                 remember=job.cull_flags,
             )
             self.index.set_tagged_file(job.path, job.tagged_file)
@@ -339,6 +345,7 @@ class Pipeline:
                 analyzed_at=job.analyzed_at,
                 reviewed_by=reviewed_by,
                 reviewed_at=reviewed_at,
+                reason=review_reason(job.row),
                 remember=job.cull_flags,
                 analysed=job.identity,
             )

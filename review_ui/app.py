@@ -4,7 +4,7 @@
 says how it must be served (accounts, the only folders it may serve, the keyboard script) and
 ``launch_ui`` does both. Every reviewer action is also a named API endpoint (``/search``,
 ``/override``, ``/override_bulk``, ``/undo``, ``/counts``, ``/heatmap``, ``/bursts``, ``/cull_burst``,
-``/export_rejects``) for
+``/export_rejects``, ``/export_lightroom``) for
 ``gradio_client``. The screen itself lives in ``screen/``: its parts, their wiring, the browser script
 and the pure helpers.
 """
@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 
 from pixelperfect_daemon.config import Settings
 
-from . import queries
+from . import lightroom_export, queries
 from .auth import Credential, make_authenticator
 from .logins import ClientAddressMiddleware, LoginGate
 from .queries import QueryError
@@ -215,7 +215,34 @@ def _register_api(service: ReviewService, page_size: int) -> None:
         except (QueryError, ReviewError, ValueError) as error:
             raise api_error(error) from None
 
-    for fn in (search, counts, override, override_bulk, undo, heatmap, bursts, cull_burst, export_rejects):
+    def export_lightroom(
+        verdict: str | None = None,
+        defect: str | None = None,
+        quality_min: float | None = None,
+        quality_max: float | None = None,
+        reviewed: str | None = None,
+        folder: str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        name: str | None = None,
+        sort: str = queries.DEFAULT_SORT,
+    ) -> dict:
+        """Every image matching the /search filters, for Lightroom Classic: {file: a zip (keyword list, smart
+        collection .lrsmcol, files.txt, CSV, README), images, keywords: [the collection's keyword words],
+        not_in_lightroom: [filter parts Lightroom cannot select by; files.txt is exact]}."""
+        try:
+            image_filter = build_filter(verdict, defect, quality_min, quality_max, reviewed, folder, date_from,
+                                        date_to, name)  # fmt: skip
+            target = service.export_lightroom(image_filter, sort=sort or queries.DEFAULT_SORT)
+            images = service.search(image_filter, page_size=1).total
+        except (QueryError, ReviewError, ValueError) as error:
+            raise api_error(error) from None
+        plan = lightroom_export.plan_collection(image_filter)
+        return {"file": {"path": str(target), "meta": {"_type": "gradio.FileData"}}, "images": images,
+                "keywords": [rule.value for rule in plan.rules], "not_in_lightroom": list(plan.not_expressed)}  # fmt: skip
+
+    for fn in (search, counts, override, override_bulk, undo, heatmap, bursts, cull_burst, export_rejects,
+               export_lightroom):  # fmt: skip
         gr.api(fn, api_name=fn.__name__)
 
 

@@ -4,7 +4,7 @@ Gradio's file route (``/gradio_api/file=PATH``, and the older ``/gradio_api/file
 path. A watch folder holds files that strangers name and link: a symbolic or hard link
 ``dblink.jpg`` to the index database would be served as the database. So the route is guarded in
 front of Gradio: a file is served only when, after resolving every link, it is a regular file under
-the render cache (thumbnails, previews, crops as JPEG/PNG, CSV exports) or Gradio's upload folder
+the render cache (thumbnails, previews, crops as JPEG/PNG, CSV and Lightroom zip exports) or Gradio's upload folder
 (the reviewer's own upload), has no other hard link, and is not the index or the config under
 another name (compared by inode).
 """
@@ -21,7 +21,7 @@ from starlette.responses import PlainTextResponse
 # Gradio's file route and its deprecated twin; both take the rest of the URL as the path.
 FILE_ROUTE_MARKERS = ("/gradio_api/file=", "/gradio_api/file/")
 # What the app renders into its cache: nothing a browser would run (HTML, SVG, scripts).
-RENDER_SUFFIXES = frozenset({".jpg", ".png", ".csv"})
+RENDER_SUFFIXES = frozenset({".jpg", ".png", ".csv", ".zip"})
 
 
 def file_route_target(request_path: str) -> str | None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import getpass
+import io
 import logging
 import os
 import stat
 import tempfile
 import threading
+import uuid
+import zipfile
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +32,7 @@ from pixelperfect_daemon.config import Settings
 from pixelperfect_daemon.index import REVIEW_COLUMNS
 from pixelperfect_daemon.labels import DEFECTS
 
-from . import queries
+from . import lightroom_export, queries
 from .bursts import Burst, Frame, difference_hash, group_bursts
 from .capture_time import read_capture_time
 from .exif_summary import ExifReader
@@ -304,21 +307,55 @@ class ReviewService:
                 done.append([str(source), str(carried.target)])
         return {"folder": str(folder), "done": done, "failures": failures}
 
-    def export_csv(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> Path:
-        """Every image the filter matches (not just the page shown), as CSV under the cache's exports/."""
+    def _export_target(self, kind: str, suffix: str) -> Path:
+        """A new, uniquely named file under the cache's exports/ folder."""
         folder = self.renders.cache_dir / "exports"
         folder.mkdir(parents=True, exist_ok=True)
         handle_fd, name = tempfile.mkstemp(
-            dir=folder, prefix=f"pixelperfect-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-", suffix=".csv"
+            dir=folder, prefix=f"pixelperfect{kind}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-", suffix=suffix
         )
         os.close(handle_fd)
-        target = Path(name)
+        return Path(name)
+
+    @staticmethod
+    def _write_csv(handle, summaries) -> None:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for summary in summaries:
+            writer.writerow({key: csv_safe(value) for key, value in summary.items()})
+
+    def _matching_summaries(self, image_filter: ImageFilter, sort: str):
+        return (queries.row_to_summary(row) for row in queries.iter_matching(self.reader.connection(), image_filter,
+                                                                              sort=sort))  # fmt: skip
+
+    def export_csv(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> Path:
+        """Every image the filter matches (not just the page shown), as CSV under the cache's exports/."""
+        target = self._export_target("", ".csv")
         with target.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            for row in queries.iter_matching(self.reader.connection(), image_filter, sort=sort):
-                summary = queries.row_to_summary(row)
-                writer.writerow({key: csv_safe(value) for key, value in summary.items()})
+            self._write_csv(handle, self._matching_summaries(image_filter, sort))
+        return target
+
+    def export_lightroom(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> Path:
+        """Every image the filter matches, for Lightroom Classic: a zip under the cache's exports/ holding the
+        keyword list, a smart collection (when Lightroom can select them by keyword), the file list, the CSV
+        and a README naming what Lightroom cannot select by (``lightroom_export``)."""
+        summaries = list(self._matching_summaries(image_filter, sort))
+        plan = lightroom_export.plan_collection(image_filter)
+        names = {"keywords_file": "PixelPerfect keywords.txt", "files_file": "files.txt", "csv_file": "pixelperfect.csv",
+                 "collection_file": f"{plan.title}.lrsmcol" if plan.rules else None}  # fmt: skip
+        table = io.StringIO(newline="")
+        self._write_csv(table, summaries)
+        target = self._export_target("-lightroom", ".zip")
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("README.txt", lightroom_export.readme_text(plan, images=len(summaries), **names))
+            archive.writestr(names["keywords_file"],
+                             lightroom_export.keyword_list_text(lightroom_export.keyword_paths(summaries)))  # fmt: skip
+            if plan.rules:
+                archive.writestr(
+                    names["collection_file"], lightroom_export.smart_collection_text(plan, str(uuid.uuid4()))
+                )
+            archive.writestr(names["files_file"], lightroom_export.file_list_text(s["path"] for s in summaries))
+            archive.writestr(names["csv_file"], table.getvalue())
         return target
 
     # -- overriding ------------------------------------------------------------------------
@@ -347,8 +384,9 @@ class ReviewService:
     def decide(self, decisions: list[tuple[str, str, str | None, str | None]], *, reviewer: str) -> list[dict]:
         """Record (path, verdict, defect, reason) decisions as one undoable action; returns the updated rows.
 
-        ``reason`` is stored beside the defect in the index (e.g. "duplicate" for a burst's rejected
-        frames); the defect stays one of the seven, so tags and the JSON contract do not change.
+        ``reason`` is stored beside the defect in the index and the tags (e.g. "duplicate" for a burst's
+        rejected frames: ReviewReason and the keyword PixelPerfect|Poor|Other|Duplicate); the defect
+        stays one of the seven, so the JSON contract does not change.
         """
         if not decisions:
             raise ReviewError("no image selected")
@@ -370,7 +408,8 @@ class ReviewService:
                 self.index.record_review(text_to_path(row["path"]), verdict=verdict, defect=row_defect, reviewed_by=reviewer,
                                          reviewed_at=reviewed_at, reason=reason)  # fmt: skip
                 try:
-                    self._tag(row, verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at)
+                    self._tag(row, verdict=verdict, defect=row_defect, reviewed_by=reviewer, reviewed_at=reviewed_at,
+                              reason=reason)  # fmt: skip
                 except Exception as error:  # MetadataError; the index must not claim what the file lacks
                     self.index.clear_review(text_to_path(row["path"]), previous)
                     log.warning("review of %s not saved: %s", row["path"], error)
@@ -388,7 +427,10 @@ class ReviewService:
             raise ReviewError(f"{saved}not saved: {'; '.join(failures)}")
         return updated
 
-    def _tag(self, row: dict, *, verdict: str, defect: str | None, reviewed_by: str | None, reviewed_at: str | None):
+    def _tag(
+        self, row: dict, *, verdict: str, defect: str | None, reviewed_by: str | None, reviewed_at: str | None,
+        reason: str | None = None,
+    ):  # fmt: skip
         cull_flags: dict = {}
         written = self._tagging.submit(
             self.metadata.write_verdict,
@@ -400,6 +442,7 @@ class ReviewService:
             analyzed_at=row.get("analyzed_at") or "",
             reviewed_by=reviewed_by,
             reviewed_at=reviewed_at,
+            reason=reason,
             remember=cull_flags,
         ).result()
         image = text_to_path(row["path"])
@@ -428,6 +471,7 @@ class ReviewService:
                         self._tag(
                             entry.row, verdict=before["reviewed_verdict"], defect=before.get("reviewed_defect"),
                             reviewed_by=before.get("reviewed_by"), reviewed_at=before.get("reviewed_at"),
+                            reason=before.get("reviewed_reason"),
                         )  # fmt: skip
                     else:  # back to the model's own verdict, without a reviewer
                         self._tag(entry.row, verdict=entry.row["verdict"], defect=entry.row.get("defect"),

@@ -11,8 +11,9 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 apt_packages=(libimage-exiftool-perl libturbojpeg0)
-# systemd: systemd-analyze checks the service units; util-linux: setpriv runs a test daemon unprivileged.
-[ $dev = 1 ] && apt_packages+=(exiv2 chromium fonts-dejavu-core postgresql systemd util-linux)
+# systemd: systemd-analyze checks the service units; util-linux: setpriv runs a test daemon unprivileged;
+# lua5.1: the tests read the Lightroom smart collection with the Lua that Lightroom runs.
+[ $dev = 1 ] && apt_packages+=(exiv2 chromium fonts-dejavu-core lua5.1 postgresql systemd util-linux)
 python=$(command -v python3.11 || true)
 [ -z "$python" ] && apt_packages+=(python3.11)
 

@@ -128,6 +128,34 @@ def test_pixelperfect_keywords_are_a_lightroom_keyword_path():
     assert pixelperfect_keywords("poor", None) == (["PixelPerfect|Poor"], ["PixelPerfect", "Poor"])
 
 
+def test_a_review_reason_adds_a_child_of_the_defects_keyword_and_keeps_the_defects_own():
+    assert pixelperfect_keywords("poor", "other", "duplicate") == (
+        ["PixelPerfect|Poor|Other", "PixelPerfect|Poor|Other|Duplicate"],
+        ["PixelPerfect", "Poor", "Other", "Duplicate"],
+    )
+    assert pixelperfect_keywords("good", None, "duplicate") == (["PixelPerfect|Good"], ["PixelPerfect", "Good"])
+
+
+def test_dropping_the_reason_removes_our_duplicate_keyword_and_keeps_the_users_duplicate():
+    ours = ["PixelPerfect|Poor|Other", "PixelPerfect|Poor|Other|Duplicate"]
+    arguments = keyword_arguments(
+        existing_hierarchical=[*ours, "Review|Duplicate"],
+        existing_flat=["PixelPerfect", "Poor", "Other", "Duplicate", "Review"],
+        previous_verdict="Poor",
+        previous_defect="Other",
+        new_hierarchical=["PixelPerfect|Good"],
+        new_flat=["PixelPerfect", "Good"],
+        previous_reason="Duplicate",
+    )
+    assert "-XMP-lr:HierarchicalSubject-=PixelPerfect|Poor|Other|Duplicate" in arguments
+    assert "-XMP-dc:Subject-=Other" in arguments
+    # The user's own keyword path Review|Duplicate makes the flat word theirs as well.
+    assert not any(a.endswith("=Duplicate") or "Review" in a for a in arguments)
+    alone = keyword_arguments(ours, ["PixelPerfect", "Poor", "Other", "Duplicate"], "Poor", "Other",
+                              ["PixelPerfect|Poor|Other"], ["PixelPerfect", "Poor", "Other"], "Duplicate")  # fmt: skip
+    assert "-XMP-dc:Subject-=Duplicate" in alone and "-XMP-dc:Subject-=Other" in alone
+
+
 def test_keyword_arguments_replace_ours_and_keep_the_users():
     arguments = keyword_arguments(
         existing_hierarchical=["PixelPerfect|Poor|Noise", "Places|Noise"],
@@ -214,6 +242,20 @@ def test_tags_read_back_with_exiv2(tmp_path, writer):
     assert values["Xmp.dc.subject"] == "PixelPerfect, Poor, Luminance/Contrast"
     raw_packet = subprocess.run(["exiv2", "-pX", str(image)], capture_output=True, text=True).stdout
     assert "xmlns:pixelperfect='http://ns.pixelperfect.dev/1.0/'" in raw_packet
+    assert "Xmp.pixelperfect.ReviewReason" not in values
+
+
+@needs_exiftool
+@needs_exiv2
+def test_review_reason_reads_back_with_exiv2(tmp_path, writer):
+    image = make_image(tmp_path / "IMG_0003.jpg")
+    writer.write_verdict(image, verdict="poor", defect="other", quality=0.5, model_version="pp-1.0",
+                         analyzed_at=ANALYZED_AT, reviewed_by="ann", reason="duplicate")  # fmt: skip
+    values = exiv2_values(image)
+    assert values["Xmp.pixelperfect.ReviewReason"] == "Duplicate"
+    assert values["Xmp.pixelperfect.Defect"] == "Other"
+    assert values["Xmp.lr.hierarchicalSubject"] == "PixelPerfect|Poor|Other, PixelPerfect|Poor|Other|Duplicate"
+    assert values["Xmp.dc.subject"] == "PixelPerfect, Poor, Other, Duplicate"
 
 
 @needs_exiftool
@@ -242,6 +284,41 @@ def test_rewrite_replaces_our_keywords_and_keeps_the_users(tmp_path, writer):
     assert sorted(read["keywords"]) == ["PixelPerfect|Good", "Places|Paris"]
     assert sorted(read["subject"]) == ["Good", "Paris", "PixelPerfect", "Places"]
     assert (read["Rating"], read["Label"]) == ("4", "Blue")
+
+
+@needs_exiftool
+def test_review_reason_is_written_then_removed_and_the_users_duplicate_keywords_stay(tmp_path, writer):
+    image = make_image(tmp_path / "a.jpg")
+    subprocess.run(
+        ["exiftool", "-overwrite_original", "-XMP-lr:HierarchicalSubject+=Duplicate",
+         "-XMP-lr:HierarchicalSubject+=Review|Duplicate", "-XMP-dc:Subject+=Duplicate", "-XMP-dc:Subject+=Review",
+         str(image)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    duplicate = dict(verdict="poor", defect="other", quality=0.5, model_version="pp-1.0", analyzed_at=ANALYZED_AT)
+    writer.write_verdict(image, **duplicate, reviewed_by="ann", reason="duplicate")
+    writer.write_verdict(image, **duplicate, reviewed_by="ann", reason="duplicate")  # repeated: no duplicates
+    tags = exiftool_json(image)  # without our config file
+    assert tags["XMP-pixelperfect:ReviewReason"] == "Duplicate"
+    assert sorted(as_list(tags["XMP-lr:HierarchicalSubject"])) == [
+        "Duplicate", "PixelPerfect|Poor|Other", "PixelPerfect|Poor|Other|Duplicate", "Review|Duplicate",
+    ]  # fmt: skip
+    assert sorted(as_list(tags["XMP-dc:Subject"])) == ["Duplicate", "Other", "PixelPerfect", "Poor", "Review"]
+    read = writer.read_verdict(image)
+    assert (read["Verdict"], read["Defect"], read["ReviewReason"]) == ("Poor", "Other", "Duplicate")
+
+    writer.write_verdict(image, **duplicate, reviewed_by="bob")  # still Other, no longer a duplicate
+    read = writer.read_verdict(image)
+    assert (read["Defect"], read["ReviewReason"]) == ("Other", None)
+    assert sorted(read["keywords"]) == ["Duplicate", "PixelPerfect|Poor|Other", "Review|Duplicate"]
+
+    writer.write_verdict(image, **duplicate, reason="duplicate")
+    write_good(writer, image)
+    read = writer.read_verdict(image)
+    assert (read["Verdict"], read["ReviewReason"]) == ("Good", None)
+    assert sorted(read["keywords"]) == ["Duplicate", "PixelPerfect|Good", "Review|Duplicate"]
+    assert sorted(read["subject"]) == ["Duplicate", "Good", "PixelPerfect", "Review"]
+    assert "XMP-pixelperfect:ReviewReason" not in exiftool_json(image)
 
 
 @needs_exiftool
@@ -329,6 +406,8 @@ def test_vanished_file_is_a_metadata_error(tmp_path, writer):
 
 @needs_exiftool
 def test_bad_verdict_is_refused(tmp_path, writer):
+    with pytest.raises(MetadataError, match="unknown review reason"):
+        write_poor_blur(writer, make_image(tmp_path / "r.jpg"), reason="Duplicate")
     with pytest.raises(MetadataError, match="good or poor"):
         writer.write_verdict(
             make_image(tmp_path / "a.jpg"),

@@ -173,6 +173,18 @@ def test_moved_file_keeps_its_row_and_review(harness, photos):
     assert harness.analyzer.calls == [image]
 
 
+def test_a_reanalysed_duplicate_keeps_its_review_reason_in_the_tags(harness, photos):
+    image = make_jpeg(photos / "a.jpg", size=SMALL)
+    harness.run(image)
+    harness.index.record_review(image, verdict="poor", defect="other", reviewed_by="ann", reviewed_at="t",
+                                reason="duplicate")  # fmt: skip
+    make_jpeg(image, size=SMALL, variant=1)  # edited in place: new pixels, no tags
+    assert harness.run(image).outcomes == {ANALYSED: 1}
+    tags = harness.writer.read_verdict(image)
+    assert (tags["Verdict"], tags["Defect"], tags["ReviewReason"]) == ("Poor", "Other", "Duplicate")
+    assert pixelperfect_keywords(harness, image) == ["PixelPerfect|Poor|Other", "PixelPerfect|Poor|Other|Duplicate"]
+
+
 def test_a_new_file_is_hashed_only_when_it_could_be_a_move(harness, photos, monkeypatch):
     hashed = []
     real_sha256_of = pipeline_module.sha256_of

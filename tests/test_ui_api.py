@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import zipfile
 
 import httpx
 import pytest
@@ -141,3 +142,17 @@ def test_the_api_needs_a_login(app):
     # Nor can a raw HTTP call reach an endpoint around the client.
     response = httpx.post(f"{url}/gradio_api/call/search", json={"data": []})
     assert response.status_code == 401
+    response = httpx.post(f"{url}/gradio_api/call/export_lightroom", json={"data": []})
+    assert response.status_code == 401
+
+
+def test_export_lightroom_hands_over_the_zip_and_says_what_lightroom_cannot_select(client):
+    result = client.predict(verdict="poor", defect="blur", quality_max=0.15, api_name="/export_lightroom")
+    assert (result["images"], result["keywords"]) == (1, ["PixelPerfect", "Poor", "Blur"])
+    assert result["not_in_lightroom"] == ["quality 0.00 to 0.15 (XMP-pixelperfect:Quality is not searchable)"]
+    with zipfile.ZipFile(result["file"]) as archive:  # downloaded by the client
+        assert archive.read("files.txt").decode().endswith("/blurry1.jpg\n")
+        assert archive.read("PixelPerfect keywords.txt").decode() == "PixelPerfect\n\tPoor\n\t\tBlur\n"
+        assert "PixelPerfect Poor Blur.lrsmcol" in archive.namelist()
+    with pytest.raises(AppError, match="unknown defect"):
+        client.predict(defect="Blurry", api_name="/export_lightroom")

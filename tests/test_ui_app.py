@@ -114,6 +114,7 @@ def test_build_ui_is_importable_without_launching(tmp_path):
             "bursts",
             "cull_burst",
             "export_rejects",
+            "export_lightroom",
         }
         assert not demo.is_running
     finally:

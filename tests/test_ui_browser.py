@@ -6,15 +6,18 @@ the file, read back with ExifTool.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sqlite3
 import subprocess
+import zipfile
 from urllib.parse import unquote
 
 import pytest
 
 from review_ui.auth import load_credentials
+from tests.lua_reader import read_assignment
 from tests.ui_support import CHROMIUM, PASSWORD, password_spec, review_setup, served_app
 
 pytestmark = [
@@ -208,6 +211,26 @@ def test_export_the_filtered_list_as_csv(app, page):
     lines = response.text().strip().splitlines()
     assert lines[0].startswith("path,file_name,folder,verdict,defect,quality,reviewed")
     assert [line.split(",")[1] for line in lines[1:]] == ["blurry1.jpg", "blurry2.jpg", "noisy.jpg"]
+
+
+def test_export_the_filter_for_lightroom(app, page):
+    setup, _ = app
+    wait_for_captions(page, ["blurry1.jpg", "blurry2.jpg", "noisy.jpg"])
+    choose_defect_filter(page, "Blur")
+    wait_for_captions(page, ["blurry1.jpg", "blurry2.jpg"])
+    page.locator("#export-lightroom").click()
+    link = page.locator("#export-lightroom-file a").first
+    link.wait_for()
+    response = page.request.get(link.get_attribute("href"))
+    assert response.ok
+    with zipfile.ZipFile(io.BytesIO(response.body())) as archive:
+        assert archive.read("files.txt").decode().splitlines() == [
+            str(setup.files["blurry1.jpg"]), str(setup.files["blurry2.jpg"])
+        ]  # fmt: skip
+        assert archive.read("PixelPerfect keywords.txt").decode() == "PixelPerfect\n\tPoor\n\t\tBlur\n"
+        _, collection = read_assignment(archive.read("PixelPerfect Poor Blur.lrsmcol").decode())
+        assert [collection["value"][i]["value"] for i in (1, 2, 3)] == ["PixelPerfect", "Poor", "Blur"]
+    assert "keywords PixelPerfect › Poor › Blur" in page.locator("#export-lightroom-status").inner_text()
 
 
 def test_copy_the_rejects_of_the_filter_into_the_reject_folder(app, page):

@@ -91,3 +91,15 @@ def test_rejects_summary_says_what_was_done_and_what_failed():
     assert rejects_summary(done, move=True) == "Moved 1 Poor image to `/r`."
     failed = {"folder": "/r", "done": [], "failures": ["a: not found"] * 4}
     assert rejects_summary(failed, move=False).endswith("⚠ not done: a: not found; a: not found; a: not found …")
+
+
+def test_lightroom_summary_names_what_lightroom_cannot_select_without_quoting_the_filter():
+    from review_ui.lightroom_export import plan_collection
+    from review_ui.queries import ImageFilter
+    from review_ui.screen.helpers import lightroom_summary
+
+    text = lightroom_summary(plan_collection(ImageFilter(verdict="poor", folder="/x/<b>evil`", name="[link](x)")))
+    assert text.startswith("Smart collection: keywords PixelPerfect › Poor.")
+    assert "cannot select by folder, file name" in text and "evil" not in text and "link" not in text
+    assert "cannot select" not in lightroom_summary(plan_collection(ImageFilter(verdict="good")))
+    assert lightroom_summary(plan_collection(ImageFilter(verdict="error"))).startswith("No smart collection")

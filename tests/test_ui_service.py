@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from pixelperfect_daemon.metadata import MetadataError, MetadataWriter
 from pixelperfect_daemon.result import AnalysisResult
 from review_ui.queries import ImageFilter
 from review_ui.service import ReviewError, ReviewService, csv_safe
+from tests.lua_reader import read_assignment
 from tests.ui_support import add_analysed, make_photo, make_settings
 
 
@@ -180,6 +183,45 @@ def test_a_failed_tag_write_leaves_the_index_as_it_was(setup, monkeypatch):
     assert not service.can_undo("ann")
 
 
+def keywords_of(path: Path) -> list[str]:
+    tags = tags_of(path)
+    value = tags.get("XMP-lr:HierarchicalSubject", [])
+    return sorted(value if isinstance(value, list) else [value])
+
+
+def test_a_culled_bursts_duplicates_carry_the_reason_in_their_tags_until_a_decision_without_it(setup):
+    settings, service, files = setup
+    user_keyword = ["-XMP-lr:HierarchicalSubject+=Duplicate", "-XMP-dc:Subject+=Duplicate"]
+    subprocess.run(["exiftool", "-overwrite_original", *user_keyword, str(files["noisy"])], check=True,
+                   capture_output=True)  # fmt: skip
+    burst = [str(files["blurry"]), str(files["sharp"]), str(files["noisy"])]
+    service.cull_burst(burst, str(files["sharp"]), reviewer="ann")
+    for rejected in (files["blurry"], files["noisy"]):
+        tags = tags_of(rejected)
+        assert (tags["XMP-pixelperfect:Defect"], tags["XMP-pixelperfect:ReviewReason"]) == ("Other", "Duplicate")
+    assert keywords_of(files["blurry"]) == ["PixelPerfect|Poor|Other", "PixelPerfect|Poor|Other|Duplicate"]
+    assert keywords_of(files["noisy"]) == ["Duplicate", "PixelPerfect|Poor|Other", "PixelPerfect|Poor|Other|Duplicate"]
+    assert "XMP-pixelperfect:ReviewReason" not in tags_of(files["sharp"])
+
+    service.override([str(files["noisy"])], verdict="good", defect=None, reviewer="ann")  # a change of mind
+    tags = tags_of(files["noisy"])
+    assert "XMP-pixelperfect:ReviewReason" not in tags
+    assert keywords_of(files["noisy"]) == ["Duplicate", "PixelPerfect|Good"]
+    assert sorted(tags["XMP-dc:Subject"]) == ["Duplicate", "Good", "PixelPerfect"]
+
+    service.undo("ann")  # back to the burst's decision, reason included
+    assert tags_of(files["noisy"])["XMP-pixelperfect:ReviewReason"] == "Duplicate"
+    assert keywords_of(files["noisy"]) == ["Duplicate", "PixelPerfect|Poor|Other", "PixelPerfect|Poor|Other|Duplicate"]
+
+    service.undo("ann")  # back to the model's verdicts
+    for path, keyword in ((files["blurry"], "PixelPerfect|Poor|Blur"), (files["noisy"], "PixelPerfect|Poor|Noise")):
+        tags = tags_of(path)
+        assert "XMP-pixelperfect:ReviewReason" not in tags and "XMP-pixelperfect:ReviewedBy" not in tags
+        assert sorted(set(keywords_of(path)) - {"Duplicate"}) == [keyword]
+    assert "Duplicate" in keywords_of(files["noisy"]) and "Duplicate" in tags_of(files["noisy"])["XMP-dc:Subject"]
+    assert "Duplicate" not in tags_of(files["blurry"])["XMP-dc:Subject"]
+
+
 def test_export_writes_every_matching_row_not_just_one_page(setup):
     settings, service, files = setup
     assert service.search(ImageFilter()).page_size == 2  # the page is smaller than the list ...
@@ -193,6 +235,37 @@ def test_export_writes_every_matching_row_not_just_one_page(setup):
     assert "'=formula.jpg" in {r["file_name"] for r in rows}  # no formula runs in a spreadsheet
     poor = service.export_csv(ImageFilter(verdict="poor"))
     assert len(list(csv.DictReader(poor.open()))) == 2
+
+
+def test_the_lightroom_export_holds_keywords_collection_file_list_and_csv_of_the_whole_filter(setup):
+    settings, service, files = setup
+    service.cull_burst([str(files["noisy"]), str(files["sharp"])], str(files["sharp"]), reviewer="ann")
+    target = service.export_lightroom(ImageFilter(verdict="poor", quality_max=0.5))
+    assert target.parent == settings.ui.thumbnail_cache / "exports" and target.suffix == ".zip"
+    with zipfile.ZipFile(target) as archive:
+        names = sorted(archive.namelist())
+        text = {name: archive.read(name).decode("utf-8") for name in names}
+    assert names == ["PixelPerfect Poor.lrsmcol", "PixelPerfect keywords.txt", "README.txt", "files.txt",
+                     "pixelperfect.csv"]  # fmt: skip
+    # blurry (the model's Blur) and noisy (a burst's duplicate), in the filter's order
+    assert text["files.txt"].splitlines() == [str(files["blurry"]), str(files["noisy"])]
+    assert text["PixelPerfect keywords.txt"] == "PixelPerfect\n\tPoor\n\t\tBlur\n\t\tOther\n\t\t\tDuplicate\n"
+    _, collection = read_assignment(text["PixelPerfect Poor.lrsmcol"])
+    assert [collection["value"][i]["value"] for i in (1, 2)] == ["PixelPerfect", "Poor"]
+    assert collection["value"]["combine"] == "intersect" and 3 not in collection["value"]
+    assert "quality 0.00 to 0.50" in text["README.txt"]
+    rows = list(csv.DictReader(io.StringIO(text["pixelperfect.csv"])))
+    assert [(r["file_name"], r["defect"]) for r in rows] == [("blurry.jpg", "blur"), ("noisy.jpg", "other")]
+
+    with zipfile.ZipFile(service.export_lightroom(ImageFilter(verdict="error"))) as archive:
+        assert sorted(archive.namelist()) == [
+            "PixelPerfect keywords.txt",
+            "README.txt",
+            "files.txt",
+            "pixelperfect.csv",
+        ]
+        assert archive.read("files.txt").decode() == f"{files['broken']}\n"
+        assert "could not analyse" in archive.read("README.txt").decode()
 
 
 def test_csv_safe():

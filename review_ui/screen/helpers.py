@@ -6,6 +6,7 @@ import gradio as gr
 
 from pixelperfect_daemon.labels import DEFECT_DISPLAY_NAMES, DEFECTS, VERDICT_DISPLAY_NAMES
 
+from ..lightroom_export import CollectionPlan
 from ..queries import ImageFilter, QueryError
 from ..service import local_reviewer
 
@@ -164,6 +165,18 @@ def burst_label(number: int, burst: dict) -> str:
 
 def frame_caption(summary: dict, pick: str) -> str:
     return ("★ pick · " if summary["path"] == pick else "") + caption(summary)
+
+
+def lightroom_summary(plan: CollectionPlan) -> str:
+    """What the Lightroom export's smart collection selects, and the filter parts it cannot (named, never quoted)."""
+    if not plan.rules:
+        text = "No smart collection: images PixelPerfect could not analyse carry no keyword."
+    else:
+        text = "Smart collection: keywords " + " › ".join(rule.value for rule in plan.rules) + "."
+    parts = [part for part in plan.cannot_select if part != "not analysed"]
+    if parts:
+        text += f" Lightroom cannot select by {', '.join(parts)}: it may show more images."
+    return text + " `files.txt` in the zip lists exactly this filter's images; README.txt says how to import."
 
 
 def rejects_summary(result: dict, *, move: bool) -> str:

@@ -39,6 +39,9 @@ class Filters:
     sort: gr.Dropdown
     export_button: gr.Button
     export_file: gr.File
+    export_lightroom: gr.Button
+    lightroom_file: gr.File
+    lightroom_status: gr.Markdown
     copy_rejects: gr.Button
     move_rejects: gr.Button
     rejects_status: gr.Markdown
@@ -66,14 +69,20 @@ def build_filters() -> Filters:
         date_to = gr.Textbox(label="to", placeholder="YYYY-MM-DD", elem_id="date-to")
     name = gr.Textbox(label="File name contains", placeholder="e.g. IMG_12", elem_id="name-search")
     sort = gr.Dropdown(SORT_CHOICES, value="quality_asc", label="Sort", elem_id="sort")
-    export_button = gr.Button("Export list as CSV", size="sm", elem_id="export-csv")
+    with gr.Row():
+        export_button = gr.Button("Export list as CSV", size="sm", elem_id="export-csv")
+        export_lightroom = gr.Button("Export for Lightroom", size="sm", elem_id="export-lightroom")
     export_file = gr.File(label="CSV", visible=False, elem_id="export-file")
+    lightroom_file = gr.File(label="Lightroom keywords, smart collection, file list", visible=False,
+                             elem_id="export-lightroom-file")  # fmt: skip
+    lightroom_status = gr.Markdown(elem_id="export-lightroom-status")
     with gr.Row():
         copy_rejects = gr.Button("Copy rejects to folder", size="sm", elem_id="copy-rejects")
         move_rejects = gr.Button("Move rejects to folder", size="sm", elem_id="move-rejects")
     rejects_status = gr.Markdown(elem_id="rejects-status")
     return Filters(verdict, defect, counts, quality_min, quality_max, reviewed, folder, date_from, date_to, name,
-                   sort, export_button, export_file, copy_rejects, move_rejects, rejects_status)  # fmt: skip
+                   sort, export_button, export_file, export_lightroom, lightroom_file, lightroom_status, copy_rejects,
+                   move_rejects, rejects_status)  # fmt: skip
 
 
 @dataclass

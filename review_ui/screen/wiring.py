@@ -12,7 +12,7 @@ import gradio as gr
 
 from pixelperfect_daemon.labels import DEFECT_DISPLAY_NAMES, VERDICT_DISPLAY_NAMES
 
-from .. import queries
+from .. import lightroom_export, queries
 from ..queries import QueryError
 from ..service import ReviewError, ReviewService
 from .browser import NAVIGATION_DONE_JS, TOGGLE_HEAT_JS, TOGGLE_ZOOM_JS
@@ -24,6 +24,7 @@ from .helpers import (
     counts_markdown,
     details_markdown,
     frame_caption,
+    lightroom_summary,
     listing_key,
     neighbour,
     pane_caption,
@@ -339,6 +340,17 @@ class Screen:
             raise gr.Error(str(error), print_exception=False) from None
         return gr.update(value=str(target), visible=True)
 
+    def export_for_lightroom(self, *values):
+        *filter_values, sort_value = values
+        try:
+            image_filter = build_filter(*filter_values)
+            target = self.service.export_lightroom(image_filter, sort=sort_value)
+        except (QueryError, ReviewError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return gr.update(value=str(target), visible=True), lightroom_summary(
+            lightroom_export.plan_collection(image_filter)
+        )
+
     def export_rejects(self, move: bool):
         def handler(*filter_values):
             try:
@@ -417,6 +429,9 @@ def wire(demo: gr.Blocks, screen: Screen, refresh_seconds: float) -> None:
     g.bulk_all.click(lambda paths: gr.update(value=list(paths)), [s.page_paths], [g.bulk], **PRIVATE)
     g.bulk_none.click(lambda: gr.update(value=[]), None, [g.bulk], **PRIVATE)
     f.export_button.click(s.export, [*f.values, f.sort], [f.export_file], **PRIVATE)
+    f.export_lightroom.click(
+        s.export_for_lightroom, [*f.values, f.sort], [f.lightroom_file, f.lightroom_status], **PRIVATE
+    )
     f.copy_rejects.click(s.export_rejects(move=False), f.values, [f.rejects_status], **PRIVATE)
     f.move_rejects.click(s.export_rejects(move=True), f.values, [f.rejects_status], **PRIVATE).then(
         s.refresh, listing_inputs, listing_outputs, **PRIVATE
