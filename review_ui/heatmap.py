@@ -1,10 +1,12 @@
 """Where in the frame each defect's evidence is: a coarse grid of per-tile scores.
 
 Every tile is measured with the engine's own view statistics (``view_statistics``), the same
-readings the heads see for a whole view. A tile is hot for a defect when its reading for that
-defect stands out from the other tiles of the same photo (a robust z-score against the median
-and spread over all tiles), so a photo that is uniformly soft or noisy shows no single hot spot
-while damage confined to one region does.
+readings the heads see for a whole view, and with two readings of its own that say where rather
+than how much: detail missing against structure, cell by cell (blur), and level changes of colour
+along whole rows (the bands a damaged stream decodes to). A tile is hot for a defect when its
+reading for that defect stands out from the other tiles of the same photo (a robust z-score
+against the median and spread over all tiles), so a photo that is uniformly soft or noisy shows
+no single hot spot while damage confined to one region does.
 """
 
 from __future__ import annotations
