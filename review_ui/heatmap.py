@@ -47,17 +47,13 @@ def _compression(s: np.ndarray) -> float:
     return s[_AT["blockiness"]] + s[_AT["flat_blocks"]]
 
 
-def _impulses(s: np.ndarray) -> float:
-    return s[_AT["impulses"]]
-
-
 # Readings of one tile's view statistics, per defect key; larger means more evidence of that defect.
+# Blur and transmission errors have readings of their own (missing_detail, colour_band_steps).
 READINGS = {
-    "noise": (_noise,),
-    "color_distortion": (_colour,),
-    "luminance_contrast": (_luminance,),
-    "compression": (_compression,),
-    "transmission_errors": (_impulses,),
+    "noise": _noise,
+    "color_distortion": _colour,
+    "luminance_contrast": _luminance,
+    "compression": _compression,
 }
 
 # Scales in preview pixels (the map is computed on a reduced decode): detail is what lies below
@@ -180,17 +176,14 @@ def compute_heatmap(pixels: np.ndarray, columns: int = COLUMNS) -> HeatMap:
             for r in range(rows)
         ]
     )
-    evidence = {
-        key: [np.array([[f(statistics[r, c]) for c in range(columns)] for r in range(rows)]) for f in readings]
-        for key, readings in READINGS.items()
+    readings = {
+        key: np.array([[f(statistics[r, c]) for c in range(columns)] for r in range(rows)])
+        for key, f in READINGS.items()
     }
     luma = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    evidence["blur"] = [missing_detail(luma, rows, columns)]
-    evidence["transmission_errors"].append(colour_band_steps(pixels, ys, xs))
-    # A defect with several kinds of evidence is as hot as its strongest.
-    scores = {
-        key: np.max([robust_heat(v.astype(np.float64)) for v in values], axis=0) for key, values in evidence.items()
-    }
+    readings["blur"] = missing_detail(luma, rows, columns)
+    readings["transmission_errors"] = colour_band_steps(pixels, ys, xs)
+    scores = {key: robust_heat(values.astype(np.float64)) for key, values in readings.items()}
     # "Other" has no reading of its own: the strongest evidence of anything.
     scores["other"] = np.max(np.stack(list(scores.values())), axis=0)
     return HeatMap(rows, columns, {key: np.round(scores[key], 3).tolist() for key in DEFECTS})
