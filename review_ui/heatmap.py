@@ -82,6 +82,7 @@ def missing_detail(luma: np.ndarray, rows: int, columns: int) -> np.ndarray:
     smooth = cv2.GaussianBlur(luma, (0, 0), _FINE_SIGMA)
     detail = luma - smooth
     # The structure is measured at half size (cheaper): the smoothed image has nothing finer to lose.
+    # pyrDown's own filter adds a Gaussian of about 1 pixel, hence the 1 taken from the variance.
     half = cv2.pyrDown(smooth)
     structure = half - cv2.GaussianBlur(half, (0, 0), math.sqrt(_COARSE_SIGMA**2 - _FINE_SIGMA**2 - 1.0) / 2)
     detail_energy = cv2.resize(detail * detail, cells, interpolation=cv2.INTER_AREA)
@@ -176,10 +177,8 @@ def compute_heatmap(pixels: np.ndarray, columns: int = COLUMNS) -> HeatMap:
             for r in range(rows)
         ]
     )
-    readings = {
-        key: np.array([[f(statistics[r, c]) for c in range(columns)] for r in range(rows)])
-        for key, f in READINGS.items()
-    }
+    readings = {key: np.vectorize(lambda r, c, f=f: f(statistics[r, c]))(*np.indices((rows, columns)))
+                for key, f in READINGS.items()}  # fmt: skip
     luma = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     readings["blur"] = missing_detail(luma, rows, columns)
     readings["transmission_errors"] = colour_band_steps(pixels, ys, xs)
