@@ -1,10 +1,12 @@
 """Where in the frame each defect's evidence is: a coarse grid of per-tile scores.
 
 Every tile is measured with the engine's own view statistics (``view_statistics``), the same
-readings the heads see for a whole view. A tile is hot for a defect when its reading for that
-defect stands out from the other tiles of the same photo (a robust z-score against the median
-and spread over all tiles), so a photo that is uniformly soft or noisy shows no single hot spot
-while damage confined to one region does.
+readings the heads see for a whole view, and with two readings of its own that say where rather
+than how much: detail missing against structure, cell by cell (blur), and level changes of colour
+along whole rows (the bands a damaged stream decodes to). A tile is hot for a defect when its
+reading for that defect stands out from the other tiles of the same photo (a robust z-score
+against the median and spread over all tiles), so a photo that is uniformly soft or noisy shows
+no single hot spot while damage confined to one region does.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from pixelperfect_daemon.labels import DEFECTS
@@ -19,14 +22,9 @@ from pixelperfect_daemon.view_statistics import STATISTIC_NAMES, view_statistics
 
 COLUMNS = 8
 MIN_TILE = 48
-# A z-score this far above the photo's median is as hot as the map shows.
+# A z-score this far above the photo's median is as hot as the map shows (the hottest tile's, if higher).
 FULL_SCALE_Z = 6.0
 _AT = {name: i for i, name in enumerate(STATISTIC_NAMES)}
-
-
-def _blur(s: np.ndarray) -> float:
-    # Fine detail lost against the tile's own contrast: flat sky is not blur, a soft edge is.
-    return -(s[_AT["log_sharpness"]] - 2.0 * math.log(s[_AT["luma_std"]] + 0.02))
 
 
 def _noise(s: np.ndarray) -> float:
@@ -49,21 +47,72 @@ def _compression(s: np.ndarray) -> float:
     return s[_AT["blockiness"]] + s[_AT["flat_blocks"]]
 
 
-def _transmission(s: np.ndarray) -> float:
-    # A damaged stream decodes to bands of wrong colour (luma alone also jumps at every horizon).
-    colour_bands = max(s[_AT["chroma_row_streaks"]], s[_AT["chroma_column_streaks"]])
-    return max(colour_bands, s[_AT["impulses"]] * 50.0, s[_AT["flat_blocks"]] * 4.0)
-
-
-# One reading per defect key of labels.DEFECTS; larger means more evidence of that defect.
+# Readings of one tile's view statistics, per defect key; larger means more evidence of that defect.
+# Blur and transmission errors have readings of their own (missing_detail, colour_band_steps).
 READINGS = {
-    "blur": _blur,
     "noise": _noise,
     "color_distortion": _colour,
     "luminance_contrast": _luminance,
     "compression": _compression,
-    "transmission_errors": _transmission,
 }
+
+# Scales in preview pixels (the map is computed on a reduced decode): detail is what lies below
+# about 2 pixels, structure what lies between 2 and 8; each is measured in cells of CELL pixels.
+CELL = 16
+_FINE_SIGMA, _COARSE_SIGMA = 2.0, 8.0
+# The variance of rounding to 8 bits: the least detail a uint8 image shows even where it has none.
+_QUANTISATION = 1.0 / (12 * 255**2)
+
+
+def tile_means(values: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """The mean of a 2-D map over each tile of a rows x columns grid (area-weighted at the edges)."""
+    return cv2.resize(values.astype(np.float32), (columns, rows), interpolation=cv2.INTER_AREA).astype(np.float64)
+
+
+def missing_detail(luma: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Per tile, how much weaker fine detail is than the structure around it: the mean over
+    CELL-pixel cells of log(structure energy / detail energy).
+
+    A sharp cell has detail in proportion to its structure; blur removes the detail first, so a
+    blurred edge reads high while a flat sky (neither) and a noisy patch (detail only) read low.
+    Taken cell by cell, a tile only partly blurred still shows it, and a tile's one sharp edge
+    does not hide a blurred rest."""
+    height, width = luma.shape
+    cells = (max(1, width // CELL), max(1, height // CELL))
+    smooth = cv2.GaussianBlur(luma, (0, 0), _FINE_SIGMA)
+    detail = luma - smooth
+    # The structure is measured at half size (cheaper): the smoothed image has nothing finer to lose.
+    # pyrDown's own filter adds a Gaussian of about 1 pixel, hence the 1 taken from the variance.
+    half = cv2.pyrDown(smooth)
+    structure = half - cv2.GaussianBlur(half, (0, 0), math.sqrt(_COARSE_SIGMA**2 - _FINE_SIGMA**2 - 1.0) / 2)
+    detail_energy = cv2.resize(detail * detail, cells, interpolation=cv2.INTER_AREA)
+    structure_energy = cv2.resize(structure * structure, cells, interpolation=cv2.INTER_AREA)
+    ratio = np.log(structure_energy + _QUANTISATION) - np.log(detail_energy + _QUANTISATION)
+    return tile_means(ratio, rows, columns)
+
+
+def colour_band_steps(pixels: np.ndarray, ys: list[int], xs: list[int]) -> np.ndarray:
+    """Per tile, the largest change of colour between rows, averaged along the tile's width.
+
+    A damaged stream decodes, from some row on, to a band of wrong colour: the whole row changes
+    colour the same way, while natural colour edges are seldom level and uniform along a row and
+    mostly cancel in the average. Luma is left out: it changes level at every horizon. The step is
+    taken across two rows because a boundary in the full-size original can fall inside a preview row."""
+    rows, columns = len(ys) - 1, len(xs) - 1
+    steps = np.zeros((rows, columns))
+    if pixels.shape[0] < 3:
+        return steps
+    # Each row's mean colour within each tile column (the step of the means is the mean step).
+    sums = np.add.reduceat(pixels, xs[:-1], axis=1, dtype=np.int32)
+    red, green, blue = np.moveaxis(sums / (255.0 * np.diff(xs)[None, :, None]), -1, 0)
+    squared = 0.0
+    for opponent in (red - green, 0.5 * (red + green) - blue):
+        squared = squared + (opponent[2:] - opponent[:-2]) ** 2  # row y + 2 against row y
+    along_rows = np.sqrt(squared)  # (height - 2) x columns
+    for r in range(rows):
+        band = along_rows[ys[r] : max(ys[r] + 1, min(ys[r + 1], len(along_rows)))]
+        steps[r] = band.max(axis=0) if len(band) else 0.0
+    return steps
 
 
 @dataclass(frozen=True)
@@ -103,12 +152,15 @@ def tile_edges(length: int, count: int) -> list[int]:
 
 
 def robust_heat(values: np.ndarray) -> np.ndarray:
-    """Each value's excess over the median, in robust standard deviations, scaled into [0, 1]."""
+    """Each value's excess over the median, in robust standard deviations, scaled into [0, 1]: by
+    FULL_SCALE_Z, or by the largest excess where that is beyond it."""
     median = float(np.median(values))
     spread = 1.4826 * float(np.median(np.abs(values - median)))
     # A floor on the spread: near-identical tiles must not turn rounding noise into a hot spot.
     spread = max(spread, 0.05 * (abs(median) + 1.0))
-    return np.clip((values - median) / spread / FULL_SCALE_Z, 0.0, 1.0)
+    z = (values - median) / spread
+    # Clipping at full scale would tie several tiles at 1 and leave the hottest to the first of them.
+    return np.clip(z / max(FULL_SCALE_Z, float(np.max(z))), 0.0, 1.0)
 
 
 def compute_heatmap(pixels: np.ndarray, columns: int = COLUMNS) -> HeatMap:
@@ -127,6 +179,9 @@ def compute_heatmap(pixels: np.ndarray, columns: int = COLUMNS) -> HeatMap:
     )
     readings = {key: np.vectorize(lambda r, c, f=f: f(statistics[r, c]))(*np.indices((rows, columns)))
                 for key, f in READINGS.items()}  # fmt: skip
+    luma = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    readings["blur"] = missing_detail(luma, rows, columns)
+    readings["transmission_errors"] = colour_band_steps(pixels, ys, xs)
     scores = {key: robust_heat(values.astype(np.float64)) for key, values in readings.items()}
     # "Other" has no reading of its own: the strongest evidence of anything.
     scores["other"] = np.max(np.stack(list(scores.values())), axis=0)

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from review_ui.capture_time import parse_exif_time, read_capture_time
-from review_ui.heatmap import HeatMap, compute_heatmap, grid_shape, robust_heat
+from review_ui.heatmap import HeatMap, colour_band_steps, compute_heatmap, grid_shape, missing_detail, robust_heat
 from review_ui.screen.helpers import listing_key
 from review_ui.screen.loupe import file_url, loupe_html
 from review_ui.service import LoupeView
@@ -47,6 +47,11 @@ def test_robust_heat_marks_only_the_outlier():
     assert heat[-1] == 1.0 and heat[:-1].max() < 0.2
 
 
+def test_robust_heat_keeps_the_hottest_of_several_strong_outliers_unique():
+    heat = robust_heat(np.array([1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 5.0, 9.0]))
+    assert int(np.argmax(heat)) == 7 and heat[7] == 1.0 and 0.2 < heat[6] < 0.9 and heat[:6].max() < 0.1
+
+
 def textured(width=640, height=480, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
@@ -71,6 +76,62 @@ def test_heatmap_points_at_a_blurred_and_at_a_noisy_corner():
     assert set(heat.scores) == {"blur", "noise", "color_distortion", "luminance_contrast", "compression",
                                 "transmission_errors", "other"}  # fmt: skip
     assert HeatMap.from_dict(heat.to_dict()) == heat
+
+
+def sky_over_ground(width=800, height=600, seed=0) -> np.ndarray:
+    """A clean sky (a smooth gradient, as rendered or denoised) over ground of sharp-edged patches
+    of colour, as walls, windows and leaves are: 6 x 8 tiles, the sky in the top 2.4 rows."""
+    rng = np.random.default_rng(seed)
+    t = (np.arange(height, dtype=np.float32) / height)[:, None, None]
+    sky = np.array([80, 130, 210], np.float32) * (1 - t) + np.array([190, 210, 240], np.float32) * t
+    patches = rng.integers(40, 220, (height // 6 + 1, width // 6 + 1, 3)).astype(np.float32)
+    ground = np.repeat(np.repeat(patches, 6, axis=0), 6, axis=1)[:height, :width]
+    ground += rng.normal(0, 2, ground.shape)
+    is_sky = np.arange(height)[:, None, None] < 0.4 * height
+    return np.clip(np.where(is_sky, np.broadcast_to(sky, ground.shape), ground), 0, 255).astype(np.uint8)
+
+
+def luma_of(pixels: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(pixels).convert("L"), np.float32) / 255.0
+
+
+def test_heatmap_blur_points_at_blurred_detail_not_at_a_clean_sky():
+    pixels = sky_over_ground()
+    blurred = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(3)))
+    damaged = pixels.copy()
+    damaged[400:, 600:] = blurred[400:, 600:]  # tiles (4, 6) to (5, 7)
+    heat = compute_heatmap(damaged)
+    assert (heat.rows, heat.columns) == (6, 8)
+    row, column = heat.hottest("blur")
+    assert row >= 4 and column >= 6, (row, column)
+    evidence = missing_detail(luma_of(damaged), heat.rows, heat.columns)
+    assert evidence[4:, 6:].min() > evidence[:2].max() + 1.0  # the sky has no detail, but nothing lost either
+    assert evidence[4:, 6:].min() > evidence[2:, :5].max() + 1.0
+
+
+def test_heatmap_of_a_uniformly_soft_photo_has_no_hot_spot():
+    soft = np.asarray(Image.fromarray(sky_over_ground()).filter(ImageFilter.GaussianBlur(3)))
+    assert np.max(compute_heatmap(soft).scores["blur"]) < 0.5
+
+
+def test_colour_band_steps_see_a_level_change_of_colour_not_an_upright_or_sloping_one():
+    y, x = np.mgrid[0:200, 0:200]
+    grey, magenta = np.array([128, 128, 128], np.uint8), np.array([188, 38, 128], np.uint8)
+    one_tile = ([0, 200], [0, 200])
+    level, upright, sloping = (
+        np.where(below[..., None], magenta, grey) for below in (y >= 100, x >= 100, y >= 50 + x / 2)
+    )
+    level_step = colour_band_steps(level, *one_tile)[0, 0]
+    assert level_step > 0.3
+    assert colour_band_steps(upright, *one_tile)[0, 0] < 0.01
+    assert colour_band_steps(sloping, *one_tile)[0, 0] < 0.1 * level_step
+
+
+def test_heatmap_transmission_errors_point_at_a_band_of_wrong_colour():
+    pixels = sky_over_ground().astype(np.int16)
+    pixels[330:350, 300:500] += np.array([60, -90, 0], np.int16)  # a magenta band in tiles (3, 3) and (3, 4)
+    heat = compute_heatmap(np.clip(pixels, 0, 255).astype(np.uint8))
+    assert heat.hottest("transmission_errors") in {(3, 3), (3, 4)}, heat.hottest("transmission_errors")
 
 
 def test_loupe_markup_names_the_derivative_the_focus_and_the_heat_grid(tmp_path):
