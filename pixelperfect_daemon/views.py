@@ -37,8 +37,9 @@ def reduced_copy(pixels: np.ndarray | Image.Image) -> tuple[np.ndarray, float]:
     width, height = pixels.size if isinstance(pixels, Image.Image) else pixels.shape[1::-1]
     factor = reduction_factor(height, width)
     if isinstance(pixels, Image.Image):
-        small = pixels.reduce(factor) if factor > 1 else pixels
-        return np.asarray(small.crop((0, 0, width // factor, height // factor))), 1.0 / factor
+        if factor == 1:
+            return np.asarray(pixels), 1.0
+        return np.asarray(pixels.reduce(factor).crop((0, 0, width // factor, height // factor))), 1.0 / factor
     if factor == 1:
         return pixels, 1.0
     # Whole blocks only (the ragged edge is dropped, as Pillow's reduce + crop above does).
