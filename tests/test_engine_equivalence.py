@@ -91,6 +91,10 @@ def test_greyness_is_judged_the_same(images):
 
 
 def save_jpeg(path, pixels, **options):
+    if options.pop("chroma_halved_vertically", False):  # 4:4:0, which Pillow does not write
+        flags = [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_440]
+        path.write_bytes(cv2.imencode(".jpg", pixels[..., ::-1], flags)[1].tobytes())
+        return path
     image = Image.fromarray(pixels)
     if options.pop("grey", False):
         image = image.convert("L")
@@ -102,6 +106,7 @@ SMALL_JPEGS = {
     "500x500": dict(size=(500, 500)),
     "640x480 4:4:4": dict(size=(640, 480), subsampling="4:4:4", quality=95),
     "480x640 4:2:2": dict(size=(480, 640), subsampling="4:2:2"),
+    "4:4:0": dict(size=(600, 450), chroma_halved_vertically=True),
     "odd size": dict(size=(803, 601)),
     "progressive": dict(size=(800, 600), progressive=True),
     "restart markers": dict(size=(700, 500), restart_marker_rows=1),
