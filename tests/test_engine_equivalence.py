@@ -21,7 +21,8 @@ from .fixtures_images import _exif_bytes, photo
 # The statistics that average steps between neighbours now sum them in double precision.
 STATISTIC_TOLERANCE = 1e-5
 OUTPUT_TOLERANCE = 1e-4  # P(poor), quality and each defect probability
-SIZES = [(500, 500), (640, 480), (480, 640), (800, 600), (1023, 681), (300, 200), (225, 900), (1300, 950), (4000, 3000)]
+SIZES = [(500, 500), (640, 480), (480, 640), (800, 600), (1023, 681), (300, 200), (225, 900), (1300, 950), (1800, 1400)]
+SIZES += [(4000, 3000)]  # detail search windows of 224, 112, 75 and 37 pixels: float64 and float32 sums
 
 
 def grainy(size, variant=0, sigma=3.0, seed=0) -> np.ndarray:
