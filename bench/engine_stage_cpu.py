@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    # As `analyze` runs with several workers: OpenCV in the calling thread, so thread time sees all of it.
+    # OpenCV in the calling thread, so that thread time sees all of its work.
     cv2.setNumThreads(1)
     analyzer = Analyzer(REPO / "models")
     kinds = {

@@ -86,12 +86,6 @@ def is_monochrome(views: np.ndarray) -> bool:
     )
 
 
-def analyse_images_in_parallel() -> None:
-    """Set this process up for several images analysed at once, one per thread: OpenCV's own
-    thread pool would then only add hand-offs and idle spinning to every call."""
-    cv2.setNumThreads(1)
-
-
 class Analyzer:
     """Loads the models once; ``analyze_path`` is safe to call from several threads."""
 

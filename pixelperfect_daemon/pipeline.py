@@ -38,7 +38,6 @@ from pathlib import Path
 
 from .common import one_line, path_to_text, sha256_of, text_to_path, utc_in, utc_now
 from .config import Settings
-from .engine import analyse_images_in_parallel
 from .failures import is_transient, retry_delay
 from .file_replace import FileIdentity
 from .file_views import FileViews, load_views
@@ -485,8 +484,6 @@ class Pipeline:
     # -- running the stages -----------------------------------------------------------------
 
     def start(self) -> None:
-        if self.stages[1].threads > 1:
-            analyse_images_in_parallel()
         for number, stage in enumerate(self.stages):
             for thread_number in range(stage.threads):
                 thread = threading.Thread(

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ..adaptation import analyzer_for
 from ..common import path_to_text, valid_text
 from ..config import Settings
-from ..engine import Analyzer, ModelsNotFoundError, analyse_images_in_parallel
+from ..engine import Analyzer, ModelsNotFoundError
 from ..files import iter_image_files
 from ..result import AnalysisResult
 from .options import config_option
@@ -25,7 +25,6 @@ def analyze_files(analyzer: Analyzer, files: list[Path], workers: int) -> Iterat
     if workers <= 1:
         yield from map(analyzer.analyze_path, files)
         return
-    analyse_images_in_parallel()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="analyze") as pool:
         # map() keeps order; decode and LiteRT release the GIL, so threads use both cores.
         yield from pool.map(analyzer.analyze_path, files)
