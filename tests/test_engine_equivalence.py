@@ -112,8 +112,7 @@ SMALL_JPEGS = {
     "progressive": dict(size=(800, 600), progressive=True),
     "restart markers": dict(size=(700, 500), restart_marker_rows=1),
     "greyscale": dict(size=(600, 400), grey=True),
-    "rotated": dict(size=(640, 480), exif=_exif_bytes(6)),
-    "mirrored": dict(size=(500, 700), exif=_exif_bytes(5)),
+    **{f"orientation {n}": dict(size=(640, 480), exif=_exif_bytes(n)) for n in range(2, 9)},
     "tiny": dict(size=(120, 90)),
     "low quality": dict(size=(500, 500), quality=8),
 }
@@ -133,7 +132,16 @@ def small_jpegs(tmp_path_factory) -> list:
 
 
 @pytest.mark.skipif(not jpeg_dct.available(), reason="libturbojpeg0 is not installed")
-def test_small_clean_jpegs_decode_to_the_pixels_pillow_gives(small_jpegs):
+def test_small_clean_jpegs_decode_to_the_pixels_pillow_gives(small_jpegs, monkeypatch):
+    decoded_whole = []
+    decode_whole = jpeg_dct.decode_whole
+
+    def counted(data, layout):
+        pixels = decode_whole(data, layout)
+        decoded_whole.append(layout)
+        return pixels
+
+    monkeypatch.setattr(jpeg_dct, "decode_whole", counted)
     for path in small_jpegs:
         loaded = file_views.load_views(path)
         decoded = load_image(path)
@@ -144,6 +152,7 @@ def test_small_clean_jpegs_decode_to_the_pixels_pillow_gives(small_jpegs):
             decoded.format,
             decoded.corruption,
         )
+    assert len(decoded_whole) == sum(path.suffix == ".jpg" for path in small_jpegs)  # all but the PNG took the route
 
 
 def decoded_by_pillow(data, layout):
