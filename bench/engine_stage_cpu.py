@@ -11,7 +11,8 @@ Steps (thread CPU time, median over ``--rounds`` passes, ms per file):
   the custom filter's gathering of coefficients);
 * reduced copy from coefficients / region decode (inverse DCT, upsampling, colour of the crop);
 * views: the detail search and the overview resize (or, on the full-decode route, make_views);
-* full decode: Pillow at full resolution (what the route replaces; for small files the route);
+* full decode: at full resolution (what the route replaces; for small files the route): TurboJPEG
+  for small clean JPEGs, Pillow for the rest;
 * features, statistics, heads: the LiteRT backbone on both views, the views' statistics, the two heads.
 """
 
@@ -28,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pixelperfect_daemon import file_views, jpeg_dct, views  # noqa: E402
@@ -83,6 +85,7 @@ def one_pass(analyzer: Analyzer, files: list[Path]) -> Counter:
         (file_views, "scan_jpeg_structure"): "read + structural scan",
         (file_views, "load_image"): "full decode (other files)",
         (file_views, "load_jpeg"): "full decode (other files)",
+        (jpeg_dct, "decode_whole"): "full decode (other files)",
     }
     originals = {key: getattr(*key) for key in patched}
     for (module, name), step in patched.items():
@@ -113,6 +116,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    # OpenCV in the calling thread, so that thread time sees all of its work.
+    cv2.setNumThreads(1)
     analyzer = Analyzer(REPO / "models")
     kinds = {
         "24 MP JPEG": sorted((args.workdir / "24mp").glob("*.jpg"))[: args.count],

@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .adaptation import learn_inputs
@@ -77,10 +78,12 @@ def _run(interpreter, batch: np.ndarray) -> np.ndarray:
 
 def is_monochrome(views: np.ndarray) -> bool:
     """True when the views (uint8 RGB) are grey: a black-and-white photo, however it was stored."""
-    red, green, blue = views[..., 0], views[..., 1], views[..., 2]
-    # Element-wise over the three channels: numpy's max(axis=-1) over an axis of 3 is ~20x slower.
-    spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)  # uint8, no overflow
-    return np.count_nonzero(spread > MONOCHROME_CHANNEL_SPREAD) <= 0.01 * spread.size
+    red, green, blue = cv2.split(views.reshape(-1, views.shape[-2], 3))
+    # Element-wise over the three channels: a reduction over an axis of 3 is many times slower.
+    spread = cv2.subtract(cv2.max(cv2.max(red, green), blue), cv2.min(cv2.min(red, green), blue))
+    return cv2.countNonZero(cv2.threshold(spread, MONOCHROME_CHANNEL_SPREAD, 255, cv2.THRESH_BINARY)[1]) <= (
+        0.01 * spread.size
+    )
 
 
 class Analyzer:

@@ -3,8 +3,9 @@
 A clean JPEG (or a RAW file's embedded JPEG preview) big enough to be shrunk for the overview
 is never decoded at full resolution: its
 views come from one entropy decode (``jpeg_dct.py``), the overview from the DCT-scaled photo and
-the detail crop from the blocks under the most detailed region alone. Everything else (other
-formats, small or damaged JPEGs, layouts ``jpeg_dct`` does not handle) is decoded in full by
+the detail crop from the blocks under the most detailed region alone. A small clean JPEG is
+decoded whole by TurboJPEG straight into one array. Everything else (other formats, damaged
+JPEGs, layouts ``jpeg_dct`` does not handle, any libjpeg warning) is decoded in full by
 ``loading.py`` and goes through ``views.make_views``, so the decoder's findings stay as they were.
 """
 
@@ -95,7 +96,8 @@ def _raw_preview_views(path: Path, kind: str, max_pixels: int) -> FileViews | No
 
 
 def jpeg_views(data: bytes, max_pixels: int, fallback_orientation: int = 1) -> FileViews | None:
-    """The views of a clean JPEG from its DCT coefficients, or None where it needs the full decode."""
+    """The views of a clean JPEG (from its DCT coefficients where it is big enough), or None where
+    it needs the full decode."""
     if not jpeg_dct.available() or scan_jpeg_structure(data).finding is not None:
         return None
     try:
@@ -105,12 +107,13 @@ def jpeg_views(data: bytes, max_pixels: int, fallback_orientation: int = 1) -> F
     check_pixel_budget((layout.width, layout.height), max_pixels)
     factor = reduction_factor(layout.height, layout.width)
     denominator = next((d for d in _DENOMINATORS if d <= factor), None)
-    if denominator is None:
-        return None  # small enough that the detail crop is a good part of the photo: decode it all
     orientation = jpeg_orientation(data, fallback_orientation)
     steps = _ORIENTATION_STEPS.get(orientation, _ORIENTATION_STEPS[1])
     stored_size = (layout.height, layout.width)
     upright_size = stored_size[::-1] if steps[2] else stored_size
+    if denominator is None:
+        # Small enough that the detail crop is a good part of the photo: decode it all.
+        return _whole_jpeg_views(data, layout, steps, upright_size)
     search: dict = {}
 
     def choose_region(reduced: np.ndarray) -> jpeg_dct.Box:
@@ -128,6 +131,16 @@ def jpeg_views(data: bytes, max_pixels: int, fallback_orientation: int = 1) -> F
         return None
     views = np.stack([overview_view(search["small"]), _orient(crop, steps)])
     return FileViews(views, (upright_size[1], upright_size[0]), "JPEG", None, True, search["origin"])
+
+
+def _whole_jpeg_views(data: bytes, layout, steps, upright_size: tuple[int, int]) -> FileViews | None:
+    """The views of a small clean JPEG decoded whole by TurboJPEG into one array (the same pixels
+    as Pillow's decode, without its copies), or None where the full decode must judge it."""
+    try:
+        pixels = jpeg_dct.decode_whole(data, layout)
+    except jpeg_dct.NotForDctPath:
+        return None
+    return FileViews(make_views(_orient(pixels, steps)), (upright_size[1], upright_size[0]), "JPEG", None, False)
 
 
 def _orient(pixels: np.ndarray, steps: tuple[bool, bool, bool]) -> np.ndarray:

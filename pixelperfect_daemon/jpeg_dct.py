@@ -27,6 +27,7 @@ import numpy as np
 _TJXOPT_NOOUTPUT = 16
 _TJFLAG_STOPONWARNING = 8192
 _TJCS_YCBCR, _TJCS_GRAY = 1, 2
+_TJPF_RGB = 0
 _BLOCK = 8
 # glibc's mallopt parameters, and the largest buffer kept in the heap instead of mmap-ed afresh.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -69,6 +70,14 @@ def _turbojpeg():
     except OSError:
         return None
     library.tjInitTransform.restype = ctypes.c_void_p
+    library.tjInitDecompress.restype = ctypes.c_void_p
+    library.tjDecompress2.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_ulong,
+        ctypes.c_void_p,
+        *[ctypes.c_int] * 5,
+    ]
     library.tjDestroy.argtypes = [ctypes.c_void_p]
     library.tjDecompressHeader3.argtypes = [
         ctypes.c_void_p,
@@ -265,6 +274,53 @@ class Box:
     y1: int
 
 
+def decode_whole(data: bytes, layout: JpegLayout) -> np.ndarray:
+    """The whole photo as RGB uint8, stored orientation: libjpeg-turbo's default decode (accurate
+    integer inverse DCT, fancy upsampling), as Pillow's, straight into one array."""
+    library = _turbojpeg()
+    if library is None:
+        raise NotForDctPath("libturbojpeg is not installed")
+    handle = library.tjInitDecompress()
+    if not handle:
+        raise NotForDctPath("TurboJPEG could not start")
+    try:
+        _check_header(library, handle, data, layout)
+        pixels = np.empty((layout.height, layout.width, 3), np.uint8)
+        status = library.tjDecompress2(
+            handle,
+            data,
+            len(data),
+            pixels.ctypes.data,
+            layout.width,
+            0,
+            layout.height,
+            _TJPF_RGB,
+            _TJFLAG_STOPONWARNING,
+        )
+        if status != 0:
+            raise NotForDctPath(library.tjGetErrorStr2(handle).decode(errors="replace"))
+    finally:
+        library.tjDestroy(handle)
+    return pixels
+
+
+def _check_header(library, handle, data: bytes, layout: JpegLayout) -> None:
+    """Refuse what TurboJPEG sees other than a YCbCr or greyscale frame of the layout's size."""
+    width, height, subsampling, colorspace = (ctypes.c_int() for _ in range(4))
+    if (
+        library.tjDecompressHeader3(
+            handle, data, len(data), *(ctypes.byref(v) for v in (width, height, subsampling, colorspace))
+        )
+        != 0
+    ):
+        raise NotForDctPath(library.tjGetErrorStr2(handle).decode(errors="replace"))
+    if colorspace.value not in (_TJCS_YCBCR, _TJCS_GRAY) or (width.value, height.value) != (
+        layout.width,
+        layout.height,
+    ):
+        raise NotForDctPath("not a YCbCr or greyscale JPEG")
+
+
 def decode_reduced_and_region(
     data: bytes, layout: JpegLayout, denominator: int, choose_region: Callable[[np.ndarray], Box]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -328,19 +384,7 @@ def decode_reduced_and_region(
     if not handle:
         raise NotForDctPath("TurboJPEG could not start")
     try:
-        width, height, subsampling, colorspace = (ctypes.c_int() for _ in range(4))
-        if (
-            library.tjDecompressHeader3(
-                handle, data, len(data), *(ctypes.byref(v) for v in (width, height, subsampling, colorspace))
-            )
-            != 0
-        ):
-            raise NotForDctPath(library.tjGetErrorStr2(handle).decode(errors="replace"))
-        if colorspace.value not in (_TJCS_YCBCR, _TJCS_GRAY) or (width.value, height.value) != (
-            layout.width,
-            layout.height,
-        ):
-            raise NotForDctPath("not a YCbCr or greyscale JPEG")
+        _check_header(library, handle, data, layout)
         # No output is written (NOOUTPUT), but TurboJPEG insists on somewhere to put it.
         buffers, sizes = (ctypes.c_void_p * 2)(), (ctypes.c_ulong * 2)()
         status = library.tjTransform(handle, data, len(data), 2, buffers, sizes, transforms, _TJFLAG_STOPONWARNING)

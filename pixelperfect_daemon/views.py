@@ -22,6 +22,7 @@ VIEW_NAMES = ("overview", "detail")
 # Big images are first shrunk by a whole factor until the short side is about this (an integer
 # INTER_AREA factor is several times faster than an arbitrary one on 24 MP).
 _REDUCED_SHORT_SIDE = 2 * VIEW_SIZE
+_MAX_LAPLACIAN = 8 * 255  # the largest |Laplacian| (3 x 3 aperture) of 8-bit grey
 
 
 def reduction_factor(height: int, width: int) -> int:
@@ -37,8 +38,9 @@ def reduced_copy(pixels: np.ndarray | Image.Image) -> tuple[np.ndarray, float]:
     width, height = pixels.size if isinstance(pixels, Image.Image) else pixels.shape[1::-1]
     factor = reduction_factor(height, width)
     if isinstance(pixels, Image.Image):
-        small = pixels.reduce(factor) if factor > 1 else pixels
-        return np.asarray(small.crop((0, 0, width // factor, height // factor))), 1.0 / factor
+        if factor == 1:
+            return np.asarray(pixels), 1.0
+        return np.asarray(pixels.reduce(factor).crop((0, 0, width // factor, height // factor))), 1.0 / factor
     if factor == 1:
         return pixels, 1.0
     # Whole blocks only (the ragged edge is dropped, as Pillow's reduce + crop above does).
@@ -75,21 +77,24 @@ def detail_origin_in(size: tuple[int, int], small: np.ndarray, scale: float) -> 
     height, width = size
     if height <= VIEW_SIZE and width <= VIEW_SIZE:
         return 0, 0
-    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    energy = np.abs(cv2.Laplacian(gray, cv2.CV_32F, ksize=3))
+    # The Laplacian of 8-bit grey is in whole numbers (at most 8 x 255), so are the window sums:
+    # summed as integers, held in float32 while below 2^24, they are exact, and the means rounded
+    # to float32 are those of a normalised float box filter (it sums in double), ties and all.
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    energy = np.abs(cv2.Laplacian(gray, cv2.CV_16S, ksize=3)).view(np.uint16)
     # Mean energy over every window the size of the crop, measured at the search scale.
     window = max(1, round(VIEW_SIZE * scale))
     window_h, window_w = min(window, energy.shape[0]), min(window, energy.shape[1])
-    mean_energy = cv2.boxFilter(energy, -1, (window_w, window_h), normalize=True, borderType=cv2.BORDER_CONSTANT)
+    depth = cv2.CV_32F if window_w * window_h * _MAX_LAPLACIAN < (1 << 24) else cv2.CV_64F
+    sums = cv2.boxFilter(energy, depth, (window_w, window_h), normalize=False, borderType=cv2.BORDER_CONSTANT)
     # Only centres whose window lies fully inside the image are candidates.
     half_h, half_w = window_h // 2, window_w // 2
-    valid = mean_energy[
-        half_h : energy.shape[0] - (window_h - half_h) + 1, half_w : energy.shape[1] - (window_w - half_w) + 1
-    ]
+    valid = sums[half_h : energy.shape[0] - (window_h - half_h) + 1, half_w : energy.shape[1] - (window_w - half_w) + 1]
     if valid.size == 0:
         cy, cx = energy.shape[0] // 2, energy.shape[1] // 2
     else:
-        iy, ix = np.unravel_index(int(np.argmax(valid)), valid.shape)
+        mean_energy = (valid.astype(np.float64) * (1.0 / (window_w * window_h))).astype(np.float32)
+        iy, ix = np.unravel_index(int(np.argmax(mean_energy)), mean_energy.shape)
         cy, cx = iy + half_h, ix + half_w
     y = int(round(cy / scale)) - VIEW_SIZE // 2
     x = int(round(cx / scale)) - VIEW_SIZE // 2
