@@ -5,6 +5,7 @@ UI events stay out of the API (``api_visibility="private"``); the API is ``app._
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,15 +83,18 @@ class Screen:
     def listing(self, filter_values, sort_value, page_number) -> dict:
         """Everything that depends on the filter: the page of thumbnails, its paths, the counts."""
         service, g = self.service, self.gallery
-        try:
-            stamp = list(service.change_stamp())
-            image_filter = build_filter(*filter_values)
-            result = service.search(image_filter, sort=sort_value, page=int(page_number or 1))
-            verdict_counts, defect_counts = service.counts(image_filter)
-        except (QueryError, ReviewError) as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        with ThreadPoolExecutor(max_workers=1) as background:
+            try:
+                stamp = list(service.change_stamp())
+                image_filter = build_filter(*filter_values)
+                result = service.search(image_filter, sort=sort_value, page=int(page_number or 1))
+                # Cold thumbnails are decoded while the index counts: the page waits for the slower one only.
+                rendering = background.submit(service.thumbnails, result.rows)
+                verdict_counts, defect_counts = service.counts(image_filter)
+            except (QueryError, ReviewError) as error:
+                raise gr.Error(str(error), print_exception=False) from None
+            thumbs = rendering.result()
         summaries = [queries.row_to_summary(r) for r in result.rows]
-        thumbs = service.thumbnails(result.rows)
         captions = [caption(s) for s in summaries]
         first = (result.page - 1) * self.page_size
         info = (
