@@ -22,6 +22,8 @@ from pixelperfect_daemon.view_statistics import STATISTIC_NAMES, view_statistics
 
 COLUMNS = 8
 MIN_TILE = 48
+# The view statistics' filters need a few blocks of 8 pixels across.
+MIN_SIDE = 16
 # A z-score this far above the photo's median is as hot as the map shows (the hottest tile's, if higher).
 FULL_SCALE_Z = 6.0
 _AT = {name: i for i, name in enumerate(STATISTIC_NAMES)}
@@ -167,6 +169,9 @@ def compute_heatmap(pixels: np.ndarray, columns: int = COLUMNS) -> HeatMap:
     """The heat-map of an H x W x 3 uint8 RGB image (a reduced decode is enough)."""
     height, width = pixels.shape[:2]
     rows, columns = grid_shape(width, height, columns)
+    if rows * columns == 1 or min(height, width) < MIN_SIDE:
+        # One tile cannot stand out from others, and a sliver has no detail to measure: a cold map.
+        return HeatMap(rows, columns, {key: [[0.0] * columns for _ in range(rows)] for key in DEFECTS})
     ys, xs = tile_edges(height, rows), tile_edges(width, columns)
     statistics = np.array(
         [

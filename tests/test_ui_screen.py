@@ -114,6 +114,14 @@ def test_heatmap_of_a_uniformly_soft_photo_has_no_hot_spot():
     assert np.max(compute_heatmap(soft).scores["blur"]) < 0.5
 
 
+def test_heatmap_of_a_tiny_or_sliver_image_is_cold_not_an_error():
+    rng = np.random.default_rng(5)
+    for height, width in ((1, 1), (7, 7), (60, 60), (40, 3), (5, 500), (500, 6)):
+        heat = compute_heatmap(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        assert (heat.rows, heat.columns) == grid_shape(width, height)
+        assert all(np.shape(grid) == (heat.rows, heat.columns) and not np.any(grid) for grid in heat.scores.values())
+
+
 def test_colour_band_steps_see_a_level_change_of_colour_not_an_upright_or_sloping_one():
     y, x = np.mgrid[0:200, 0:200]
     grey, magenta = np.array([128, 128, 128], np.uint8), np.array([188, 38, 128], np.uint8)
