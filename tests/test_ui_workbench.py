@@ -120,21 +120,33 @@ def test_loupe_at_100_percent_shows_the_decoded_pixels_centred_on_the_flagged_re
     x0, y0, x1, y1 = int(np.ceil(rects[0])), int(np.ceil(rects[1])), int(rects[2]), int(rects[3])
     image_left, image_top = round(rects[4]), round(rects[5])
     decoded = np.asarray(load_image(setup.files["big-blur.jpg"]).image, dtype=np.int16)
-    expected = decoded[y0 - image_top : y1 - image_top, x0 - image_left : x1 - image_left]
+    padded = np.pad(decoded, ((1, 1), (1, 1), (0, 0)), mode="edge")
+
+    def view(dx: int, dy: int) -> np.ndarray:
+        """The decoded original as the pane should show it, moved (dx, dy) pixels."""
+        top, left = y0 - image_top + 1 + dy, x0 - image_left + 1 + dx
+        return padded[top : top + y1 - y0, left : left + x1 - x0]
+
+    # The layout's fractional position and the renderer's pixel snapping may disagree by a pixel, and a
+    # renderer may draw at a fractional offset: the views a pixel or half a pixel off count too.
+    offsets = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    candidates = {offset: view(*offset) for offset in offsets}
+    candidates.update({(dx / 2, dy / 2): (view(0, 0) + view(dx, dy)) / 2 for dx, dy in offsets if dx or dy})
     # Chromium may show the fit view's scaled decode for a few frames before the full one: the pixels
     # must arrive, within seconds.
     deadline = time.monotonic() + 10
     while True:
         shot = screenshot(page)[y0:y1, x0:x1]
-        assert shot.shape == expected.shape and shot.shape[0] > 400
-        error = np.abs(shot - expected).mean()
-        if error < 3.0 or time.monotonic() > deadline:
+        assert shot.shape == view(0, 0).shape and shot.shape[0] > 400
+        errors = {offset: np.abs(shot - candidate).mean() for offset, candidate in candidates.items()}
+        best = min(errors, key=errors.get)
+        if errors[best] < 3.0 or time.monotonic() > deadline:
             break
         page.wait_for_timeout(250)
-    assert error < 3.0, f"screen differs from the decoded original by {error:.2f} levels on average"
-    # The comparison can fail: the same view two pixels off differs far more.
-    shifted = decoded[y0 - image_top + 2 : y1 - image_top + 2, x0 - image_left + 2 : x1 - image_left + 2]
-    assert np.abs(shot - shifted).mean() > 3 * error
+    error = errors[best]
+    assert error < 3.0, f"screen differs from the decoded original by {error:.2f} levels on average (at {best})"
+    # The comparison can fail: the same view two pixels further off differs far more.
+    assert np.abs(shot - view(round(best[0]) + 2, round(best[1]) + 2)).mean() > 3 * error
     left = geometry["left"]
 
     # Panning by keys moves the view; z again fits the whole image.
