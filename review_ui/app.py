@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 
 from pixelperfect_daemon.config import Settings
 
-from . import lightroom_export, queries
+from . import queries
 from .auth import Credential, make_authenticator
 from .logins import ClientAddressMiddleware, LoginGate
 from .queries import QueryError
@@ -233,13 +233,12 @@ def _register_api(service: ReviewService, page_size: int) -> None:
         try:
             image_filter = build_filter(verdict, defect, quality_min, quality_max, reviewed, folder, date_from,
                                         date_to, name)  # fmt: skip
-            target = service.export_lightroom(image_filter, sort=sort or queries.DEFAULT_SORT)
-            images = service.search(image_filter, page_size=1).total
+            export = service.export_lightroom(image_filter, sort=sort or queries.DEFAULT_SORT)
         except (QueryError, ReviewError, ValueError) as error:
             raise api_error(error) from None
-        plan = lightroom_export.plan_collection(image_filter)
-        return {"file": {"path": str(target), "meta": {"_type": "gradio.FileData"}}, "images": images,
-                "keywords": [rule.value for rule in plan.rules], "not_in_lightroom": list(plan.not_expressed)}  # fmt: skip
+        return {"file": {"path": str(export.path), "meta": {"_type": "gradio.FileData"}}, "images": export.images,
+                "keywords": [rule.value for rule in export.plan.rules],
+                "not_in_lightroom": list(export.plan.not_expressed)}  # fmt: skip
 
     for fn in (search, counts, override, override_bulk, undo, heatmap, bursts, cull_burst, export_rejects,
                export_lightroom):  # fmt: skip

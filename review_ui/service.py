@@ -92,6 +92,15 @@ class LoupeView:
     heatmap: HeatMap | None
 
 
+@dataclass(frozen=True)
+class LightroomExport:
+    """The zip ``export_lightroom`` wrote, how many images it lists, and the smart collection's plan."""
+
+    path: Path
+    images: int
+    plan: lightroom_export.CollectionPlan
+
+
 @dataclass
 class _UndoEntry:
     path: str
@@ -335,7 +344,7 @@ class ReviewService:
             self._write_csv(handle, self._matching_summaries(image_filter, sort))
         return target
 
-    def export_lightroom(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> Path:
+    def export_lightroom(self, image_filter: ImageFilter, *, sort: str = queries.DEFAULT_SORT) -> LightroomExport:
         """Every image the filter matches, for Lightroom Classic: a zip under the cache's exports/ holding the
         keyword list, a smart collection (when Lightroom can select them by keyword), the file list, the CSV
         and a README naming what Lightroom cannot select by (``lightroom_export``)."""
@@ -356,7 +365,7 @@ class ReviewService:
                 )
             archive.writestr(names["files_file"], lightroom_export.file_list_text(s["path"] for s in summaries))
             archive.writestr(names["csv_file"], table.getvalue())
-        return target
+        return LightroomExport(target, len(summaries), plan)
 
     # -- overriding ------------------------------------------------------------------------
 

@@ -240,7 +240,9 @@ def test_export_writes_every_matching_row_not_just_one_page(setup):
 def test_the_lightroom_export_holds_keywords_collection_file_list_and_csv_of_the_whole_filter(setup):
     settings, service, files = setup
     service.cull_burst([str(files["noisy"]), str(files["sharp"])], str(files["sharp"]), reviewer="ann")
-    target = service.export_lightroom(ImageFilter(verdict="poor", quality_max=0.5))
+    export = service.export_lightroom(ImageFilter(verdict="poor", quality_max=0.5))
+    target = export.path
+    assert export.images == 2 and export.plan.title == "PixelPerfect Poor"
     assert target.parent == settings.ui.thumbnail_cache / "exports" and target.suffix == ".zip"
     with zipfile.ZipFile(target) as archive:
         names = sorted(archive.namelist())
@@ -257,7 +259,7 @@ def test_the_lightroom_export_holds_keywords_collection_file_list_and_csv_of_the
     rows = list(csv.DictReader(io.StringIO(text["pixelperfect.csv"])))
     assert [(r["file_name"], r["defect"]) for r in rows] == [("blurry.jpg", "blur"), ("noisy.jpg", "other")]
 
-    with zipfile.ZipFile(service.export_lightroom(ImageFilter(verdict="error"))) as archive:
+    with zipfile.ZipFile(service.export_lightroom(ImageFilter(verdict="error")).path) as archive:
         assert sorted(archive.namelist()) == [
             "PixelPerfect keywords.txt",
             "README.txt",

@@ -13,7 +13,7 @@ import gradio as gr
 
 from pixelperfect_daemon.labels import DEFECT_DISPLAY_NAMES, VERDICT_DISPLAY_NAMES
 
-from .. import lightroom_export, queries
+from .. import queries
 from ..queries import QueryError
 from ..service import ReviewError, ReviewService
 from .browser import NAVIGATION_DONE_JS, TOGGLE_HEAT_JS, TOGGLE_ZOOM_JS
@@ -348,12 +348,10 @@ class Screen:
         *filter_values, sort_value = values
         try:
             image_filter = build_filter(*filter_values)
-            target = self.service.export_lightroom(image_filter, sort=sort_value)
+            export = self.service.export_lightroom(image_filter, sort=sort_value)
         except (QueryError, ReviewError) as error:
             raise gr.Error(str(error), print_exception=False) from None
-        return gr.update(value=str(target), visible=True), lightroom_summary(
-            lightroom_export.plan_collection(image_filter)
-        )
+        return gr.update(value=str(export.path), visible=True), lightroom_summary(export.plan)
 
     def export_rejects(self, move: bool):
         def handler(*filter_values):
