@@ -67,16 +67,15 @@ ERROR = "error"
 
 def effective_verdict(
     model_verdict: str, model_defect: str | None, row: dict | None
-) -> tuple[str, str | None, str | None, str | None]:
-    """(verdict, defect, reviewed_by, reviewed_at) to tag: a human review wins over the model."""
+) -> tuple[str, str | None, str | None, str | None, str | None]:
+    """(verdict, defect, reviewed_by, reviewed_at, reason) to tag: a human review wins over the model.
+
+    ``reason`` is the reviewer's reason beside the defect (e.g. "duplicate"), None without one.
+    """
     if row and row.get("reviewed_verdict"):
-        return row["reviewed_verdict"], row.get("reviewed_defect"), row.get("reviewed_by"), row.get("reviewed_at")
-    return model_verdict, model_defect, None, None
-
-
-def review_reason(row: dict | None) -> str | None:
-    """The reviewer's reason (e.g. "duplicate") to tag beside the reviewed verdict; None without a review."""
-    return row.get("reviewed_reason") if row and row.get("reviewed_verdict") else None
+        return (row["reviewed_verdict"], row.get("reviewed_defect"), row.get("reviewed_by"), row.get("reviewed_at"),
+                row.get("reviewed_reason"))  # fmt: skip
+    return model_verdict, model_defect, None, None, None
 
 
 def retry_is_due(row: dict, now: str | None = None) -> bool:
@@ -279,7 +278,7 @@ class Pipeline:
         tagged_elsewhere = old_row["tagged_file"] not in (None, old_row["path"])
         if tagged_elsewhere and old_row["verdict"] is not None:
             # The sidecar stayed behind with the old name: tag the file's new sidecar.
-            verdict, defect, reviewed_by, reviewed_at = effective_verdict(
+            verdict, defect, reviewed_by, reviewed_at, reason = effective_verdict(
                 old_row["verdict"], old_row["defect"], old_row
             )
             job.cull_flags = {}
@@ -292,7 +291,7 @@ class Pipeline:
                 analyzed_at=old_row["analyzed_at"] or utc_now(),
                 reviewed_by=reviewed_by,
                 reviewed_at=reviewed_at,
-                reason=review_reason(old_row),
+                reason=reason,
                 remember=job.cull_flags,
             )
             self.index.set_tagged_file(job.path, job.tagged_file)
@@ -333,7 +332,9 @@ class Pipeline:
             return
         # A review may have landed while the file was being analysed: it wins.
         job.row = self.index.get(job.path) if self.index is not None else job.row
-        verdict, defect, reviewed_by, reviewed_at = effective_verdict(job.result.verdict, job.result.defect, job.row)
+        verdict, defect, reviewed_by, reviewed_at, reason = effective_verdict(
+            job.result.verdict, job.result.defect, job.row
+        )
         job.cull_flags = {}
         try:
             job.tagged_file = self.writer.write_verdict(
@@ -345,7 +346,7 @@ class Pipeline:
                 analyzed_at=job.analyzed_at,
                 reviewed_by=reviewed_by,
                 reviewed_at=reviewed_at,
-                reason=review_reason(job.row),
+                reason=reason,
                 remember=job.cull_flags,
                 analysed=job.identity,
             )
@@ -468,7 +469,7 @@ class Pipeline:
     def _log(self, job: Job) -> None:
         path = job.path
         if job.outcome in (ANALYSED, RETAGGED):
-            verdict, defect, reviewed_by, _ = effective_verdict(job.result.verdict, job.result.defect, job.row)
+            verdict, defect, reviewed_by, *_ = effective_verdict(job.result.verdict, job.result.defect, job.row)
             what = verdict + (f" ({defect})" if defect else "")
             if reviewed_by:
                 what += f" as reviewed by {reviewed_by} (model: {job.result.verdict})"

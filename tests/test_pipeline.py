@@ -126,10 +126,14 @@ def pixelperfect_keywords(harness: Harness, path: Path) -> list[str]:
 
 
 def test_effective_verdict_prefers_the_review():
-    assert effective_verdict("poor", "noise", None) == ("poor", "noise", None, None)
-    assert effective_verdict("poor", "noise", {"reviewed_verdict": None}) == ("poor", "noise", None, None)
+    assert effective_verdict("poor", "noise", None) == ("poor", "noise", None, None, None)
+    assert effective_verdict("poor", "noise", {"reviewed_verdict": None, "reviewed_reason": "duplicate"}) == (
+        "poor", "noise", None, None, None
+    )  # fmt: skip
     reviewed = {"reviewed_verdict": "good", "reviewed_defect": None, "reviewed_by": "ann", "reviewed_at": "t"}
-    assert effective_verdict("poor", "noise", reviewed) == ("good", None, "ann", "t")
+    assert effective_verdict("poor", "noise", reviewed) == ("good", None, "ann", "t", None)
+    culled = {**reviewed, "reviewed_verdict": "poor", "reviewed_defect": "other", "reviewed_reason": "duplicate"}
+    assert effective_verdict("poor", "noise", culled) == ("poor", "other", "ann", "t", "duplicate")
 
 
 def test_new_files_are_tagged_and_indexed(harness, photos):
