@@ -103,10 +103,11 @@ def run(
     luma = inputs[:, LEARN_INPUTS.index("overview_luma_mean")]
     shipped = np.asarray(is_poor(inputs[:, 0], inputs[:, 1], analyzer.poor_threshold, analyzer.poor_below_quality))
     truth = reviewer(name, mos, luma, shipped, dark)
-    before = validation_measures(
-        validation,
-        lambda x: np.asarray(is_poor(x[:, 0], x[:, 1], analyzer.poor_threshold, analyzer.poor_below_quality)),
-    )
+
+    def shipped_rule(x):
+        return np.asarray(is_poor(x[:, 0], x[:, 1], analyzer.poor_threshold, analyzer.poor_below_quality))
+
+    before = validation_measures(validation, shipped_rule)
     pool = np.flatnonzero(unseen if pool_of == "unseen" else ~unseen)
     rows = []
     for size in sizes:
@@ -121,7 +122,7 @@ def run(
                     reviews, validation, analyzer.model_version, analyzer.poor_threshold, analyzer.poor_below_quality
                 )
                 if adaptation is not None:
-                    after = validation_measures(validation, adaptation.is_poor)
+                    after = validation_measures(validation, adaptation.is_poor, shipped_rule)
                     row.update({f"after {k}": v for k, v in after.items()})
                     failures = guard_failures(before, after, margin)
                     row["refused"] = [
@@ -136,6 +137,12 @@ def run(
                 row[f"shipped {where}"] = float(np.mean(shipped[mask] == truth[mask]))
                 row[f"adapted {where}"] = float(np.mean(kept[mask] == truth[mask]))
                 row[f"unchecked {where}"] = float(np.mean(fitted[mask] == truth[mask]))
+            # Of the unreviewed photos the shipped verdict gets wrong for this reviewer, how many the
+            # saved adaptation gets right; of those it gets right, how many it gets wrong.
+            wrong = not_reviewed & (shipped != truth)
+            right = not_reviewed & (shipped == truth)
+            row["fixed"] = float(np.mean(kept[wrong] == truth[wrong])) if wrong.any() else 0.0
+            row["broken"] = float(np.mean(kept[right] != truth[right])) if right.any() else 0.0
             rows.append(row)
     return rows, before, truth
 
@@ -152,8 +159,9 @@ def summary(rows: list[dict], before: dict, name: str, truth, data, pool_of: str
         f"{int(unseen.sum())} unseen ones); reviews drawn from the {pool_of} photos",
         "| reviews | saved (of draws) | refused for | shipped agreement, unseen | gain, unseen: saved / "
         "unchecked | gain, other training photos: saved / unchecked | clear BA, saved (min) | "
-        "blur / noise / compression / transmission flagged, saved (min) | clean kept Good, saved (mean) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "blur / noise / compression / transmission flagged, saved (min) | clean kept Good, saved (mean) | "
+        "unreviewed disagreements fixed / agreements broken, saved |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in sorted({r["reviews"] for r in rows}):
         group = [r for r in rows if r["reviews"] == size]
@@ -169,7 +177,8 @@ def summary(rows: list[dict], before: dict, name: str, truth, data, pool_of: str
             f"| {size} | {len(kept)} / {len(group)} | {', '.join(f'{k} {n}' for k, n in refused.items()) or '–'} | "
             f"{np.mean([r['shipped unseen'] for r in group]):.3f} | {_gain(group, 'adapted', 'unseen')} / "
             f"{_gain(group, 'unchecked', 'unseen')} | {_gain(group, 'adapted', 'training')} / "
-            f"{_gain(group, 'unchecked', 'training')} | {ba:.3f} | {damage} | {clean:.3f} |"
+            f"{_gain(group, 'unchecked', 'training')} | {ba:.3f} | {damage} | {clean:.3f} | "
+            f"{np.mean([r['fixed'] for r in group]):.3f} / {np.mean([r['broken'] for r in group]):.3f} |"
         )
     lines.append(
         f"shipped on the validation data: clear BA {before['clear Good/Poor balanced accuracy']:.3f}, "

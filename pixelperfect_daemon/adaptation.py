@@ -47,6 +47,9 @@ FEATURES = (
     "overview_colourfulness",
     *(f"score_{defect}" for defect in DEFECTS),
 )
+# A library may keep Good what the models flag for exposure or colour (its taste), not what they flag
+# for damage: a photo the shipped verdict calls Poor whose most likely defect is another stays Poor.
+TASTE_DEFECTS = ("luminance_contrast", "color_distortion")
 # One logit unit of margin per this much quality score (5 MOS points, the soft target's scale in training).
 QUALITY_MARGIN_SCALE = 0.05
 _EPS = 1e-4
@@ -97,6 +100,21 @@ def base_margin(inputs: np.ndarray, poor_threshold: float, poor_below_quality: f
     return margin
 
 
+def most_likely_defect(inputs: np.ndarray) -> np.ndarray:
+    """The name of each row's most likely defect."""
+    scores = np.stack([_column(inputs, f"score_{d}") for d in DEFECTS], axis=1)
+    return np.asarray(DEFECTS)[scores.argmax(axis=1)]
+
+
+def held_poor(
+    inputs: np.ndarray, poor_threshold: float, poor_below_quality: float, taste_defects=TASTE_DEFECTS
+) -> np.ndarray:
+    """The photos an adaptation must leave Poor: the shipped verdict flags them and their most likely
+    defect is not one of ``taste_defects``."""
+    taste = np.isin(most_likely_defect(inputs), list(taste_defects))
+    return (base_margin(inputs, poor_threshold, poor_below_quality) >= 0) & ~taste
+
+
 def features(inputs: np.ndarray) -> np.ndarray:
     """(N, len(FEATURES)) raw features of ``LEARN_INPUTS`` rows (N, 57)."""
     luma = _column(inputs, "overview_luma_mean")
@@ -112,7 +130,8 @@ def features(inputs: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LibraryAdaptation:
-    """Poor when ``scale * base_margin + bias + weights . standardised features >= 0``."""
+    """Poor when ``scale * base_margin + bias + weights . standardised features >= 0``, and always
+    where the shipped verdict flags damage (``held_poor``)."""
 
     base_model_version: str
     poor_threshold: float
@@ -125,6 +144,7 @@ class LibraryAdaptation:
     reviews: int  # how many reviewed files it was learnt from
     learnt_at: str
     report: str = ""  # the before/after table printed when it was learnt
+    taste_defects: tuple[str, ...] = TASTE_DEFECTS  # the defects whose Poor verdicts it may turn Good
     format_version: int = FORMAT_VERSION
 
     def margin(self, inputs: np.ndarray) -> np.ndarray:
@@ -137,7 +157,9 @@ class LibraryAdaptation:
         )
 
     def is_poor(self, inputs: np.ndarray) -> np.ndarray:
-        return self.margin(inputs) >= 0
+        inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
+        held = held_poor(inputs, self.poor_threshold, self.poor_below_quality, self.taste_defects)
+        return (self.margin(inputs) >= 0) | held
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -157,6 +179,9 @@ class LibraryAdaptation:
             raw["weights"], raw["feature_mean"], raw["feature_std"] = (
                 tuple(float(v) for v in raw[k]) for k in ("weights", "feature_mean", "feature_std")
             )
+            raw["taste_defects"] = tuple(str(v) for v in raw.get("taste_defects", TASTE_DEFECTS))
+            if not set(raw["taste_defects"]) <= set(DEFECTS):
+                raise ValueError(f"unknown taste defects {raw['taste_defects']}")
             adaptation = cls(**raw)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise AdaptationError(f"not an adaptation this version can read: {error}") from None

@@ -4,6 +4,7 @@ small index of real CLIVE photos (real SQLite, real models, real ExifTool) with 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -17,11 +18,14 @@ from conftest import REPO_ROOT
 from pixelperfect_daemon.adaptation import (
     FEATURES,
     LEARN_INPUTS,
+    TASTE_DEFECTS,
     AdaptationError,
     LibraryAdaptation,
     adaptation_file,
     base_margin,
+    held_poor,
     load_adaptation,
+    most_likely_defect,
     pack,
     unpack,
 )
@@ -29,6 +33,7 @@ from pixelperfect_daemon.config import load_settings
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.learning import (
+    CROWD_CHECK,
     Reviews,
     fit_adaptation,
     guard_failures,
@@ -76,6 +81,27 @@ def test_a_neutral_adaptation_keeps_the_shipped_verdicts_and_a_bias_makes_it_str
     assert np.array_equal(neutral_adaptation().is_poor(inputs), shipped)
     stricter = neutral_adaptation(bias=1.0).is_poor(inputs)
     assert stricter[shipped].all() and stricter.sum() > shipped.sum()
+
+
+def with_most_likely_defect(inputs: np.ndarray, defect: str) -> np.ndarray:
+    inputs = inputs.copy()
+    scores = [LEARN_INPUTS.index(f"score_{name}") for name in DEFECTS]
+    inputs[:, scores] = 0.05
+    inputs[:, LEARN_INPUTS.index(f"score_{defect}")] = 0.7
+    return inputs
+
+
+@pytest.mark.parametrize("defect", DEFECTS)
+def test_an_adaptation_keeps_good_only_what_is_flagged_for_exposure_or_colour(defect):
+    """However lenient the library, a photo flagged for damage stays Poor; exposure and colour are its taste."""
+    inputs = with_most_likely_defect(random_inputs(500, seed=2), defect)
+    shipped = is_poor(inputs[:, 0], inputs[:, 1])
+    lenient = neutral_adaptation(bias=-100.0).is_poor(inputs)
+    if defect in TASTE_DEFECTS:
+        assert not lenient.any()
+    else:
+        assert np.array_equal(lenient, shipped) and shipped.any() and not shipped.all()
+    assert np.array_equal(held_poor(inputs, 0.5, 0.35), shipped & (defect not in TASTE_DEFECTS))
 
 
 def test_adaptation_file_round_trip_digest_and_refusals(tmp_path):
@@ -153,8 +179,9 @@ def validation(trained_models_dir):
     return load_validation(trained_models_dir, card["model_version"])
 
 
-def test_a_reviewer_who_keeps_blurred_photos_good_is_refused(validation):
-    """Reviews that call heavy synthetic blur Good would hide damage: the checks refuse it."""
+def test_a_reviewer_who_keeps_blurred_photos_good_cannot_hide_blur(validation):
+    """Reviews that call heavy synthetic blur Good would hide damage: the photos flagged for blur stay
+    Poor, and an adaptation allowed to relax blur is refused by the checks."""
     blur = DEFECTS.index("blur")
     chosen = np.flatnonzero(
         ((validation.synthetic_defect == blur) & (validation.synthetic_level >= 3)) | (validation.synthetic_level == 0)
@@ -168,9 +195,39 @@ def test_a_reviewer_who_keeps_blurred_photos_good_is_refused(validation):
     adaptation, agreement = fit_adaptation(reviews, validation, validation.model_version, 0.5, 0.35)
     assert adaptation is not None and agreement["chosen"] > agreement["shipped"]
     shipped = validation_measures(validation, lambda x: is_poor(x[:, 0], x[:, 1]))
-    after = validation_measures(validation, adaptation.is_poor)
-    assert after["blur damage (levels 3-5) flagged"] < shipped["blur damage (levels 3-5) flagged"] - 0.01
-    assert any(failure.startswith("blur damage") for failure in guard_failures(shipped, after))
+    after = validation_measures(validation, adaptation.is_poor, lambda x: is_poor(x[:, 0], x[:, 1]))
+    assert after["blur damage (levels 3-5) flagged"] >= shipped["blur damage (levels 3-5) flagged"]
+    relaxing_blur = dataclasses.replace(adaptation, taste_defects=(*TASTE_DEFECTS, "blur"))
+    unguarded = validation_measures(validation, relaxing_blur.is_poor, lambda x: is_poor(x[:, 0], x[:, 1]))
+    assert unguarded["blur damage (levels 3-5) flagged"] < shipped["blur damage (levels 3-5) flagged"] - 0.01
+    assert any(failure.startswith("blur damage") for failure in guard_failures(shipped, unguarded))
+
+
+def test_the_crowd_check_leaves_exposure_and_colour_to_the_library(validation):
+    """Keeping Good every authentic photo flagged for exposure or colour moves the crowd's balanced
+    accuracy, not the enforced one; flagging the other photos moves both and is refused."""
+    inputs = validation.authentic_inputs
+    taste = np.isin(most_likely_defect(inputs), TASTE_DEFECTS)
+    shipped_rule = lambda x: np.asarray(is_poor(x[:, 0], x[:, 1]))  # noqa: E731
+    shipped = validation_measures(validation, shipped_rule)
+    flagged = shipped_rule(inputs)
+    assert (taste & flagged).any() and (~taste & ~flagged).any()
+
+    def rule(keep_taste_good: bool, flag_others: bool):
+        def poor(x):
+            result = shipped_rule(x)
+            if x is inputs:
+                result = np.where(taste, result & ~keep_taste_good, result | flag_others)
+            return result
+
+        return poor
+
+    night = validation_measures(validation, rule(True, False), shipped_rule)
+    assert night[CROWD_CHECK] >= shipped[CROWD_CHECK]
+    assert night["clear Good/Poor balanced accuracy"] != shipped["clear Good/Poor balanced accuracy"]
+    assert not guard_failures(shipped, night)
+    everything_poor = validation_measures(validation, rule(False, True), shipped_rule)
+    assert any(failure.startswith(CROWD_CHECK) for failure in guard_failures(shipped, everything_poor))
 
 
 def test_reviews_that_agree_with_the_shipped_verdict_teach_nothing(validation):
