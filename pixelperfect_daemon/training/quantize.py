@@ -168,7 +168,8 @@ def fit_correction(reference: np.ndarray, quantised: np.ndarray) -> tuple[np.nda
 
 # ---------------------------------------------------------------- the photos
 def calibration_sources(sources: list[dataset.SourceImage], seed: int) -> list[dataset.SourceImage]:
-    """Every EVERY_SOURCE-th training photo (by path; a photo used twice counts once)."""
+    """Every EVERY_SOURCE-th training photo (by path; a photo used twice, authentic and as pristine,
+    counts once, as its last entry: ``train.gather_sources`` lists it as pristine last)."""
     splits = dataset.assign_splits(sources, seed)
     unique = {s.path: s for s in sources if splits[s.path] == "train"}
     return [unique[path] for path in sorted(unique)][::EVERY_SOURCE]
@@ -276,7 +277,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the training seed (its split)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sources = dataset.find_pristine(args.pristine) + dataset.read_mos_csv(args.mos_csv)
+    from .train import TrainOptions, gather_sources
+
+    # The same sources as training's (the well-scored authentic photos also as pristine ones).
+    sources = gather_sources(TrainOptions(out=args.models, pristine=args.pristine, mos_csv=args.mos_csv))
     report = ship_features_model(
         args.models, build_feature_extractor(), sources, args.seed, args.pristine, args.mos_csv, print
     )
