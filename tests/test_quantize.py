@@ -14,11 +14,11 @@ from pixelperfect_daemon.training.backbone import (
     DEFAULT_TAPS,
     FEATURE_DIM,
     build_feature_extractor,
+    tflite_bytes,
 )
 from pixelperfect_daemon.training.quantize import (
     UNREAD_TAPS,
     fit_correction,
-    float_tflite,
     int8_tflite,
     run_features,
     runtime_extractor,
@@ -73,13 +73,13 @@ def random_extractor():
 def test_the_runtime_model_computes_only_the_read_taps_and_applies_the_correction(random_extractor):
     pixels = photos()
     expected = random_extractor(pixels, training=False).numpy()
-    plain = run_features(float_tflite(runtime_extractor(random_extractor)), pixels)
+    plain = run_features(tflite_bytes(runtime_extractor(random_extractor)), pixels)
     assert plain.shape == (4, FEATURE_DIM)
     np.testing.assert_allclose(plain[:, READ_COLUMNS], expected[:, READ_COLUMNS], rtol=1e-4, atol=1e-4)
     assert not plain[:, backbone_tap_columns(UNREAD_TAPS, views=1)].any()
     scale = np.linspace(0.5, 2.0, FEATURE_DIM).astype(np.float32)
     offset = np.linspace(-1.0, 1.0, FEATURE_DIM).astype(np.float32)
-    corrected = run_features(float_tflite(runtime_extractor(random_extractor, (scale, offset))), pixels)
+    corrected = run_features(tflite_bytes(runtime_extractor(random_extractor, (scale, offset))), pixels)
     np.testing.assert_allclose(corrected, plain * scale + offset, rtol=1e-5, atol=1e-5)
 
 

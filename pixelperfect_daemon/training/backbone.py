@@ -367,9 +367,14 @@ def tflite_bytes(model: keras.Model, input_shape=TFLITE_INPUT_SHAPE) -> bytes:
 
 def export_tflite(model: keras.Model, path: str | Path, input_shape=TFLITE_INPUT_SHAPE) -> Path:
     """Write ``model`` as a .tflite file (see ``tflite_bytes``) and return its path."""
+    return write_model_file(path, tflite_bytes(model, input_shape))
+
+
+def write_model_file(path: str | Path, model: bytes) -> Path:
+    """Write a LiteRT flatbuffer to ``path`` whole or not at all, and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".part")
-    temporary.write_bytes(tflite_bytes(model, input_shape))
+    temporary.write_bytes(model)
     temporary.replace(path)  # never leave a half-written model where the engine would load it
     return path

@@ -99,14 +99,6 @@ def runtime_extractor(extractor, correction: tuple[np.ndarray, np.ndarray] | Non
     return keras.Model(inputs, inner(inputs, training=False), name="lite0_runtime")
 
 
-def float_tflite(model) -> bytes:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    with contextlib.redirect_stdout(io.StringIO()):
-        return converter.convert()
-
-
 def int8_tflite(model, representative: Sequence[np.ndarray]) -> bytes:
     """int8 where a kernel exists, except the pooling and the correction (float); float input and output."""
     import tensorflow as tf
@@ -222,10 +214,11 @@ def ship_features_model(
 ) -> dict:
     """Write ``models_dir/features.tflite`` (int8 if it passes the gate, else float) for the heads
     already there; return what was decided, for metrics.json."""
+    from .backbone import tflite_bytes, write_model_file
     from .validation_outputs import GATE_MARGIN, figures_table, gate_failures
 
     plain = runtime_extractor(extractor)
-    float_model = float_tflite(plain)
+    float_model = tflite_bytes(plain)
     chosen_sources = calibration_sources(sources, seed)
     say(f"int8 features model: calibrating on the views of {len(chosen_sources)} training photos")
     representative = representative_views(chosen_sources)
@@ -240,10 +233,7 @@ def ship_features_model(
     chosen = "float32" if failures else "int8"
     say(figures_table(measured["float"], measured["int8"]))
     say(f"shipping the {chosen} features model" + (f" (int8 lost: {'; '.join(failures)})" if failures else ""))
-    target = models_dir / "features.tflite"
-    temporary = target.with_name(target.name + ".part")
-    temporary.write_bytes(int8_model if chosen == "int8" else float_model)
-    temporary.replace(target)
+    write_model_file(models_dir / "features.tflite", int8_model if chosen == "int8" else float_model)
     return {
         "features_model": chosen,
         "features_model_gate": {

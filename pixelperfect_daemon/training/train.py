@@ -654,7 +654,7 @@ def export(
 ) -> str:
     from .backbone import export_tflite
     from .heads import calibrated_stage1, calibrated_stage2
-    from .quantize import float_tflite, model_version_of, runtime_extractor, ship_features_model
+    from .quantize import model_version_of, runtime_extractor, ship_features_model
 
     out.mkdir(parents=True, exist_ok=True)
     feature_shape = (None, stage1.input_shape[-1])
@@ -666,7 +666,7 @@ def export(
     if options.pristine and options.mos_csv and not options.quick:
         metrics.update(ship_features_model(out, extractor, sources, options.seed, options.pristine, options.mos_csv))
     else:  # no authentic validation photos to gate an int8 model on
-        (out / "features.tflite").write_bytes(float_tflite(runtime_extractor(extractor)))
+        export_tflite(runtime_extractor(extractor), out / "features.tflite")
         metrics["features_model"] = "float32"
     model_version = model_version_of(out, verdict_rule, options.quick, f"{dt.date.today():%Y%m%d}")
     write_labels(out, model_version, verdict_rule, metrics["features_model"])
