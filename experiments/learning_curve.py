@@ -54,11 +54,13 @@ SEED = 0  # the shipped models' training seed (their split)
 
 
 def analysed_photos(mos_csv: Path, pristine: Path, models_dir: Path, cache: Path) -> dict[str, np.ndarray]:
-    """LEARN_INPUTS, MOS and split of every scored photo (cached: the engine runs once per photo)."""
+    """LEARN_INPUTS, MOS and split of every scored photo (cached: the engine runs once per photo, per
+    model version)."""
+    analyzer = Analyzer(models_dir)
     if cache.is_file():
         with np.load(cache) as data:
-            return dict(data)
-    analyzer = Analyzer(models_dir)
+            if str(data.get("model_version", "")) == analyzer.model_version:
+                return dict(data)
     sources = dataset.read_mos_csv(mos_csv)
     splits = dataset.assign_splits(dataset.find_pristine(pristine) + sources, SEED)
     from tqdm import tqdm
@@ -71,6 +73,7 @@ def analysed_photos(mos_csv: Path, pristine: Path, models_dir: Path, cache: Path
         "mos": np.array([s.mos for s in sources]),
         "validation": np.array([splits[s.path] == "val" for s in sources]),
         "name": np.array([s.path.name for s in sources]),
+        "model_version": np.array(analyzer.model_version),
     }
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **data)

@@ -17,9 +17,11 @@ from pixelperfect_daemon.training.backbone import (
     tflite_bytes,
 )
 from pixelperfect_daemon.training.quantize import (
+    FLOAT_ERROR_LIMIT,
     UNREAD_TAPS,
     fit_correction,
     int8_tflite,
+    layers_beyond_rounding,
     run_features,
     runtime_extractor,
 )
@@ -62,6 +64,20 @@ def test_fit_correction_recovers_an_affine_distortion_and_shifts_constant_column
     )  # the distorted ones were corrected
     assert slope[5] == 1.0 and np.isclose(offset[5], reference[:, 5].mean(), atol=1e-6)  # a constant column
     assert np.all((slope >= 0.5) & (slope <= 2.0))
+
+
+def test_layers_whose_int8_error_exceeds_rounding_stay_float():
+    def row(name, scale, rmse_in_steps):
+        return {"tensor_name": name, "scale": str(scale), "mean_squared_error": str((rmse_in_steps * scale) ** 2)}
+
+    statistics = [
+        row("rounding only", 0.05, 12**-0.5),
+        row("just under", 0.2, FLOAT_ERROR_LIMIT - 0.01),
+        row("distorted", 0.2, FLOAT_ERROR_LIMIT + 0.01),
+        row("stem", 0.02, 2.6),
+        {"tensor_name": "no scale", "scale": "0", "mean_squared_error": "1"},
+    ]
+    assert layers_beyond_rounding(statistics) == ["distorted", "stem"]
 
 
 @pytest.fixture(scope="module")

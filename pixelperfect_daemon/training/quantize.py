@@ -10,7 +10,8 @@ features.tflite, the model version in labels.json and metrics.json, and records 
 2. **int8 by post-training quantisation**: weights per channel, activations per tensor, calibrated
    on the views of every fourth training photo. The pooling (each channel's spatial mean and
    standard deviation) stays float: a per-tensor int8 scale over all channels would drown the
-   small ones.
+   small ones. So does every layer whose int8 output errs by more than rounding does
+   (``FLOAT_ERROR_LIMIT``, measured by TensorFlow Lite's quantisation debugger).
 3. **A per-feature correction** ``a * feature + b`` (float), fitted by least squares on training
    samples (clean and damaged) against the float model: quantisation shifts the pooled statistics
    (it adds noise, so standard deviations grow), and the heads were trained on float features.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import hashlib
 import io
 import json
@@ -55,6 +57,10 @@ _FLOAT_NODE_MARKERS = (
     "features_correction",
     "StatefulPartitionedCall",
 )
+# A layer's int8 error (root mean square, in units of its quantisation step) above which it stays
+# float: rounding alone gives 1/sqrt(12), 0.29; the limit is the TensorFlow Lite debugger guide's.
+FLOAT_ERROR_LIMIT = 0.7
+DEBUG_EVERY = 10  # every tenth calibration view measures the layers' errors
 
 
 # ---------------------------------------------------------------- the model
@@ -100,7 +106,8 @@ def runtime_extractor(extractor, correction: tuple[np.ndarray, np.ndarray] | Non
 
 
 def int8_tflite(model, representative: Sequence[np.ndarray]) -> bytes:
-    """int8 where a kernel exists, except the pooling and the correction (float); float input and output."""
+    """int8 where a kernel exists, except the pooling, the correction and the layers int8 would
+    distort (``layers_beyond_rounding``), which stay float; float input and output."""
     import tensorflow as tf
 
     def converter():
@@ -110,15 +117,36 @@ def int8_tflite(model, representative: Sequence[np.ndarray]) -> bytes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         return converter
 
+    def debugger(floats: list[str]):
+        return tf.lite.experimental.QuantizationDebugger(
+            converter=converter(),
+            debug_dataset=lambda: ([view[None]] for view in representative[::DEBUG_EVERY]),
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=floats),
+        )
+
     with contextlib.redirect_stdout(io.StringIO()):
         plain = converter().convert()
         floats = [name for name in _node_names(plain) if any(marker in name for marker in _FLOAT_NODE_MARKERS)]
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter(),
-            debug_dataset=lambda: ([view[None]] for view in representative[:2]),
-            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=floats),
-        )
-        return debugger.get_nondebug_quantized_model()
+        measured = debugger(floats)
+        measured.run()
+        statistics = io.StringIO()
+        measured.layer_statistics_dump(statistics)
+        statistics.seek(0)
+        distorted = layers_beyond_rounding(list(csv.DictReader(statistics)))
+        labels = [name.split(";")[0].split("/")[-2] if "/" in name else name for name in distorted]
+        log.info("int8: %d layers stay float (error beyond rounding): %s", len(distorted), ", ".join(labels))
+        return debugger(floats + distorted).get_nondebug_quantized_model()
+
+
+def layers_beyond_rounding(statistics: list[dict[str, str]]) -> list[str]:
+    """The layers (graph node names) of a ``QuantizationDebugger.layer_statistics_dump`` whose int8
+    output's root mean square error exceeds ``FLOAT_ERROR_LIMIT`` quantisation steps."""
+    return [
+        row["tensor_name"]
+        for row in statistics
+        if float(row["scale"]) > 0
+        and np.sqrt(float(row["mean_squared_error"])) / float(row["scale"]) > FLOAT_ERROR_LIMIT
+    ]
 
 
 def _node_names(model: bytes) -> list[str]:
@@ -282,7 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics_file = args.models / "metrics.json"
     if metrics_file.exists():
         metrics = json.loads(metrics_file.read_text())
-        metrics.update(model_version=version, **report)
+        command = f"python -m pixelperfect_daemon.training.quantize --pristine {args.pristine} --mos-csv {args.mos_csv} --models {args.models} --seed {args.seed}"
+        metrics.update(model_version=version, features_model_command=command, **report)
         metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"model version {version}")
 
