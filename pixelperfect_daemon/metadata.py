@@ -185,6 +185,23 @@ def keyword_arguments(
     return arguments
 
 
+_ASSIGNMENT = re.compile(r"-(?P<tag>[A-Za-z0-9-]+:[A-Za-z0-9]+)(?P<remove>-?)=(?P<value>.*)", re.DOTALL)
+
+
+def without_deleting_absent_tags(arguments: list[str], existing: dict) -> list[str]:
+    """``arguments`` less the deletions (``-TAG=``, ``-TAG-=value``) of tags ``existing`` (the file's
+    tags as read just before) does not hold: no-ops, yet ExifTool spends a fraction of a millisecond
+    on each, and a fresh camera file's first tagging carries a dozen."""
+    kept = []
+    for argument in arguments:
+        assignment = _ASSIGNMENT.fullmatch(argument)
+        deletes = assignment is not None and (assignment["remove"] or not assignment["value"])
+        if deletes and existing.get(assignment["tag"]) is None:
+            continue
+        kept.append(argument)
+    return kept
+
+
 def container_of(path: Path) -> str | None:
     """The embedded-XMP format the file's first bytes show (JPEG, PNG, TIFF, WebP, HEIF), or None."""
     with open(path, "rb") as file:
@@ -545,6 +562,7 @@ class MetadataWriter:
             )
             flags = cull_flags.plan_cull_flags(self.settings, verdict, quality, *cull_flags.state_from_tags(existing))
             arguments += cull_flags.exiftool_arguments(flags)
+            arguments = without_deleting_absent_tags(arguments, existing)
             sources = () if target_before is None else (target,)
             with self._paths.arguments(*sources, output=scratch) as (*source, output):
                 status, stdout, stderr = self._execute(*arguments, "-o", output, *source)

@@ -25,6 +25,7 @@ from pixelperfect_daemon.metadata import (
     pixelperfect_keywords,
     sidecar_file_name,
     sidecar_path,
+    without_deleting_absent_tags,
 )
 from tests.fixtures_images import make_dng, make_heic, make_jpeg, make_png, make_raw_like, make_tiff, make_webp
 
@@ -117,6 +118,42 @@ def test_sidecar_path_is_none_for_embedded_formats_only_in_embedded_mode():
     assert sidecar_path(Path("/p/a.jpg"), MetadataSettings(mode="sidecar", sidecar_name="fullname")) == Path(
         "/p/a.jpg.xmp"
     )
+
+
+def test_deletions_of_tags_the_file_does_not_hold_are_left_out_and_nothing_else():
+    arguments = [
+        "-XMP-pixelperfect:Verdict=Poor",
+        "-XMP-pixelperfect:ReviewedBy=",  # absent: a no-op
+        "-XMP-pixelperfect:ReviewReason=",  # present: deleted
+        "-XMP-dc:Subject-=Poor",  # absent list: a no-op
+        "-XMP-dc:Subject+=Poor",
+        "-XMP-lr:HierarchicalSubject-=PixelPerfect|Good",  # present list: removed
+        "-XMP-xmp:Rating=-1",
+        "-XMP-xmp:Label-=Red",  # absent: a no-op
+        "-XMP-pixelperfect:Note=a=b",
+    ]
+    existing = {
+        "XMP-pixelperfect:ReviewReason": "Duplicate",
+        "XMP-lr:HierarchicalSubject": ["PixelPerfect|Good", "Trips|Rome"],
+        "XMP-pixelperfect:ReviewedAt": "",  # present though empty: its deletion stays
+    }
+    assert without_deleting_absent_tags(arguments, existing) == [
+        "-XMP-pixelperfect:Verdict=Poor",
+        "-XMP-pixelperfect:ReviewReason=",
+        "-XMP-dc:Subject+=Poor",
+        "-XMP-lr:HierarchicalSubject-=PixelPerfect|Good",
+        "-XMP-xmp:Rating=-1",
+        "-XMP-pixelperfect:Note=a=b",
+    ]
+    assert without_deleting_absent_tags(["-XMP-pixelperfect:ReviewedAt="], existing) == [
+        "-XMP-pixelperfect:ReviewedAt="
+    ]
+    assert without_deleting_absent_tags(arguments, {}) == [
+        "-XMP-pixelperfect:Verdict=Poor",
+        "-XMP-dc:Subject+=Poor",
+        "-XMP-xmp:Rating=-1",
+        "-XMP-pixelperfect:Note=a=b",
+    ]
 
 
 def test_pixelperfect_keywords_are_a_lightroom_keyword_path():
