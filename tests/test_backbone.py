@@ -26,12 +26,12 @@ from pixelperfect_daemon.training.backbone import (  # noqa: E402
     BackboneWeightsError,
     build_efficientnet_lite0,
     build_feature_extractor,
-    export_tflite,
     feature_dim,
     imagenet_weights_path,
     load_torch_weights,
     torch_prefixes_by_layer,
 )
+from pixelperfect_daemon.training.litert_export import export_tflite  # noqa: E402
 from pixelperfect_daemon.training.torch_state_dict import (  # noqa: E402
     LEGACY_MAGIC_NUMBER,
     StateDictError,

@@ -14,8 +14,8 @@ from pixelperfect_daemon.training.backbone import (
     DEFAULT_TAPS,
     FEATURE_DIM,
     build_feature_extractor,
-    tflite_bytes,
 )
+from pixelperfect_daemon.training.litert_export import tflite_bytes
 from pixelperfect_daemon.training.quantize import (
     FLOAT_ERROR_LIMIT,
     UNREAD_TAPS,

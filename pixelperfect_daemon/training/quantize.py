@@ -242,7 +242,7 @@ def ship_features_model(
 ) -> dict:
     """Write ``models_dir/features.tflite`` (int8 if it passes the gate, else float) for the heads
     already there; return what was decided, for metrics.json."""
-    from .backbone import tflite_bytes, write_model_file
+    from .litert_export import tflite_bytes, write_model_file
     from .validation_outputs import GATE_MARGIN, figures_table, gate_failures
 
     plain = runtime_extractor(extractor)

@@ -652,8 +652,8 @@ def write_labels(out: Path, model_version: str, verdict_rule: dict, features_mod
 def export(
     out: Path, extractor, stage1, stage2, ridge, t1: float, t2: float, metrics: dict, options: TrainOptions, sources
 ) -> str:
-    from .backbone import export_tflite
     from .heads import calibrated_stage1, calibrated_stage2
+    from .litert_export import export_tflite
     from .quantize import model_version_of, runtime_extractor, ship_features_model
 
     out.mkdir(parents=True, exist_ok=True)
