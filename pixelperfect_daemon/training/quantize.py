@@ -10,7 +10,7 @@ features.tflite, the model version in labels.json and metrics.json, and records 
 2. **int8 by post-training quantisation**: weights per channel, activations per tensor, calibrated
    on the views of every fourth training photo. The pooling (each channel's spatial mean and
    standard deviation) stays float: a per-tensor int8 scale over all channels would drown the
-   small ones. So does every layer whose int8 output errs by more than rounding does
+   small ones. So does every layer whose int8 output errs by more than rounding alone would
    (``FLOAT_ERROR_LIMIT``, measured by TensorFlow Lite's quantisation debugger).
 3. **A per-feature correction** ``a * feature + b`` (float), fitted by least squares on training
    samples (clean and damaged) against the float model: quantisation shifts the pooled statistics
