@@ -22,7 +22,7 @@ import numpy as np
 from experiments.cross_validate_authentic import FOLDS, photo_folds, scored_photos
 from pixelperfect_daemon.metrics import plcc, srcc
 from pixelperfect_daemon.training import train
-from pixelperfect_daemon.training.heads import QUALITY_POOR_PENALTY, RIDGE_ALPHAS, RIDGE_FOLDS, _ridge_solve
+from pixelperfect_daemon.training.heads import QUALITY_POOR_PENALTY, RIDGE_ALPHAS, RIDGE_FOLDS, fit_ridge_quality
 
 # fit(x_train, y_train, photo_of_train_row, x_test) -> predictions for x_test
 Fitter = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -33,24 +33,11 @@ def _standardised(train_x: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, 
     return (train_x - mean) / scale, (test_x - mean) / scale
 
 
-def _choose(scores: dict) -> object:
-    return max(scores, key=scores.get)
-
-
 def ridge_fitter(alphas=RIDGE_ALPHAS) -> Fitter:
     """The shipped regression (``heads.fit_ridge_quality``): α by grouped cross-validated SRCC."""
 
     def fit(x, y, groups, test):
-        z, z_test = _standardised(x, test)
-        inner = np.unique(groups, return_inverse=True)[1] % RIDGE_FOLDS
-        scores = {}
-        for alpha in alphas:
-            predicted = np.empty(len(z))
-            for fold in range(RIDGE_FOLDS):
-                out = inner == fold
-                predicted[out] = z[out] @ _ridge_solve(z[~out], y[~out], alpha) + y[~out].mean()
-            scores[alpha] = srcc(predicted, y)
-        return z_test @ _ridge_solve(z, y, _choose(scores)) + y.mean()
+        return fit_ridge_quality(x, y, groups, alphas=alphas).predict(test)
 
     return fit
 
@@ -77,7 +64,7 @@ def rbf_kernel_fitter(gammas=(0.05, 0.1, 0.2, 0.5), alphas=(0.03, 0.1, 0.3, 1.0)
                     )
                     predicted[out] = k[np.ix_(out, ~out)] @ fitted + y[~out].mean()
                 scores[(gamma, alpha)] = srcc(predicted, y)
-        gamma, alpha = _choose(scores)
+        gamma, alpha = max(scores, key=scores.get)
         fitted = np.linalg.solve(kernel(z, z, gamma) + alpha * np.eye(len(z)), y - y.mean())
         return kernel(z_test, z, gamma) @ fitted + y.mean()
 

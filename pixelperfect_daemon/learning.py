@@ -60,6 +60,9 @@ ENFORCED_DAMAGE = ("blur", "noise", "compression", "transmission_errors")
 POOR_LEVELS = (3, 4, 5)
 _NEWTON_STEPS = 50
 CROWD_CHECK = "clear Good/Poor balanced accuracy, exposure and colour left to the library"
+SRCC_MEASURE = "SRCC of the quality score with MOS"
+# The validation measures an adaptation may lose at most MARGIN of.
+ENFORCED_MEASURES = (CROWD_CHECK, SRCC_MEASURE, *(f"{name} damage (levels 3-5) flagged" for name in ENFORCED_DAMAGE))
 
 
 class LearnError(Exception):
@@ -288,7 +291,7 @@ def validation_measures(
     measures = {
         "clear Good/Poor balanced accuracy": clear_balanced_accuracy(mos, flagged),
         CROWD_CHECK: clear_balanced_accuracy(mos, crowd_flagged),
-        "SRCC of the quality score with MOS": srcc(quality, mos),  # an adaptation leaves the score as it is
+        SRCC_MEASURE: srcc(quality, mos),  # an adaptation leaves the score as it is
         "clearly good photos (MOS >= 65) kept Good": float(np.mean(~flagged[good])),
         "clearly poor photos (MOS <= 40) flagged": float(np.mean(flagged[clearly_poor])),
         "clean synthetic variants kept Good": float(np.mean(~synthetic_flagged[level == 0])),
@@ -302,11 +305,9 @@ def validation_measures(
 
 
 def guard_failures(before: dict[str, float], after: dict[str, float], margin: float = MARGIN) -> list[str]:
-    enforced = [CROWD_CHECK, "SRCC of the quality score with MOS"]
-    enforced += [f"{name} damage (levels 3-5) flagged" for name in ENFORCED_DAMAGE]
     return [
         f"{key} {before[key]:.3f} -> {after[key]:.3f}"
-        for key in enforced
+        for key in ENFORCED_MEASURES
         if key in before and after[key] < before[key] - margin - 1e-9
     ]
 
@@ -329,10 +330,7 @@ def format_table(
     )
     if before is not None:
         for key, value in before.items():
-            enforced = (
-                key in (CROWD_CHECK, "SRCC of the quality score with MOS") or key.split(" damage")[0] in ENFORCED_DAMAGE
-            )
-            label = f"shipped validation: {key}{' *' if enforced else ''}"
+            label = f"shipped validation: {key}{' *' if key in ENFORCED_MEASURES else ''}"
             rows.append((label, f"{value:.3f}", "–" if after is None else f"{after[key]:.3f}"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{name:<{width}}  {a:>7}  {b:>7}" for name, a, b in rows]

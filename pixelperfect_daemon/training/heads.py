@@ -207,7 +207,11 @@ def select_columns(features: np.ndarray, columns: np.ndarray) -> np.ndarray:
 
 
 def fit_ridge_quality(
-    features: np.ndarray, quality: np.ndarray, groups: np.ndarray, columns: np.ndarray | None = None
+    features: np.ndarray,
+    quality: np.ndarray,
+    groups: np.ndarray,
+    columns: np.ndarray | None = None,
+    alphas: tuple[float, ...] = RIDGE_ALPHAS,
 ) -> RidgeQuality:
     """Ridge regression with its strength chosen by cross-validated Spearman correlation; folds
     are by ``groups`` (the source photo), so a photo and its mirror image never straddle folds."""
@@ -217,8 +221,8 @@ def fit_ridge_quality(
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     z = (x - mean) / scale
     fold_of = np.unique(groups, return_inverse=True)[1] % RIDGE_FOLDS
-    best_alpha, best_score = RIDGE_ALPHAS[0], -np.inf
-    for alpha in RIDGE_ALPHAS:
+    best_alpha, best_score = alphas[0], -np.inf
+    for alpha in alphas:
         predicted = np.empty(len(z))
         for fold in range(RIDGE_FOLDS):
             held_out = fold_of == fold

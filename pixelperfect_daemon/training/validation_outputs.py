@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..adaptation import LEARN_INPUTS, base_margin
+from ..adaptation import LEARN_INPUTS, base_margin, most_likely_defect
 from ..engine import Analyzer, is_monochrome
 from ..evaluation import clear_balanced_accuracy
 from ..labels import DEFECTS
@@ -80,8 +80,8 @@ def figures(outputs: dict, poor_threshold: float, poor_below_quality: float) -> 
     """The validation figures of one set of ``engine_outputs``."""
     authentic, mos = outputs["authentic_inputs"].astype(float), outputs["authentic_mos"].astype(float)
     synthetic, level = outputs["synthetic_inputs"].astype(float), outputs["synthetic_level"]
-    defect = outputs["synthetic_defect"]
-    predicted = synthetic[:, [LEARN_INPUTS.index(f"score_{name}") for name in DEFECTS]].argmax(axis=1)
+    named = np.asarray(DEFECTS)[outputs["synthetic_defect"]]  # damaged rows only are compared
+    predicted = most_likely_defect(synthetic)
     poor_authentic = base_margin(authentic, poor_threshold, poor_below_quality) >= 0
     poor_synthetic = base_margin(synthetic, poor_threshold, poor_below_quality) >= 0
     damaged, clean, serious = level > 0, level == 0, level >= 3
@@ -91,8 +91,8 @@ def figures(outputs: dict, poor_threshold: float, poor_below_quality: float) -> 
         "SRCC": srcc(_column(authentic, "quality"), mos),
         "PLCC": plcc(_column(authentic, "quality"), mos),
         "clear Good/Poor balanced accuracy": clear_balanced_accuracy(mos, poor_authentic),
-        "defect top-1, levels 1-5": float(np.mean(predicted[damaged] == defect[damaged])),
-        "defect top-1, levels 2-5": float(np.mean(predicted[level >= 2] == defect[level >= 2])),
+        "defect top-1, levels 1-5": float(np.mean(predicted[damaged] == named[damaged])),
+        "defect top-1, levels 2-5": float(np.mean(predicted[level >= 2] == named[level >= 2])),
         "clean synthetic variants kept Good": float(np.mean(~poor_synthetic[clean])),
         "damage (levels 3-5) flagged": float(np.mean(poor_synthetic[serious])),
         "P(poor) calibration error (ECE), synthetic levels 0 and 3-5": expected_calibration_error(
