@@ -308,11 +308,6 @@ def markdown(results: dict) -> str:
             f"{daemon_rate:.2f} images/s ({daemon_rate / analyze_rate:.0%} of analyze; issue 27 asks >= 90 %)",
         ),
         (
-            "daemon: throughput after the stability wait",
-            f"{count / (results['burst_seconds'] - results['stable_seconds']):.2f} images/s "
-            f"({count / (results['burst_seconds'] - results['stable_seconds']) / analyze_rate:.0%} of analyze)",
-        ),
-        (
             "CPU per image: analyze / daemon (incl. ExifTool)",
             f"{results['analyze_cpu_seconds'] / count:.3f} s / {results['burst_cpu_seconds'] / count:.3f} s "
             f"(ExifTool {1000 * results['burst_exiftool_cpu_seconds'] / count:.0f} ms) "

@@ -31,6 +31,8 @@ class WatchSettings:
     poll_interval: float = 0.0
     # A file is complete once its size and mtime stayed unchanged this long.
     stable_seconds: float = 2.0
+    # Analyse a file while it waits to be complete (inotify only); its tags still wait (early_analysis.py).
+    analyse_early: bool = True
     # A full rescan catches anything an event was missed for (0 disables).
     rescan_interval: float = 300.0
     # Extra glob patterns to ignore, on top of the built-in temp/sync-tool patterns.

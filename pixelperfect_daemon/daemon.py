@@ -29,6 +29,8 @@ from .watcher import FileStabilityTracker, FolderWatcher, IgnoreRules, WatchErro
 
 logger = logging.getLogger(__name__)
 
+# New files are looked at together once this long has passed since the first of them arrived.
+_ARRIVALS_BATCH_SECONDS = 0.02
 # How often systemd's STATUS line is refreshed.
 _STATUS_SECONDS = 10.0
 
@@ -45,6 +47,14 @@ def load_analyzer(settings: Settings):
         return analyzer_for(settings)
     except ModelsNotFoundError as error:
         raise DaemonError(str(error)) from None
+
+
+def analyses_early(settings: Settings, index: ImageIndex | None) -> bool:
+    """Whether files are analysed while they wait to be complete: not on polled shares (every read
+    crosses the network, and the server's clock sets the mtimes) nor on a shared index (claims
+    decide which daemon analyses a file, and they are taken once it is complete)."""
+    shared = index is not None and index.is_shared
+    return settings.watch.analyse_early and settings.watch.poll_interval == 0 and not shared
 
 
 def stability_poll_seconds(stable_seconds: float) -> float:
@@ -139,7 +149,15 @@ def run_daemon(
     analyzer = analyzer or load_analyzer(settings)
     writer, index = _open_outputs(settings, dry_run)
     tracker = FileStabilityTracker(settings.watch.stable_seconds)
-    pipeline = Pipeline(settings, analyzer, writer=writer, index=index, stop=stop, on_done=tracker.done)
+    pipeline = Pipeline(
+        settings,
+        analyzer,
+        writer=writer,
+        index=index,
+        stop=stop,
+        on_done=tracker.done,
+        early=analyses_early(settings, index),
+    )
     watcher = FolderWatcher(
         settings.watch.folders,
         tracker,
@@ -203,7 +221,12 @@ def _feed_pipeline(
     """Wait for stability: hand every file that has held still to the pipeline."""
     interval = stability_poll_seconds(stable_seconds)
     next_status = 0.0
-    while not stop.wait(interval):
+    while not stop.is_set():
+        if tracker.arrived.wait(interval):  # new files: offer them for early analysis now, not at the next poll
+            stop.wait(_ARRIVALS_BATCH_SECONDS)
+        tracker.arrived.clear()
+        if stop.is_set():
+            break
         if pipeline.index is not None:
             try:
                 pipeline.index.check_still_there()
@@ -214,6 +237,7 @@ def _feed_pipeline(
         for path in tracker.poll():
             if not pipeline.submit(path):
                 break
+        pipeline.analyse_early(tracker.pending_paths())
         if time.monotonic() >= next_status:
             next_status = time.monotonic() + _STATUS_SECONDS
             notifier.notify(
@@ -224,8 +248,10 @@ def _feed_pipeline(
 
 def summary_line(stats: PipelineStats) -> str:
     counts = stats.outcomes
+    early = f" ({stats.analysed_early} while they waited to be complete)" if stats.analysed_early else ""
     line = (
-        f"{counts[ANALYSED]} analysed, {counts[UNCHANGED]} unchanged, {counts[MOVED]} moved, {counts[ERROR]} error(s)"
+        f"{counts[ANALYSED]} analysed{early}, {counts[UNCHANGED]} unchanged, {counts[MOVED]} moved, "
+        f"{counts[ERROR]} error(s)"
     )
     if counts[RETAGGED]:
         line += f", {counts[RETAGGED]} tagged again"

@@ -61,21 +61,29 @@ def is_scratch_name(name: str) -> bool:
 
 
 def processes_writing(path: Path, identity: FileIdentity | None = None) -> list[int]:
-    """Ids of the processes (that this user may see) holding ``path`` open for writing.
-
-    Scans ``/proc/*/fd``; a process of another user is invisible unless we run as root.
-    """
+    """Ids of the processes (that this user may see) holding ``path`` open for writing."""
     if identity is None:
         try:
             identity = FileIdentity.of(path)
         except FileNotFoundError:
             return []
-    wanted = (identity.device, identity.inode)
-    writers = []
+    return writers_of([identity]).get((identity.device, identity.inode), [])
+
+
+def writers_of(identities) -> dict[tuple[int, int], list[int]]:
+    """{(device, inode): ids of the processes holding it open for writing} for those of ``identities``
+    that some process (that this user may see) has open for writing; one pass over ``/proc/*/fd``.
+
+    A process of another user is invisible unless we run as root.
+    """
+    wanted = {(identity.device, identity.inode) for identity in identities}
+    writers: dict[tuple[int, int], list[int]] = {}
+    if not wanted:
+        return writers
     try:
         pids = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
     except FileNotFoundError:
-        return []  # no procfs: the size/mtime checks are all there is
+        return writers  # no procfs: the size/mtime checks are all there is
     for pid in pids:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
@@ -84,15 +92,15 @@ def processes_writing(path: Path, identity: FileIdentity | None = None) -> list[
         for fd in fds:
             try:
                 st = os.stat(f"/proc/{pid}/fd/{fd}")
-                if (st.st_dev, st.st_ino) != wanted:
+                key = (st.st_dev, st.st_ino)
+                if key not in wanted or int(pid) in writers.get(key, ()):
                     continue
                 with open(f"/proc/{pid}/fdinfo/{fd}") as info:
                     flags = next(int(line.split()[1], 8) for line in info if line.startswith("flags:"))
             except (OSError, StopIteration, ValueError):
                 continue
             if flags & _ACCESS_MODE in (os.O_WRONLY, os.O_RDWR):
-                writers.append(int(pid))
-                break
+                writers.setdefault(key, []).append(int(pid))
     return writers
 
 

@@ -15,6 +15,10 @@ A file whose tags could not be written (index status ``tag_error``) is tagged ag
 at the next rescan, without a new analysis; ``retag=True`` does that for every analysed file (after
 a ``[metadata]`` setting changed).
 
+Early analysis (the daemon): while a file waits to be complete, the decode/analyse workers may
+analyse it when no complete file waits for them (``analyse_early``, early_analysis.py); once it is
+complete, ``decode`` takes that result if the file is still exactly what was read.
+
 One ``threading.Event`` stops everything: the stages up to ``analyse`` finish the file in hand and
 hand the rest back (they have no row, so the next start picks them up); ``write metadata`` and
 ``index`` finish everything already analysed.
@@ -38,8 +42,9 @@ from pathlib import Path
 
 from .common import one_line, path_to_text, sha256_of, text_to_path, utc_in, utc_now
 from .config import Settings
+from .early_analysis import EarlyResult, EarlyResults, TwoLaneQueue, settled_identity
 from .failures import is_transient, retry_delay
-from .file_replace import FileIdentity
+from .file_replace import FileIdentity, writers_of
 from .file_views import FileViews, load_views
 from .index import TAG_ERROR, ImageIndex, ImageIndexGoneError, ImageIndexWriteError
 from .loading import ImageLoadError
@@ -50,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 # How long a stage waits on an empty queue before looking at the stop event again.
 _QUEUE_POLL_SECONDS = 0.1
+# How many analysed files may wait for their tags.
+_ANALYSED_QUEUE_SIZE = 64
 # An index write that failed (disk full, server away) is retried after this long, doubling up to the cap.
 _WRITE_RETRY_SECONDS = 1.0
 _WRITE_RETRY_MAX_SECONDS = 30.0
@@ -107,6 +114,7 @@ class Job:
     from_row: bool = False  # tagged again from its index row, not analysed
     transient: bool = False  # the error was the environment's (disk, permissions): retried with back-off
     retry_after: str | None = None
+    early: bool = False  # analysed while it waits to be complete (early_analysis.py): its tags wait
 
 
 def run_steps(steps: Iterable[Callable[[Job], None]], job: Job) -> None:
@@ -137,6 +145,7 @@ class Stage:
 class PipelineStats:
     outcomes: Counter = field(default_factory=Counter)
     handed_back: int = 0
+    analysed_early: int = 0  # complete files whose analysis was done while they waited
 
     @property
     def finished(self) -> int:
@@ -148,6 +157,7 @@ class Pipeline:
 
     ``writer`` and ``index`` are None in a dry run: files are analysed and logged, nothing is written.
     ``on_done(path)`` is called for every file that leaves the pipeline, however it left.
+    ``early``: files still waiting to be complete may be offered to ``analyse_early`` (the daemon).
     """
 
     def __init__(
@@ -161,6 +171,7 @@ class Pipeline:
         on_done: Callable[[Path], None] | None = None,
         on_finished: Callable[[Job], None] | None = None,
         retag: bool = False,
+        early: bool = False,
     ):
         self.settings = settings
         self.analyzer = analyzer
@@ -184,10 +195,22 @@ class Pipeline:
                 queue_size=2 * workers,
                 drains_on_stop=False,
             ),
-            Stage("write metadata", (self.write_metadata,), threads=1, queue_size=2 * workers, drains_on_stop=True),
+            # Analysed files hold no pixels: a long queue keeps the workers analysing while a burst of
+            # files analysed early waits for its tags (written one at a time).
+            Stage(
+                "write metadata",
+                (self.write_metadata,),
+                threads=1,
+                queue_size=_ANALYSED_QUEUE_SIZE,
+                drains_on_stop=True,
+            ),
             Stage("index", (self.record,), threads=1, queue_size=2 * workers, drains_on_stop=True),
         ]
         self._queues = [queue.Queue(maxsize=s.queue_size) for s in self.stages]
+        self.early = EarlyResults() if early else None
+        if early:  # the workers take early work only while no complete file waits for them
+            # Enough early work for the workers until the tracker's next poll offers more.
+            self._queues[1] = TwoLaneQueue(self.stages[1].queue_size, early_size=4 * workers)
         self._threads: list[list[threading.Thread]] = [[] for _ in self.stages]
         self._input_closed = threading.Event()
         self._stats_lock = threading.Lock()
@@ -235,11 +258,7 @@ class Pipeline:
             return
         # Hashing 5-10 MB costs as much as a tenth of an analysis: a new file is hashed here only
         # when it could be a moved one, i.e. an analysed row of the same size lost its file.
-        moved_candidates = [
-            other
-            for other in self.index.find_by_size(job.size)
-            if other["path"] != path_to_text(job.path) and not os.path.lexists(text_to_path(other["path"]))
-        ]
+        moved_candidates = self._moved_candidates(job.path, job.size)
         if job.row is None and not moved_candidates:
             return
         job.sha256 = sha256_of(job.path)
@@ -253,6 +272,14 @@ class Pipeline:
             if other["sha256"] == job.sha256:
                 self._record_move(job, other)
                 return
+
+    def _moved_candidates(self, path: Path, size: int) -> list[dict]:
+        """Analysed rows of files of ``size`` bytes whose file is gone: ``path`` may be one of them, moved."""
+        return [
+            other
+            for other in self.index.find_by_size(size)
+            if other["path"] != path_to_text(path) and not os.path.lexists(text_to_path(other["path"]))
+        ]
 
     def _tag_again_from_row(self, job: Job) -> bool:
         """Send an unchanged, analysed file on to be tagged from its row (no new analysis) when its
@@ -300,6 +327,13 @@ class Pipeline:
     def decode(self, job: Job) -> None:
         if job.result is not None:
             return  # tagged again from its row: nothing to analyse
+        if self.early is not None:
+            early = self.early.take(job.path, job.identity, self.analyzer.model_version)
+            if early is not None:
+                job.result, (job.width, job.height), job.analyzed_at = early.result, early.size, early.analyzed_at
+                with self._stats_lock:
+                    self.stats.analysed_early += 1
+                return
         try:
             job.decoded = load_views(job.path, max_pixels=self.settings.analysis.max_pixels)
         except ImageLoadError as error:
@@ -413,6 +447,61 @@ class Pipeline:
             self.fatal_error = error
             logger.error("%s: stopping", error)
         self.stop_event.set()
+
+    # -- analysing files that are not complete yet ------------------------------------------
+
+    def analyse_early(self, paths: Iterable[Path]) -> None:
+        """Offer files still waiting to be complete for analysis, oldest first, while the workers have
+        room; not those that something is still writing (just written, or held open for writing)."""
+        if self.early is None:
+            return
+        now = time.time()
+        candidates = {}
+        for path in paths:
+            path = Path(os.path.abspath(path))
+            identity = settled_identity(path, now)
+            if identity is None or not self.early.is_new(path, identity):
+                continue
+            if self.index is not None and (
+                self.index.get(path) is not None or self._moved_candidates(path, identity.size)
+            ):
+                self.early.decline(path, identity)  # known (e.g. just tagged) or maybe moved: identify decides
+                continue
+            candidates[path] = identity
+        being_written = writers_of(candidates.values())  # one look at /proc for all of them
+        for path, identity in candidates.items():
+            if (identity.device, identity.inode) in being_written or not self.early.want(path, identity):
+                continue
+            if not self._queues[1].offer(Job(path=path, early=True)):
+                self.early.unqueue(path)
+                return
+
+    def _analyse_early(self, job: Job) -> None:
+        if not self.early.begin(job.path):
+            return  # complete by now: the pipeline has it
+        early = None
+        try:
+            early = self._early_result(job.path)
+        except Exception as error:  # FileNotFoundError, an engine failure: the complete file is analysed as usual
+            logger.debug("early analysis of %s failed: %s", job.path, one_line(error))
+        finally:
+            self.early.finish(job.path, early)
+
+    def _early_result(self, path: Path) -> EarlyResult | None:
+        before = settled_identity(path)
+        if before is None:
+            return None
+        try:
+            decoded = load_views(path, max_pixels=self.settings.analysis.max_pixels)
+        except ImageLoadError:
+            return EarlyResult(before, None)  # its error row comes from the complete file
+        result = self.analyzer.analyze_views(path, decoded)
+        if FileIdentity.of(path) != before:
+            return None  # written to while being read: offered again once it settles
+        if result.verdict == "error":
+            return EarlyResult(before, None)
+        logger.debug("analysed early, before it is complete: %s", path)
+        return EarlyResult(before, result, decoded.original_size, utc_now())
 
     # -- finishing a file -------------------------------------------------------------------
 
@@ -530,6 +619,8 @@ class Pipeline:
                     job = inbox.get_nowait()
                 except queue.Empty:
                     break
+                if job.early:
+                    continue  # optional work: nobody waits for it
                 self.stats.handed_back += 1
                 self._release(job)
                 if self._on_done is not None:
@@ -593,6 +684,9 @@ class Pipeline:
             self._run_stage(number, job)
 
     def _run_stage(self, number: int, job: Job) -> None:
+        if job.early:
+            self._analyse_early(job)
+            return
         run_steps(self.stages[number].steps, job)
         if job.outcome is not None:
             self._finish(job)

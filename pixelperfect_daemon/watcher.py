@@ -118,6 +118,7 @@ class FileStabilityTracker:
         self._pending: dict[Path, _Observation] = {}
         self._in_flight: set[Path] = set()
         self._seen_again: set[Path] = set()  # changed while in flight: look again once done
+        self.arrived = threading.Event()  # set by every observation: early analysis need not wait for a poll
 
     def _first_look(self, path: Path) -> _Observation:
         """The wait starts now, with what the file is now (a burst is not delayed by a poll)."""
@@ -136,6 +137,7 @@ class FileStabilityTracker:
                 self._seen_again.add(path)
             else:
                 self._pending[path] = seen
+        self.arrived.set()
 
     def poll(self) -> list[Path]:
         """Stat the pending paths; return those now ready, which become in flight until ``done``."""
@@ -180,6 +182,11 @@ class FileStabilityTracker:
             if path in self._seen_again:
                 self._seen_again.discard(path)
                 self._pending[path] = self._first_look(path)
+
+    def pending_paths(self) -> list[Path]:
+        """The paths waiting to be complete, longest waiting first."""
+        with self._lock:
+            return list(self._pending)
 
     @property
     def pending_count(self) -> int:

@@ -302,6 +302,27 @@ def test_a_new_file_is_tagged_from_its_watch_event_once_stable(tmp_path):
     assert latency >= STABLE_SECONDS, latency
 
 
+@pytest.mark.parametrize("analyse_early", [True, False])
+def test_a_new_file_is_analysed_while_it_waits_and_tagged_once_complete(tmp_path, analyse_early):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (source,) = make_small_jpegs(staging, 1)
+    past = time.time() - 60
+    os.utime(source, (past, past))  # a copy that keeps its times (cp -p, rsync -t): settled at once
+    stable_seconds = 1.5
+    with RunningDaemon(tmp_path, watch={"stable_seconds": stable_seconds, "analyse_early": analyse_early}) as daemon:
+        time.sleep(0.5)  # the initial scan is done
+        started = time.monotonic()
+        image = Path(shutil.copy2(source, daemon.ingest / "one.jpg"))
+        rows = daemon.wait_for_rows(1, timeout=20)
+        latency = time.monotonic() - started
+    assert [r["status"] for r in rows] == ["ok"]
+    assert latency >= stable_seconds, latency  # the tags still waited until the file was complete
+    assert daemon.analyzer.counts == {str(image): 1}
+    assert daemon.stats.analysed_early == (1 if analyse_early else 0)
+    assert daemon.stats.outcomes[ANALYSED] == 1
+
+
 @pytest.mark.slow
 def test_burst_of_1000_files_each_analysed_exactly_once(tmp_path):
     staging = tmp_path / "staging"
