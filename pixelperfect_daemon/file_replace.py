@@ -3,8 +3,9 @@
 ExifTool writes the tagged copy to a scratch file of ours (hidden, short, in the same folder);
 ``replace_if_unchanged`` then renames it over the original, but only after checking, immediately
 before the rename, that the original is still the very file that was analysed (same device,
-inode, size and mtime) and that no process has it open for writing. Otherwise nothing is
-replaced: the scratch file is removed and the original stays exactly as it is.
+inode, size and mtime) and that no process has it open for writing (a read lease, held through
+the rename; a look in /proc where no lease can be had). Otherwise nothing is replaced: the scratch
+file is removed and the original stays exactly as it is.
 
 The scratch name depends only on the target's name, so a copy left by a killed write is found
 (and removed, being ours) the next time that file is written. Nothing else is ever deleted.
@@ -12,10 +13,14 @@ The scratch name depends only on the target's name, so a copy left by a killed w
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import logging
 import os
+import signal
 import stat
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,12 +160,57 @@ def replace_if_unchanged(original: Path, new_version: Path, expected: FileIdenti
         st = check_unchanged(original, expected, writers=False)
         _copy_ownership(st, new_version)
         _fsync(new_version)
-        check_unchanged(original, expected)  # all of it right before the rename: the fsync took time
-        os.rename(new_version, original)
+        with held_unwritten(original, expected):  # all of it right before the rename: the fsync took time
+            os.rename(new_version, original)
     except BaseException:
         remove_scratch(new_version)
         raise
     _fsync(original.parent, os.O_RDONLY | os.O_DIRECTORY)
+
+
+@contextmanager
+def held_unwritten(path: Path, expected: FileIdentity):
+    """While this holds, ``path`` is ``expected`` and no process has it open for writing.
+
+    A read lease (``F_SETLEASE``) is granted only while no process of any user has the file open
+    for writing, and one that opens it for writing meanwhile waits until the lease is released.
+    Where no lease can be had (another user's file, a network share), ``check_unchanged`` looks for
+    writers in /proc instead, which sees only this user's processes unless we run as root.
+    """
+    try:
+        # O_NONBLOCK: a file another process holds a lease on (Samba's oplocks) fails at once.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        check_unchanged(path, expected)  # vanished, replaced by a symlink: it says which
+        raise ReplaceRefused(f"{path} could not be opened to check it: {error.strerror}") from None
+    try:
+        if not _take_read_lease(fd, path):
+            check_unchanged(path, expected)
+        elif FileIdentity.from_stat(os.fstat(fd)) != expected:
+            check_unchanged(path, expected, writers=False)  # says what changed
+            raise ReplaceRefused(f"{path} changed since it was analysed")
+        else:
+            check_unchanged(path, expected, writers=False)  # the name still leads to the file leased
+        yield
+    finally:
+        os.close(fd)  # ends the lease
+
+
+def _take_read_lease(fd: int, path: Path) -> bool:
+    """Take a read lease on ``fd`` (``path``): True, or False where leases are not possible here.
+
+    ReplaceRefused when a process has the file open for writing (the kernel's refusal)."""
+    try:
+        # A broken lease is reported by a signal: one whose default action is to do nothing.
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except BlockingIOError:
+        raise ReplaceRefused(f"{path} is open for writing") from None
+    except OSError as error:
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOSYS, errno.ENOLCK):
+            return False  # not our file (no CAP_LEASE), or no leases on this file system
+        raise
+    return True
 
 
 def place_new_file(new_version: Path, target: Path) -> None:

@@ -30,6 +30,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import Future
+from contextlib import nullcontext
 from pathlib import Path
 
 import exiftool
@@ -43,8 +44,8 @@ from .exiftool_arguments import ExifToolPaths, option_argument
 from .file_replace import (
     FileIdentity,
     ReplaceRefused,
-    check_unchanged,
     clear_stale_scratch,
+    held_unwritten,
     place_new_file,
     remove_scratch,
     replace_if_unchanged,
@@ -605,13 +606,16 @@ class MetadataWriter:
         analysed: FileIdentity | None,
     ) -> None:
         """Our tagged copy replaces ``target`` only if nothing changed meanwhile (FileBusyError if it did)."""
+        # Tags in a sidecar describe the image analysed: it stays that, unwritten, until they are in place.
+        image_held = held_unwritten(image_path, analysed) if analysed and target != image_path else nullcontext()
         try:
-            if analysed is not None and target != image_path:
-                check_unchanged(image_path, analysed)  # tags in a sidecar describe the file analysed
-            if target_before is None:
-                place_new_file(scratch, target)
-            else:
-                replace_if_unchanged(target, scratch, analysed if target == image_path and analysed else target_before)
+            with image_held:
+                if target_before is None:
+                    place_new_file(scratch, target)
+                else:
+                    replace_if_unchanged(
+                        target, scratch, analysed if target == image_path and analysed else target_before
+                    )
         except ReplaceRefused as refusal:
             remove_scratch(scratch)
             raise FileBusyError(f"not tagged, left as it is: {refusal}") from None

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
+from pixelperfect_daemon import file_replace
 from pixelperfect_daemon.common import path_to_text, text_to_path
 from pixelperfect_daemon.config import MetadataSettings
 from pixelperfect_daemon.daemon import scan_folder
@@ -175,7 +176,10 @@ def test_255_byte_names_are_tagged(tmp_path, writer):
 # --- the writer: originals -----------------------------------------------------------------------
 
 
-def test_a_file_open_for_writing_elsewhere_is_never_replaced(tmp_path, writer):
+@pytest.mark.parametrize("leases", [True, False], ids=["read lease", "no lease: /proc"])
+def test_a_file_open_for_writing_elsewhere_is_never_replaced(tmp_path, writer, monkeypatch, leases):
+    if not leases:  # another user's file without CAP_LEASE, or a share: the writers are looked for in /proc
+        monkeypatch.setattr(file_replace, "_take_read_lease", lambda fd, path: False)
     path = make_photo(tmp_path / "copying.jpg", seed=4)
     content = path.read_bytes()
     holder = subprocess.Popen(
@@ -200,6 +204,35 @@ def test_a_file_open_for_writing_elsewhere_is_never_replaced(tmp_path, writer):
     assert [p.name for p in tmp_path.iterdir()] == ["copying.jpg"]
     write_good(writer, path, analysed=FileIdentity.of(path))  # once the writer is gone, it is tagged
     assert tagged_verdict(path) == "Good"
+
+
+def test_while_a_file_is_checked_and_replaced_no_process_can_open_it_for_writing(tmp_path):
+    path = make_photo(tmp_path / "photo.jpg", seed=6)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if not file_replace._take_read_lease(fd, path):
+            pytest.skip(f"no file leases on {tmp_path}'s file system (the /proc look is tested above)")
+    finally:
+        os.close(fd)
+    with file_replace.held_unwritten(path, FileIdentity.of(path)):
+        opener = subprocess.Popen(
+            [sys.executable, "-c", "import sys; open(sys.argv[1], 'r+b'); print('opened', flush=True)", str(path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(0.5)
+        assert opener.poll() is None  # its open waits for the lease, which the kernel asked us to give up
+    assert opener.stdout.readline().strip() == "opened"  # released: it goes on at once
+    assert opener.wait(10) == 0
+    with path.open("ab"), pytest.raises(file_replace.ReplaceRefused, match="open for writing"):
+        with file_replace.held_unwritten(path, FileIdentity.of(path)):
+            pass
+    before = FileIdentity.of(path)
+    with path.open("ab") as growing:
+        growing.write(b"more")
+    with pytest.raises(file_replace.ReplaceRefused, match="changed since it was analysed"):
+        with file_replace.held_unwritten(path, before):
+            pass
 
 
 def test_a_file_changed_since_analysis_is_never_replaced(tmp_path, writer):
