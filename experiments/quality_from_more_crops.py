@@ -4,8 +4,10 @@ The quality regression reads two views: the whole frame at 224 and the most deta
 region at 100 %. For every photo with a human score this computes, with the shipped features
 model, the heads' inputs of (a) those two views, (b) the whole frame with each region of a grid of
 100 % regions, averaged over the regions, and (c) the two shipped views' inputs followed by (b)'s
-detail half, and (d) the two shipped views' inputs followed by the regions' average statistics
-(no features model for them); then it cross-validates the shipped ridge regression (same folds,
+detail half, (d) the two shipped views' inputs followed by the regions' average statistics
+(no features model for them), (e) the shipped views followed by the detail half of one mosaic
+view tiled from N × N smaller regions at 100 % (the price of one view), and (f) the overview with
+that mosaic instead of the most detailed region; then it cross-validates the shipped ridge regression (same folds,
 by photo) on each and prints SRCC / PLCC against MOS, with a bootstrap interval of each SRCC's
 gain over (a). The regression alone: P(poor) is not part of this comparison.
 
@@ -52,12 +54,33 @@ def grid_regions(pixels: np.ndarray, per_side: int) -> list[np.ndarray]:
     return [pixels[top : top + VIEW_SIZE, left : left + VIEW_SIZE] for top in tops for left in lefts]
 
 
-def inputs_of_photo(analyzer: Analyzer, path: Path, per_side: int) -> tuple[np.ndarray, np.ndarray]:
-    """(the shipped views' head inputs, their mean over the grid's regions each paired with the overview)."""
+def mosaic_view(pixels: np.ndarray, per_side: int) -> np.ndarray:
+    """One VIEW_SIZE view tiled from ``per_side`` × ``per_side`` small regions at 100 %, evenly spread
+    over the photo: as much of the photo at full resolution for the price of one view."""
+    tile = VIEW_SIZE // per_side
+    height, width = pixels.shape[:2]
+    tops = np.linspace(0, max(0, height - tile), per_side).round().astype(int)
+    lefts = np.linspace(0, max(0, width - tile), per_side).round().astype(int)
+    mosaic = np.zeros((VIEW_SIZE, VIEW_SIZE, 3), dtype=np.uint8)
+    for row, top in enumerate(tops):
+        for column, left in enumerate(lefts):
+            region = pixels[top : top + tile, left : left + tile]
+            mosaic[row * tile : row * tile + region.shape[0], column * tile : column * tile + region.shape[1]] = region
+    return mosaic
+
+
+def inputs_of_photo(analyzer: Analyzer, path: Path, per_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the shipped views' head inputs, their mean over the grid's regions each paired with the
+    overview, the inputs of the overview paired with a mosaic of ``per_side`` × ``per_side`` regions)."""
     shipped = load_views(path).views
     pixels = np.asarray(load_image(path).image.convert("RGB"))
     pairs = np.stack([np.stack([shipped[0], region]) for region in grid_regions(pixels, per_side)])
-    return analyzer.head_inputs_of(shipped[None])[0], analyzer.head_inputs_of(pairs).mean(axis=0)
+    mosaic = np.stack([shipped[0], mosaic_view(pixels, per_side)])[None]
+    return (
+        analyzer.head_inputs_of(shipped[None])[0],
+        analyzer.head_inputs_of(pairs).mean(axis=0),
+        analyzer.head_inputs_of(mosaic)[0],
+    )
 
 
 def detail_half(width: int) -> np.ndarray:
@@ -75,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     files, mos = scored_files(args.data)
     analyzer = Analyzer(args.models)
-    shipped, grid = map(np.stack, zip(*(inputs_of_photo(analyzer, f, args.grid) for f in files)))
+    shipped, grid, mosaic = map(np.stack, zip(*(inputs_of_photo(analyzer, f, args.grid) for f in files)))
     width = shipped.shape[1]
     columns = train.without_taps(train.stage1_columns(width), train.QUALITY_SKIPPED_TAPS)
     extra = np.intersect1d(columns, detail_half(width))
@@ -87,6 +110,10 @@ def main(argv: list[str] | None = None) -> None:
         "shipped views + the regions' average statistics only (no features model)": np.hstack(
             [shipped[:, columns], grid[:, extra_statistics]]
         ),
+        f"shipped views + one mosaic view of {args.grid}x{args.grid} smaller regions": np.hstack(
+            [shipped[:, columns], mosaic[:, extra]]
+        ),
+        "overview + the mosaic view (no most detailed region)": mosaic[:, columns],
     }
     photo = np.arange(len(files))
     predictions = {

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.quality_from_more_crops import detail_half, grid_regions, inputs_of_photo
+from experiments.quality_from_more_crops import detail_half, grid_regions, inputs_of_photo, mosaic_view
 from pixelperfect_daemon.view_statistics import STATISTICS_PER_VIEW
 from pixelperfect_daemon.views import VIEW_SIZE
 from tests.fixtures_images import make_jpeg
@@ -33,7 +33,7 @@ def test_the_detail_half_is_the_second_views_features_and_statistics(tmp_path):
     if not (MODELS_DIR / "features.tflite").is_file():
         pytest.skip("models/features.tflite is not built")
     photo = make_jpeg(tmp_path / "a.jpg", size=(400, 300))
-    shipped, grid = inputs_of_photo(Analyzer(MODELS_DIR), photo, 2)
+    shipped, grid, mosaic = inputs_of_photo(Analyzer(MODELS_DIR), photo, 2)
     width = len(shipped)
     detail = detail_half(width)
     overview = np.setdiff1d(np.arange(width), detail)
@@ -41,3 +41,11 @@ def test_the_detail_half_is_the_second_views_features_and_statistics(tmp_path):
     assert np.allclose(shipped[overview], grid[overview], atol=1e-5)  # the same overview in every pair
     assert not np.allclose(shipped[detail], grid[detail])  # other regions than the most detailed one
     assert detail[-1] == width - 1 and detail[-STATISTICS_PER_VIEW] == width - STATISTICS_PER_VIEW
+
+
+def test_the_mosaic_tiles_full_resolution_regions_from_corner_to_corner():
+    pixels = np.random.default_rng(0).integers(0, 256, (500, 700, 3), dtype=np.uint8)
+    mosaic = mosaic_view(pixels, 2)
+    assert mosaic.shape == (VIEW_SIZE, VIEW_SIZE, 3)
+    assert (mosaic[:112, :112] == pixels[:112, :112]).all()
+    assert (mosaic[112:, 112:] == pixels[-112:, -112:]).all()
