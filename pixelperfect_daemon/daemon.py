@@ -222,7 +222,7 @@ def _feed_pipeline(
     interval = stability_poll_seconds(stable_seconds)
     next_status = 0.0
     while not stop.is_set():
-        if tracker.arrived.wait(interval):  # new files: offer them for early analysis now, not at the next poll
+        if tracker.arrived.wait(interval):  # a burst begins: offer it for early analysis now, not at the next poll
             stop.wait(_ARRIVALS_BATCH_SECONDS)
         tracker.arrived.clear()
         if stop.is_set():

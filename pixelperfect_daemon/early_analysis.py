@@ -30,6 +30,9 @@ from .result import AnalysisResult
 SETTLED_SECONDS = 0.1
 # Results of files that never completed (renamed away, removed) are forgotten oldest first.
 MAX_KEPT = 4096
+# How many of the longest-waiting files are looked at for early analysis each time: a backlog of
+# 100 000 waiting files costs no more than a burst of 1 000.
+LOOKAHEAD = 1000
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ class EarlyResults:
         self._queued: set[Path] = set()
         self._running: set[Path] = set()
         self._kept: OrderedDict[Path, EarlyResult] = OrderedDict()
+
+    def is_busy(self, path: Path) -> bool:
+        """Whether ``path`` is queued for or in early analysis."""
+        with self._changed:
+            return path in self._queued or path in self._running
 
     def is_new(self, path: Path, identity: FileIdentity) -> bool:
         """Whether ``path`` is neither queued, nor running, nor was read as ``identity``."""
@@ -158,6 +166,11 @@ class TwoLaneQueue:
                 raise queue.Full
             self._complete.append(item)
             self._changed.notify_all()
+
+    def early_room(self) -> int:
+        """How much early work the lane takes now."""
+        with self._changed:
+            return self.early_size - len(self._early)
 
     def offer(self, item) -> bool:
         """Queue early work; False (nothing queued) when the lane is full."""

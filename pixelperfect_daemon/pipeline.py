@@ -26,6 +26,7 @@ hand the rest back (they have no row, so the next start picks them up); ``write 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ from pathlib import Path
 
 from .common import one_line, path_to_text, sha256_of, text_to_path, utc_in, utc_now
 from .config import Settings
-from .early_analysis import EarlyResult, EarlyResults, TwoLaneQueue, settled_identity
+from .early_analysis import LOOKAHEAD, EarlyResult, EarlyResults, TwoLaneQueue, settled_identity
 from .failures import is_transient, retry_delay
 from .file_replace import FileIdentity, writers_of
 from .file_views import FileViews, load_views
@@ -455,10 +456,15 @@ class Pipeline:
         room; not those that something is still writing (just written, or held open for writing)."""
         if self.early is None:
             return
+        room = self._queues[1].early_room()
         now = time.time()
         candidates = {}
-        for path in paths:
+        for path in itertools.islice(paths, LOOKAHEAD):
+            if len(candidates) >= room:
+                break
             path = Path(os.path.abspath(path))
+            if self.early.is_busy(path):
+                continue
             identity = settled_identity(path, now)
             if identity is None or not self.early.is_new(path, identity):
                 continue

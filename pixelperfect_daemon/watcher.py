@@ -118,7 +118,9 @@ class FileStabilityTracker:
         self._pending: dict[Path, _Observation] = {}
         self._in_flight: set[Path] = set()
         self._seen_again: set[Path] = set()  # changed while in flight: look again once done
-        self.arrived = threading.Event()  # set by every observation: early analysis need not wait for a poll
+        # Set when a file arrives while none is waiting: the first files of a burst are looked at
+        # (and analysed early) at once, not at the next poll.
+        self.arrived = threading.Event()
 
     def _first_look(self, path: Path) -> _Observation:
         """The wait starts now, with what the file is now (a burst is not delayed by a poll)."""
@@ -133,11 +135,13 @@ class FileStabilityTracker:
         path = Path(path)
         seen = self._first_look(path)
         with self._lock:
+            first = not self._pending
             if path in self._in_flight:
                 self._seen_again.add(path)
             else:
                 self._pending[path] = seen
-        self.arrived.set()
+        if first:
+            self.arrived.set()
 
     def poll(self) -> list[Path]:
         """Stat the pending paths; return those now ready, which become in flight until ``done``."""

@@ -129,6 +129,19 @@ def test_repeated_events_queue_a_file_once(tmp_path):
     assert tracker.poll() == [image]
 
 
+def test_the_first_arrival_after_a_quiet_spell_is_announced_and_the_rest_of_the_burst_is_not(tmp_path):
+    tracker = FileStabilityTracker(stable_seconds=2.0, clock=FakeClock())
+    first, second = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    first.write_bytes(b"a")
+    second.write_bytes(b"b")
+    tracker.observe(first)
+    assert tracker.arrived.is_set()  # the daemon looks at once (early analysis), not at its next poll
+    tracker.arrived.clear()
+    tracker.observe(second)
+    assert not tracker.arrived.is_set()  # a burst is polled at the usual pace, however large
+    assert tracker.pending_paths() == [first, second]  # longest waiting first
+
+
 def test_event_during_work_is_looked_at_again_after(tmp_path):
     clock = FakeClock()
     tracker = FileStabilityTracker(1.0, clock=clock)
