@@ -216,10 +216,16 @@ def test_while_a_file_is_checked_and_replaced_no_process_can_open_it_for_writing
         os.close(fd)
     with file_replace.held_unwritten(path, FileIdentity.of(path)):
         opener = subprocess.Popen(
-            [sys.executable, "-c", "import sys; open(sys.argv[1], 'r+b'); print('opened', flush=True)", str(path)],
+            [
+                sys.executable,
+                "-c",
+                "import sys; print('opening', flush=True); open(sys.argv[1], 'r+b'); print('opened', flush=True)",
+                str(path),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
+        assert opener.stdout.readline().strip() == "opening"
         time.sleep(0.5)
         assert opener.poll() is None  # its open waits for the lease, which the kernel asked us to give up
     assert opener.stdout.readline().strip() == "opened"  # released: it goes on at once
