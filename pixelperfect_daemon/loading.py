@@ -20,6 +20,7 @@ import subprocess
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pillow_heif
@@ -138,25 +139,46 @@ def describe_os_error(error: OSError) -> str:
     return f"cannot read the file: {error.strerror or error}"
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading, if it is a regular file: checked on the open file, so a FIFO
+    or a device put in its place after a look at it can neither block the reader nor be read.
+    Raises OSError, or ImageLoadError for anything but a regular file."""
+    info = path.stat()  # refuses a device before opening it: an open alone can act on some
+    if not stat.S_ISREG(info.st_mode):
+        _refuse(info)
+    # O_NONBLOCK: opening a FIFO does not wait for a writer.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            _refuse(info)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _refuse(info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageLoadError("is a directory, not an image file")
+    raise ImageLoadError("not a regular file")  # reading a FIFO or a device could block or never end
+
+
 def read_head(path: Path) -> tuple[bytes, int]:
     try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise ImageLoadError("is a directory, not an image file")
-        if not stat.S_ISREG(info.st_mode):
-            # Opening a FIFO or a device could block or never end.
-            raise ImageLoadError("not a regular file")
-        if info.st_size == 0:
-            raise ImageLoadError("empty file (0 bytes)")
-        with open(path, "rb") as stream:
-            return stream.read(_HEAD_BYTES), info.st_size
+        with open_regular(path) as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size == 0:
+                raise ImageLoadError("empty file (0 bytes)")
+            return stream.read(_HEAD_BYTES), size
     except OSError as error:
         raise ImageLoadError(describe_os_error(error)) from None
 
 
 def read_all(path: Path) -> bytes:
     try:
-        with open(path, "rb") as stream:
+        with open_regular(path) as stream:
             return stream.read()
     except OSError as error:
         raise ImageLoadError(describe_os_error(error)) from None
@@ -304,7 +326,7 @@ def load_jpeg(data: bytes, max_pixels: int, min_side: int | None, fallback_orien
 
 def _load_file(path: Path, kind: str, file_size: int, max_pixels: int, min_side: int | None) -> DecodedImage:
     try:
-        with open(path, "rb") as stream:
+        with open_regular(path) as stream:
             image = _open(kind, stream, max_pixels)
             if kind == "TIFF" and _DNG_VERSION_TAG in image.tag_v2:
                 image.close()
@@ -523,7 +545,7 @@ def parse_exiftool_previews(stdout: bytes) -> tuple[list[bytes], int]:
 
 def _load_dng_main_image(path: Path, max_pixels: int, min_side: int | None) -> DecodedImage:
     try:
-        with open(path, "rb") as stream:
+        with open_regular(path) as stream:
             image = _open("TIFF", stream, max_pixels)
             decoded = _decode(image, "TIFF", None, min_side)
     except OSError as error:

@@ -9,7 +9,9 @@ import json
 import os
 import random
 import subprocess
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -503,6 +505,27 @@ def test_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ImageLoadError, match="^not a regular file$"):
         load_image(fifo)
+
+
+def test_a_fifo_swapped_in_after_the_look_is_refused_without_blocking(tmp_path, monkeypatch):
+    regular = fx.make_jpeg(tmp_path / "photo.jpg", SIZE).stat()
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    # The look (stat) still saw the regular file; by the open, a FIFO had taken its name.
+    monkeypatch.setattr(Path, "stat", lambda self, **kwargs: regular)
+    outcome = []
+
+    def load():
+        try:
+            load_image(fifo)
+        except ImageLoadError as error:
+            outcome.append(str(error))
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "blocked opening a FIFO"
+    assert outcome == ["not a regular file"]
 
 
 def test_unsupported_image_formats_are_named(tmp_path):
