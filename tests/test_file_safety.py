@@ -176,22 +176,21 @@ def test_255_byte_names_are_tagged(tmp_path, writer):
 # --- the writer: originals -----------------------------------------------------------------------
 
 
+def python_on_file(code: str, path: Path) -> subprocess.Popen:
+    """Another process running ``code`` (``sys`` and ``time`` imported) on ``path`` (``sys.argv[1]``),
+    its printed lines readable from ``stdout``."""
+    return subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time; {code}", str(path)], stdout=subprocess.PIPE, text=True
+    )
+
+
 @pytest.mark.parametrize("leases", [True, False], ids=["read lease", "no lease: /proc"])
 def test_a_file_open_for_writing_elsewhere_is_never_replaced(tmp_path, writer, monkeypatch, leases):
     if not leases:  # another user's file without CAP_LEASE, or a share: the writers are looked for in /proc
         monkeypatch.setattr(file_replace, "_take_read_lease", lambda fd, path: False)
     path = make_photo(tmp_path / "copying.jpg", seed=4)
     content = path.read_bytes()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; f = open(sys.argv[1], 'r+b'); print('open', flush=True); time.sleep(60)",
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = python_on_file("f = open(sys.argv[1], 'r+b'); print('open', flush=True); time.sleep(60)", path)
     try:
         assert holder.stdout.readline().strip() == "open"
         assert processes_writing(path) == [holder.pid]
@@ -215,15 +214,8 @@ def test_while_a_file_is_checked_and_replaced_no_process_can_open_it_for_writing
     finally:
         os.close(fd)
     with file_replace.held_unwritten(path, FileIdentity.of(path)):
-        opener = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; print('opening', flush=True); open(sys.argv[1], 'r+b'); print('opened', flush=True)",
-                str(path),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
+        opener = python_on_file(
+            "print('opening', flush=True); open(sys.argv[1], 'r+b'); print('opened', flush=True)", path
         )
         assert opener.stdout.readline().strip() == "opening"
         time.sleep(0.5)
