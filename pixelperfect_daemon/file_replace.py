@@ -184,13 +184,10 @@ def held_unwritten(path: Path, expected: FileIdentity):
         check_unchanged(path, expected)  # vanished, replaced by a symlink: it says which
         raise ReplaceRefused(f"{path} could not be opened to check it: {error.strerror}") from None
     try:
-        if not _take_read_lease(fd, path):
-            check_unchanged(path, expected)
-        elif FileIdentity.from_stat(os.fstat(fd)) != expected:
-            check_unchanged(path, expected, writers=False)  # says what changed
-            raise ReplaceRefused(f"{path} changed since it was analysed")
-        else:
-            check_unchanged(path, expected, writers=False)  # the name still leads to the file leased
+        leased = _take_read_lease(fd, path)
+        check_unchanged(path, expected, writers=not leased)  # the name leads to the file expected
+        if leased and FileIdentity.from_stat(os.fstat(fd)) != expected:
+            raise ReplaceRefused(f"{path} changed since it was analysed")  # and so does the file leased
         yield
     finally:
         os.close(fd)  # ends the lease

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from experiments.quality_from_more_crops import detail_half, grid_regions, inputs_of_photo, mosaic_view
 from pixelperfect_daemon.view_statistics import STATISTICS_PER_VIEW
@@ -30,8 +29,6 @@ def test_a_photo_smaller_than_a_view_is_padded_not_scaled():
 def test_the_detail_half_is_the_second_views_features_and_statistics(tmp_path):
     from pixelperfect_daemon.engine import Analyzer
 
-    if not (MODELS_DIR / "features.tflite").is_file():
-        pytest.skip("models/features.tflite is not built")
     photo = make_jpeg(tmp_path / "a.jpg", size=(400, 300))
     shipped, grid, mosaic = inputs_of_photo(Analyzer(MODELS_DIR), photo, 2)
     width = len(shipped)
