@@ -10,7 +10,9 @@ Steps (thread CPU time, median over ``--rounds`` passes, ms per file):
 * DCT route, coefficients: the route's decode minus the two rows below it (entropy decode plus
   the custom filter's gathering of coefficients);
 * reduced copy from coefficients / region decode (inverse DCT, upsampling, colour of the crop);
-* views: the detail search and the overview resize (or, on the full-decode route, make_views);
+* views: the detail search and the overview resize (or, on the full-decode route, all of
+  ``views.views_and_reduced_copy``);
+* noise meter: ``screen_noise.screen_noise_sigma`` on the reduced copy;
 * full decode: at full resolution (what the route replaces; for small files the route): TurboJPEG
   for small clean JPEGs, Pillow for the rest;
 * features, statistics, heads: the LiteRT backbone on both views, the views' statistics, the two heads.
@@ -43,6 +45,7 @@ STEPS = (
     "DCT route: reduced copy",
     "DCT route: region decode",
     "views (search, overview)",
+    "noise meter",
     "full decode (other files)",
     "features",
     "statistics",
@@ -80,7 +83,8 @@ def one_pass(analyzer: Analyzer, files: list[Path]) -> Counter:
         (file_views, "_search_copy"): "views: search",
         (file_views, "detail_origin_in"): "views: search",
         (file_views, "overview_view"): "views: overview",
-        (file_views, "make_views"): "views: overview",
+        (file_views, "views_and_reduced_copy"): "views: overview",
+        (file_views, "screen_noise_sigma"): "noise meter",
         (file_views, "read_all"): "read + structural scan",
         (file_views, "scan_jpeg_structure"): "read + structural scan",
         (file_views, "load_image"): "full decode (other files)",

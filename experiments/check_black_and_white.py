@@ -20,6 +20,7 @@ from PIL import Image
 from pixelperfect_daemon.engine import Analyzer
 from pixelperfect_daemon.result import AnalysisResult
 from pixelperfect_daemon.training import dataset
+from pixelperfect_daemon.verdict import POOR_ABOVE_NOISE
 
 DEMO_PHOTOS = Path(__file__).resolve().parent.parent / "data" / "demo"
 JPEG_QUALITY = 92
@@ -58,8 +59,18 @@ def parse_check_arguments(description: str) -> tuple[list[Path], Analyzer, int]:
     parser.add_argument("--pristine", type=Path, required=True, help="the folder the models were trained on")
     parser.add_argument("--models", type=Path, default=Path("models"), help="models folder (default models/)")
     parser.add_argument("--seed", type=int, default=0, help="the training seed (decides the split)")
+    parser.add_argument(
+        "--poor-above-noise",
+        type=float,
+        default=POOR_ABOVE_NOISE,
+        help="the verdict's noise line (0: the models alone)",
+    )
     args = parser.parse_args()
-    return unseen_photos(args.pristine, args.seed), Analyzer(args.models), args.seed
+    return (
+        unseen_photos(args.pristine, args.seed),
+        Analyzer(args.models, poor_above_noise=args.poor_above_noise),
+        args.seed,
+    )
 
 
 def main() -> None:

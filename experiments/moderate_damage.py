@@ -40,6 +40,7 @@ from pixelperfect_daemon.config import PACKAGE_MODELS_DIR
 from pixelperfect_daemon.engine import Analyzer
 from pixelperfect_daemon.loading import DecodedImage
 from pixelperfect_daemon.training import dataset
+from pixelperfect_daemon.verdict import POOR_ABOVE_NOISE
 
 SEED = 0  # the shipped models' training seed (their split)
 SIZE = (768, 512)
@@ -136,10 +137,15 @@ ROWS = [  # (name, function, strength, the right defect)
 
 
 def measure(
-    pristine: Path, mos_csv: Path, models_dir: Path, limit: int | None = None, unseen_only: bool = False
+    pristine: Path,
+    mos_csv: Path,
+    models_dir: Path,
+    limit: int | None = None,
+    unseen_only: bool = False,
+    poor_above_noise: float = POOR_ABOVE_NOISE,
 ) -> list[dict]:
     """One record per (photo, row): the verdict, the defect, P(poor) and the quality score."""
-    analyzer = Analyzer(models_dir)
+    analyzer = Analyzer(models_dir, poor_above_noise=poor_above_noise)
     sources = dataset.find_pristine(pristine)
     splits = dataset.assign_splits(sources + dataset.read_mos_csv(mos_csv), SEED)
     if unseen_only:
@@ -206,8 +212,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N photos")
     parser.add_argument("--unseen-only", action="store_true", help="only the photos the models were not trained on")
     parser.add_argument("--save", type=Path, default=None, help="also write every record as JSON lines")
+    parser.add_argument(
+        "--poor-above-noise",
+        type=float,
+        default=POOR_ABOVE_NOISE,
+        help="the verdict's noise line (0: the models alone)",
+    )
     args = parser.parse_args(argv)
-    records = measure(args.pristine, args.mos_csv, args.models, args.limit, args.unseen_only)
+    records = measure(args.pristine, args.mos_csv, args.models, args.limit, args.unseen_only, args.poor_above_noise)
     if args.save:
         args.save.write_text("".join(json.dumps(r) + "\n" for r in records))
     for title, unseen in (

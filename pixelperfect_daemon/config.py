@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cull_flags import COLOR_LABELS
+from .verdict import POOR_ABOVE_NOISE
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 PACKAGE_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -53,6 +54,8 @@ class AnalysisSettings:
     poor_threshold: float = 0.5
     # A quality score below this is a Poor verdict too, whatever P(poor) says (0 turns it off; verdict.py).
     poor_below_quality: float = 0.35
+    # Noise at screen size (screen_noise.py, grey levels) at or above which the verdict is Poor (0 turns it off).
+    poor_above_noise: float = POOR_ABOVE_NOISE
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ _MINIMUMS = {
     ("index", "claim_timeout"): 5.0,
     ("analysis", "poor_threshold"): 0.0,
     ("analysis", "poor_below_quality"): 0.0,
+    ("analysis", "poor_above_noise"): 0.0,
     ("learn", "every_reviews"): 0,
     ("ui", "refresh_seconds"): 0.0,
     ("ui", "burst_gap_seconds"): 0.0,

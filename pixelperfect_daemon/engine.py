@@ -30,9 +30,10 @@ from .jpeg_dct import keep_freed_memory_for_reuse
 from .labels import DEFECTS
 from .loading import DecodedImage, ImageLoadError
 from .result import AnalysisResult
-from .verdict import is_poor
+from .screen_noise import screen_noise_sigma
+from .verdict import POOR_ABOVE_NOISE, is_noisy, is_poor
 from .view_statistics import STATISTIC_NAMES, STATISTICS_PER_VIEW, head_inputs
-from .views import VIEW_SIZE, make_views
+from .views import VIEW_SIZE, views_and_reduced_copy
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Analyzer:
         max_pixels: int = 250_000_000,
         poor_threshold: float | None = None,
         poor_below_quality: float | None = None,
+        poor_above_noise: float = POOR_ABOVE_NOISE,
     ):
         self.models_dir = Path(models_dir)
         missing = [name for name in MODEL_FILES if not (self.models_dir / name).is_file()]
@@ -119,6 +121,7 @@ class Analyzer:
         self.poor_below_quality = (
             poor_below_quality if poor_below_quality is not None else self.card.get("poor_below_quality", 0.0)
         )
+        self.poor_above_noise = poor_above_noise
         self._local = threading.local()
         keep_freed_memory_for_reuse()
         self.adaptation = None  # a library's adaptation of the verdict (adaptation.py), when one is in use
@@ -135,6 +138,7 @@ class Analyzer:
             max_pixels=settings.max_pixels,
             poor_threshold=settings.poor_threshold,
             poor_below_quality=settings.poor_below_quality,
+            poor_above_noise=settings.poor_above_noise,
         )
 
     def _models(self):
@@ -168,14 +172,17 @@ class Analyzer:
         ]
 
     def analyze_decoded(self, path: Path | str, decoded: DecodedImage) -> AnalysisResult:
-        return self._analyze(path, make_views(decoded.image), decoded.corruption)
+        views, small = views_and_reduced_copy(decoded.image)
+        return self._analyze(path, views, decoded.corruption, screen_noise_sigma(small))
 
     def analyze_views(self, path: Path | str, loaded: FileViews) -> AnalysisResult:
-        return self._analyze(path, loaded.views, loaded.corruption)
+        return self._analyze(path, loaded.views, loaded.corruption, loaded.screen_noise)
 
-    def _analyze(self, path: Path | str, views: np.ndarray, corruption: str | None) -> AnalysisResult:
+    def _analyze(
+        self, path: Path | str, views: np.ndarray, corruption: str | None, screen_noise: float
+    ) -> AnalysisResult:
         (outputs,) = self.predict_views(views[None])
-        return self._result(str(path), outputs, corruption, monochrome=is_monochrome(views))
+        return self._result(str(path), outputs, corruption, monochrome=is_monochrome(views), screen_noise=screen_noise)
 
     def analyze_path(self, path: Path | str) -> AnalysisResult:
         """Decode and analyse one file; bad input gives an "error" result, never an exception."""
@@ -186,7 +193,13 @@ class Analyzer:
         return self.analyze_views(path, loaded)
 
     def _result(
-        self, path: str, outputs: ModelOutputs, corruption: str | None, *, monochrome: bool = False
+        self,
+        path: str,
+        outputs: ModelOutputs,
+        corruption: str | None,
+        *,
+        monochrome: bool = False,
+        screen_noise: float = float("nan"),
     ) -> AnalysisResult:
         scores = outputs.defect_scores
         if monochrome and scores["color_distortion"] < 1.0:
@@ -206,11 +219,14 @@ class Analyzer:
         else:
             model_says_poor = is_poor(outputs.p_poor, outputs.quality, self.poor_threshold, self.poor_below_quality)
         poor = corruption is not None or bool(model_says_poor)
+        defect = max(scores, key=scores.get) if poor else None
+        if not poor and is_noisy(screen_noise, self.poor_above_noise):
+            poor, defect = True, "noise"  # the meter, not the models, found it: Noise is why
         return AnalysisResult(
             path=path,
             verdict="poor" if poor else "good",
             quality=round(outputs.quality, 4),
-            defect=max(scores, key=scores.get) if poor else None,
+            defect=defect,
             defect_scores=scores,
             model_version=self.model_version,
             error=corruption,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,8 @@ from .loading import (
     set_pixel_limit,
     sniff_format,
 )
-from .views import VIEW_SIZE, detail_origin_in, make_views, overview_view, reduction_factor
+from .screen_noise import screen_noise_sigma
+from .views import VIEW_SIZE, detail_origin_in, overview_view, reduction_factor, views_and_reduced_copy
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,13 @@ class FileViews:
     corruption: str | None  # the decoder's one-line finding for damaged data, as DecodedImage's
     from_coefficients: bool  # True when the views came from the DCT coefficients
     detail_origin: tuple[int, int] | None = None  # upright (y, x) of the detail crop, where known
+    screen_noise: float = math.nan  # screen_noise.screen_noise_sigma of the photo; NaN where unmeasured
+
+
+def views_of_pixels(pixels, original_size, format: str, corruption: str | None) -> FileViews:
+    """The views and the noise reading of decoded pixels (the full-decode route)."""
+    views, small = views_and_reduced_copy(pixels)
+    return FileViews(views, original_size, format, corruption, False, screen_noise=screen_noise_sigma(small))
 
 
 def load_views(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileViews:
@@ -77,7 +86,7 @@ def load_views(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileViews:
         if fast is not None:
             return fast
         decoded = load_image(path, max_pixels=max_pixels)
-    return FileViews(make_views(decoded.image), decoded.original_size, decoded.format, decoded.corruption, False)
+    return views_of_pixels(decoded.image, decoded.original_size, decoded.format, decoded.corruption)
 
 
 def _raw_preview_views(path: Path, kind: str, max_pixels: int) -> FileViews | None:
@@ -130,7 +139,15 @@ def jpeg_views(data: bytes, max_pixels: int, fallback_orientation: int = 1) -> F
         log.warning("DCT route failed, decoding in full: %s", one_line(error))
         return None
     views = np.stack([overview_view(search["small"]), _orient(crop, steps)])
-    return FileViews(views, (upright_size[1], upright_size[0]), "JPEG", None, True, search["origin"])
+    return FileViews(
+        views,
+        (upright_size[1], upright_size[0]),
+        "JPEG",
+        None,
+        True,
+        search["origin"],
+        screen_noise_sigma(search["small"]),
+    )
 
 
 def _whole_jpeg_views(data: bytes, layout, steps, upright_size: tuple[int, int]) -> FileViews | None:
@@ -140,7 +157,7 @@ def _whole_jpeg_views(data: bytes, layout, steps, upright_size: tuple[int, int])
         pixels = jpeg_dct.decode_whole(data, layout)
     except jpeg_dct.NotForDctPath:
         return None
-    return FileViews(make_views(_orient(pixels, steps)), (upright_size[1], upright_size[0]), "JPEG", None, False)
+    return views_of_pixels(_orient(pixels, steps), (upright_size[1], upright_size[0]), "JPEG", None)
 
 
 def _orient(pixels: np.ndarray, steps: tuple[bool, bool, bool]) -> np.ndarray:

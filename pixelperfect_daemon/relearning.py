@@ -65,6 +65,8 @@ class Relearner:
             inputs = unpack(row["learn_inputs"])
             if inputs is None or row["error"]:  # a decoder finding keeps the file Poor
                 continue
+            if row["verdict"] == "poor" and row["defect"] == "noise":
+                continue  # noise is damage, not taste; the noise meter's finding is not in the learn inputs
             if (row["model_version"] or "").split("+lib-")[0] != adaptation.base_model_version:
                 continue  # analysed by other models: their outputs are not what the adaptation corrects
             verdict = "poor" if adaptation.is_poor(inputs[None])[0] else "good"

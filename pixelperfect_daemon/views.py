@@ -120,10 +120,15 @@ def detail_view(pixels: np.ndarray | Image.Image, small: np.ndarray | None = Non
 def make_views(pixels: np.ndarray | Image.Image) -> np.ndarray:
     """(2, 224, 224, 3) uint8: the overview and the detail crop of an RGB image (an H x W x 3
     uint8 array, or an RGB Pillow image, which is never copied out whole)."""
+    return views_and_reduced_copy(pixels)[0]
+
+
+def views_and_reduced_copy(pixels: np.ndarray | Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """``make_views`` and the reduced copy it searched (``reduced_copy``), for the noise meter."""
     if isinstance(pixels, Image.Image):
         if pixels.mode != "RGB":
             raise ValueError(f"expected an RGB image, got mode {pixels.mode}")
     elif pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {pixels.dtype} {pixels.shape}")
     small, scale = reduced_copy(pixels)
-    return np.stack([overview_view(small), detail_view(pixels, small, scale)])
+    return np.stack([overview_view(small), detail_view(pixels, small, scale)]), small

@@ -242,3 +242,34 @@ def test_the_quality_test_comes_from_the_model_card_and_is_off_for_models_withou
     del card["poor_below_quality"]
     (models / "labels.json").write_text(json.dumps(card))
     assert Analyzer(models).poor_below_quality == 0.0
+
+
+def test_noise_over_the_line_is_a_poor_verdict_for_noise(trained_models_dir):
+    scores = {k: 1 / len(DEFECTS) for k in DEFECTS}
+    blur_scores = {**{k: 0.0 for k in DEFECTS}, "blur": 1.0}
+    analyzer = Analyzer(trained_models_dir, poor_above_noise=3.5)
+    good = ModelOutputs(p_poor=0.1, quality=0.8, defect_scores=scores)
+    blurred = ModelOutputs(p_poor=0.9, quality=0.2, defect_scores=blur_scores)
+
+    def verdict(outputs, screen_noise, line_analyzer=analyzer):
+        result = line_analyzer._result("a.jpg", outputs, None, screen_noise=screen_noise)
+        return result.verdict, result.defect
+
+    assert verdict(good, 3.5) == ("poor", "noise")
+    assert verdict(good, 3.4) == ("good", None)
+    assert verdict(good, float("nan")) == ("good", None)
+    assert verdict(blurred, 9.0) == ("poor", "blur")  # the models' own finding stands
+    assert verdict(good, 9.0, Analyzer(trained_models_dir, poor_above_noise=0.0)) == ("good", None)
+
+
+def test_moderate_white_noise_is_found_by_the_meter(analyzer, tmp_path, demo_photo):
+    """White noise at PSNR 30 dB (sigma 8), which the models alone let through on this photo."""
+    noisy = np.clip(
+        np.round(demo_photo + np.random.default_rng(0).normal(0, 8, demo_photo.shape[:2])[:, :, None]), 0, 255
+    )
+    noisy = noisy.astype(np.uint8)
+    models_alone = Analyzer(analyzer.models_dir, poor_above_noise=0.0)
+    assert analyse_pixels(models_alone, tmp_path, noisy, "noisy.png").verdict == "good"
+    result = analyse_pixels(analyzer, tmp_path, noisy, "noisy.png")
+    assert (result.verdict, result.defect) == ("poor", "noise"), result
+    assert analyse_pixels(analyzer, tmp_path, demo_photo, "clean.png").verdict == "good"

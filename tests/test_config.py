@@ -43,6 +43,7 @@ def test_values_are_typed(tmp_path):
         ("[analysis]\npoor_threshold = 1.5\n", "[analysis] poor_threshold must lie between 0.0 and 1.0, got 1.5"),
         ("[analysis]\npoor_threshold = -0.1\n", "[analysis] poor_threshold must lie between 0.0 and 1.0"),
         ("[analysis]\npoor_below_quality = 35\n", "[analysis] poor_below_quality must lie between 0.0 and 1.0, got 35"),
+        ("[analysis]\npoor_above_noise = -1\n", "[analysis] poor_above_noise must be at least 0.0"),
         ("[ui]\nport = 70000\n", "[ui] port must lie between 1 and 65535, got 70000"),
         ("[ui]\nport = 0\n", "[ui] port must lie between 1 and 65535, got 0"),
         (

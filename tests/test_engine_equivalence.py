@@ -161,26 +161,27 @@ def decoded_by_pillow(data, layout):
 
 def reference_outputs(analyzer: Analyzer, path):
     """The model outputs and greyness as the engine computed them before: small JPEGs decoded by
-    Pillow, the box-filter detail search and the earlier statistics."""
+    Pillow, the box-filter detail search and the earlier statistics; and the noise meter's reading,
+    which is no part of that comparison."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(views, "detail_origin_in", reference.detail_origin_in)
         patch.setattr(file_views, "detail_origin_in", reference.detail_origin_in)
         patch.setattr(view_statistics, "view_statistics", reference.view_statistics)
         patch.setattr(jpeg_dct, "decode_whole", decoded_by_pillow)
-        pair = file_views.load_views(path).views
-        (outputs,) = analyzer.predict_views(pair[None])
-    return outputs, reference.is_monochrome(pair)
+        loaded = file_views.load_views(path)
+        (outputs,) = analyzer.predict_views(loaded.views[None])
+    return outputs, reference.is_monochrome(loaded.views), loaded.screen_noise
 
 
 def assert_same_analysis(analyzer: Analyzer, path):
-    expected, monochrome = reference_outputs(analyzer, path)
+    expected, monochrome, screen_noise = reference_outputs(analyzer, path)
     (actual,) = analyzer.predict_views(file_views.load_views(path).views[None])
     assert abs(actual.p_poor - expected.p_poor) <= OUTPUT_TOLERANCE, path
     assert abs(actual.quality - expected.quality) <= OUTPUT_TOLERANCE, path
     for defect, probability in expected.defect_scores.items():
         assert abs(actual.defect_scores[defect] - probability) <= OUTPUT_TOLERANCE, (path, defect)
     result = analyzer.analyze_path(path)
-    before = analyzer._result(str(path), expected, None, monochrome=monochrome)
+    before = analyzer._result(str(path), expected, None, monochrome=monochrome, screen_noise=screen_noise)
     assert (result.verdict, result.defect, result.error) == (before.verdict, before.defect, before.error), path
     assert abs(result.quality - before.quality) <= 1e-3, path
     return result

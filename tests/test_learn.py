@@ -444,3 +444,33 @@ def test_a_running_daemon_with_every_reviews_learns_from_new_reviews(
         stop.set()
         daemon.join(timeout=60)
     assert not daemon.is_alive()
+
+
+def test_relearning_never_retags_a_file_poor_for_noise_good():
+    """The noise meter's finding is not among the learn inputs: an adaptation that would call the
+    file Good from them must not undo it (nor a Poor for Noise the models found: noise is no taste)."""
+    from types import SimpleNamespace
+
+    from pixelperfect_daemon.adaptation import LEARN_INPUTS, pack
+    from pixelperfect_daemon.relearning import Relearner
+
+    def row(path, verdict, defect):
+        scores = json.dumps({key: 1 / len(DEFECTS) for key in DEFECTS})
+        return {
+            "path": path, "verdict": verdict, "defect": defect, "error": None, "defect_scores": scores,
+            "learn_inputs": pack(np.zeros(len(LEARN_INPUTS))), "model_version": "base", "quality": 0.7,
+            "analyzed_at": "2026-12-07T00:00:00+00:00",
+        }  # fmt: skip
+
+    rows = [row("/photos/grainy.jpg", "poor", "noise"), row("/photos/dark.jpg", "poor", "luminance_contrast")]
+    changed = []
+    index = SimpleNamespace(
+        unreviewed_rows_with_learn_inputs=lambda: rows,
+        set_model_verdict=lambda path, **verdict: changed.append((str(path), verdict["verdict"])),
+        count=lambda where: 0,
+    )
+    adaptation = SimpleNamespace(base_model_version="base", is_poor=lambda inputs: np.array([False]))
+    analyzer = SimpleNamespace(adaptation=adaptation, model_version="base+lib-0123")
+    relearner = Relearner(None, analyzer, None, index, every_reviews=10)
+    assert relearner.retag() == 1
+    assert changed == [("/photos/dark.jpg", "good")]
