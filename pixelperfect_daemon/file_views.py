@@ -29,6 +29,7 @@ from .loading import (
     jpeg_orientation,
     load_image,
     load_jpeg,
+    pinned_file,
     read_all,
     read_head,
     read_raw_preview,
@@ -67,12 +68,14 @@ def views_of_pixels(pixels, original_size, format: str, corruption: str | None) 
     return FileViews(views, original_size, format, corruption, False, screen_noise=screen_noise_sigma(small))
 
 
-def load_views(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileViews:
-    """The views of the photo in ``path``; raises ``ImageLoadError`` as ``load_image`` does."""
+def load_views(path, *, max_pixels: int = DEFAULT_MAX_PIXELS, suffix: str | None = None) -> FileViews:
+    """The views of the photo in ``path``; raises ``ImageLoadError`` as ``load_image`` does (and
+    takes its ``suffix``)."""
     path = Path(path)
+    suffix = path.suffix if suffix is None else suffix
     set_pixel_limit(max_pixels)
     head, _ = read_head(path)
-    kind = sniff_format(head, path.suffix)
+    kind = sniff_format(head, suffix)
     if kind == "JPEG":
         data = read_all(path)
         fast = jpeg_views(data, max_pixels)
@@ -85,8 +88,17 @@ def load_views(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileViews:
         )
         if fast is not None:
             return fast
-        decoded = load_image(path, max_pixels=max_pixels)
+        decoded = load_image(path, max_pixels=max_pixels, suffix=suffix)
     return views_of_pixels(decoded.image, decoded.original_size, decoded.format, decoded.corruption)
+
+
+def load_views_pinned(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileViews:
+    """``load_views`` of the regular file at ``path`` itself, for files strangers control: a
+    symlink is refused, and the file is opened once (``loading.pinned_file``), so a name swapped
+    while it is decoded cannot send any decoder to another file."""
+    path = Path(path)
+    with pinned_file(path) as pinned:
+        return load_views(pinned, max_pixels=max_pixels, suffix=path.suffix)
 
 
 def _raw_preview_views(path: Path, kind: str, max_pixels: int) -> FileViews | None:
@@ -95,7 +107,7 @@ def _raw_preview_views(path: Path, kind: str, max_pixels: int) -> FileViews | No
     if not jpeg_dct.available():
         return None
     try:
-        preview = read_raw_preview(path)
+        preview = read_raw_preview(path, kind)
     except ImageLoadError:
         return None
     if preview.data is None or sniff_format(preview.data[:64]) != "JPEG":

@@ -10,6 +10,8 @@ image, raises ``ImageLoadError`` with a one-line reason. The input file is only 
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import functools
 import io
 import json
@@ -17,7 +19,9 @@ import os
 import stat
 import struct
 import subprocess
+import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -94,14 +98,18 @@ class DecodedImage:
         return np.asarray(self.image)
 
 
-def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> DecodedImage:
-    """Decode ``path`` to RGB pixels; ``min_side=N`` decodes as little as keeps the short side >= N."""
+def load_image(
+    path, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None, suffix: str | None = None
+) -> DecodedImage:
+    """Decode ``path`` to RGB pixels; ``min_side=N`` decodes as little as keeps the short side >= N.
+    ``suffix`` stands for the path's own extension (which tells TIFF-based RAW flavours apart) where
+    the path has none, as a ``pinned_file`` path."""
     set_pixel_limit(max_pixels)
     if min_side is not None and min_side < 1:
         raise ValueError(f"min_side must be at least 1 or None, got {min_side}")
     path = Path(path)
     head, file_size = read_head(path)
-    kind = sniff_format(head, path.suffix)
+    kind = sniff_format(head, path.suffix if suffix is None else suffix)
     if kind is None:
         raise ImageLoadError(_describe_unknown_content(head))
     if kind in ("AVIF", "GIF", "JXL"):
@@ -136,6 +144,8 @@ def describe_os_error(error: OSError) -> str:
         return "is a directory, not an image file"
     if isinstance(error, PermissionError):
         return "permission denied"
+    if error.errno == errno.ELOOP:
+        return "is a symbolic link (not followed)"
     return f"cannot read the file: {error.strerror or error}"
 
 
@@ -159,9 +169,33 @@ def open_regular(path: Path) -> BinaryIO:
         raise
 
 
+@contextlib.contextmanager
+def pinned_file(path: Path) -> Iterator[Path]:
+    """The regular file at ``path`` itself (a symlink is refused, not followed), held open, as a
+    path that names the open file (``/proc/self/fd/N``): every open of it, by us, LibRaw or
+    ExifTool, reads this very file, whatever a stranger puts at ``path`` meanwhile.
+    Raises ImageLoadError."""
+    try:
+        info = os.lstat(path)  # refuses a device before opening it: an open alone can act on some
+        if not stat.S_ISREG(info.st_mode):
+            _refuse(info)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise ImageLoadError(describe_os_error(error)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            _refuse(info)
+        yield Path(f"/proc/self/fd/{fd}") if os.path.isdir("/proc/self/fd") else Path(path)
+    finally:
+        os.close(fd)
+
+
 def _refuse(info: os.stat_result) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise ImageLoadError("is a directory, not an image file")
+    if stat.S_ISLNK(info.st_mode):
+        raise ImageLoadError("is a symbolic link (not followed)")
     raise ImageLoadError("not a regular file")  # reading a FIFO or a device could block or never end
 
 
@@ -465,7 +499,7 @@ class RawPreview:
 def _load_raw(path: Path, kind: str, max_pixels: int, min_side: int | None) -> DecodedImage:
     """Analyse the largest embedded preview JPEG; a DNG without one falls back to its main image."""
     try:
-        preview = read_raw_preview(path)
+        preview = read_raw_preview(path, kind)
     except ImageLoadError:
         if kind != "DNG":
             raise
@@ -487,8 +521,9 @@ def _load_raw(path: Path, kind: str, max_pixels: int, min_side: int | None) -> D
     return DecodedImage(decoded.image, decoded.original_size, kind, finding)
 
 
-def read_raw_preview(path: Path) -> RawPreview:
-    """The largest preview a RAW file embeds: LibRaw first, ExifTool where LibRaw refuses the file."""
+def read_raw_preview(path: Path, kind: str | None = None) -> RawPreview:
+    """The largest preview a RAW file embeds: LibRaw first, ExifTool where LibRaw refuses the file.
+    ``kind`` (``sniff_format``'s) tells ExifTool the flavour where the path has no extension."""
     try:
         with rawpy.imread(str(path)) as raw:
             orientation = _LIBRAW_FLIP_TO_ORIENTATION.get(raw.sizes.flip, 1)
@@ -499,10 +534,31 @@ def read_raw_preview(path: Path) -> RawPreview:
         if thumb.format == rawpy.ThumbFormat.JPEG:
             return RawPreview(data=bytes(thumb.data), bitmap=None, orientation=orientation)
         return RawPreview(data=None, bitmap=np.asarray(thumb.data), orientation=orientation)
-    return _read_preview_with_exiftool(path, libraw_reason)
+    with _named_for_exiftool(path, kind) as named:
+        return _read_preview_with_exiftool(named, libraw_reason, _pinned_descriptor(path))
 
 
-def _read_preview_with_exiftool(path: Path, libraw_reason: str) -> RawPreview:
+def _pinned_descriptor(path: Path) -> tuple[int, ...]:
+    """A ``pinned_file`` path's descriptor, which a child process must inherit to open that path."""
+    folder, name = os.path.split(str(path))
+    return (int(name),) if folder == "/proc/self/fd" and name.isdigit() else ()
+
+
+@contextlib.contextmanager
+def _named_for_exiftool(path: Path, kind: str | None) -> Iterator[Path]:
+    """``path``, or where its extension is not its kind's (a ``pinned_file`` path), a link to it
+    that carries that extension: ExifTool tells TIFF-based RAW flavours apart by extension."""
+    suffix = "." + kind.rpartition(":")[2].lower() if kind else ""
+    if not suffix or Path(path).suffix.lower() == suffix:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="pixelperfect-preview-") as folder:  # removes the link only
+        link = Path(folder) / f"file{suffix}"
+        os.symlink(path, link)
+        yield link
+
+
+def _read_preview_with_exiftool(path: Path, libraw_reason: str, inherited: tuple[int, ...] = ()) -> RawPreview:
     command = [
         "exiftool", "-json", "-a", "-G1", "-b", "-n",
         *(f"-{tag}" for tag in EXIFTOOL_PREVIEW_TAGS), "-Orientation",
@@ -510,7 +566,9 @@ def _read_preview_with_exiftool(path: Path, libraw_reason: str) -> RawPreview:
         os.path.abspath(path),
     ]  # fmt: skip
     try:
-        completed = subprocess.run(command, capture_output=True, timeout=EXIFTOOL_TIMEOUT_SECONDS, check=False)
+        completed = subprocess.run(
+            command, capture_output=True, timeout=EXIFTOOL_TIMEOUT_SECONDS, check=False, pass_fds=inherited
+        )
     except FileNotFoundError:
         raise ImageLoadError(f"no preview: libraw: {libraw_reason}; exiftool is not installed") from None
     except subprocess.TimeoutExpired:

@@ -46,7 +46,7 @@ from .config import Settings
 from .early_analysis import LOOKAHEAD, EarlyResult, EarlyResults, TwoLaneQueue, settled_identity
 from .failures import is_transient, retry_delay
 from .file_replace import FileIdentity, writers_of
-from .file_views import FileViews, load_views
+from .file_views import FileViews, load_views_pinned
 from .index import TAG_ERROR, ImageIndex, ImageIndexGoneError, ImageIndexWriteError
 from .loading import ImageLoadError
 from .metadata import FileBusyError, MetadataWriter
@@ -336,7 +336,7 @@ class Pipeline:
                     self.stats.analysed_early += 1
                 return
         try:
-            job.decoded = load_views(job.path, max_pixels=self.settings.analysis.max_pixels)
+            job.decoded = load_views_pinned(job.path, max_pixels=self.settings.analysis.max_pixels)
         except ImageLoadError as error:
             job.result = AnalysisResult.failed(str(job.path), one_line(error), self.analyzer.model_version)
             job.analyzed_at = utc_now()
@@ -498,7 +498,7 @@ class Pipeline:
         if before is None:
             return None
         try:
-            decoded = load_views(path, max_pixels=self.settings.analysis.max_pixels)
+            decoded = load_views_pinned(path, max_pixels=self.settings.analysis.max_pixels)
         except ImageLoadError:
             return EarlyResult(before, None)  # its error row comes from the complete file
         result = self.analyzer.analyze_views(path, decoded)

@@ -12,6 +12,7 @@ noise meter reads the reduced copy, which the DCT route makes from libjpeg's sca
 from __future__ import annotations
 
 import io
+import os
 
 import cv2
 import numpy as np
@@ -20,8 +21,8 @@ from PIL import Image
 
 from pixelperfect_daemon import jpeg_dct
 from pixelperfect_daemon.engine import Analyzer
-from pixelperfect_daemon.file_views import jpeg_views, load_views
-from pixelperfect_daemon.loading import ImageLoadError, load_image
+from pixelperfect_daemon.file_views import jpeg_views, load_views, load_views_pinned
+from pixelperfect_daemon.loading import ImageLoadError, load_image, pinned_file
 from pixelperfect_daemon.screen_noise import screen_noise_sigma
 from pixelperfect_daemon.views import make_views, reduction_factor, views_and_reduced_copy
 
@@ -197,3 +198,32 @@ def test_a_failure_inside_the_route_falls_back_to_the_full_decode(tmp_path, monk
     assert not loaded.from_coefficients
     assert np.array_equal(loaded.views, make_views(load_image(path).image))
     assert "decoding in full" in caplog.text
+
+
+@pytest.mark.skipif(not exiftool_available(), reason="exiftool is not installed")
+def test_a_pinned_file_is_the_one_decoded_whatever_takes_its_name(tmp_path):
+    """``load_views_pinned`` opens the file once: a name swapped meanwhile (here, inside the pin)
+    reaches no decoder, the JPEG route, the full decode and LibRaw's RAW route alike."""
+    other = save_jpeg(tmp_path / "other.jpg", camera_like((1300, 950), variant=3))
+    for name, make in (
+        ("big.jpg", lambda path: save_jpeg(path, camera_like((1300, 950)))),
+        ("small.jpg", lambda path: save_jpeg(path, camera_like((400, 300)))),
+        ("photo.CR2", lambda path: make_raw_like(path, ".CR2")),
+    ):
+        path = make(tmp_path / name)
+        expected = load_views(path)
+        with pinned_file(path) as pinned:
+            os.replace(other, path)  # the name now holds another photo
+            loaded = load_views(pinned, suffix=path.suffix)
+        assert np.array_equal(loaded.views, expected.views), name
+        assert loaded.format == expected.format, name
+        other = save_jpeg(tmp_path / "other.jpg", camera_like((1300, 950), variant=3))
+
+
+def test_a_symlink_is_refused_by_the_pinned_load(tmp_path):
+    target = save_jpeg(tmp_path / "photo.jpg", camera_like((400, 300)))
+    link = tmp_path / "link.jpg"
+    link.symlink_to(target)
+    with pytest.raises(ImageLoadError, match="symbolic link"):
+        load_views_pinned(link)
+    assert load_views(link).views.shape == (2, 224, 224, 3)  # analyze on a path a user gives follows it

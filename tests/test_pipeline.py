@@ -470,3 +470,26 @@ def test_a_review_recorded_during_analysis_wins(tmp_path, photos):
         assert h.writer.read_verdict(image)["Verdict"] == "Good"
     finally:
         h.close()
+
+
+def test_a_symlink_swapped_in_after_identify_is_never_followed(harness, photos, tmp_path, monkeypatch):
+    """Between the look at a file and its decoding, a stranger replaces it by a symlink to a file
+    outside the watched folders: the decoders never read that file, and the path gets an error row."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = make_jpeg(outside / "secret.jpg", size=SMALL)
+    secret_bytes = secret.read_bytes()
+    image = make_jpeg(photos / "a.jpg", size=SMALL)
+    load = pipeline_module.load_views_pinned
+
+    def swapped_then_loaded(path, **options):
+        link = path.with_name(".swap")
+        os.symlink(secret, link)
+        os.replace(link, path)
+        return load(path, **options)
+
+    monkeypatch.setattr(pipeline_module, "load_views_pinned", swapped_then_loaded)
+    assert harness.run(image).outcomes == {ERROR: 1}
+    assert harness.index.get(image)["error"] == "is a symbolic link (not followed)"
+    assert harness.analyzer.calls == []  # nothing decoded reached the models
+    assert secret.read_bytes() == secret_bytes
