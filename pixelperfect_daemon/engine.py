@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,5 +231,6 @@ class Analyzer:
             defect_scores=scores,
             model_version=self.model_version,
             error=corruption,
+            screen_noise=round(screen_noise, 2) if math.isfinite(screen_noise) else None,
             learn_inputs=signals,
         )

@@ -146,6 +146,8 @@ MIGRATIONS = [
     # One of REVIEW_REASONS beside the reviewer's defect (NULL: the defect says it all).
     AddColumn(TABLE, "reviewed_reason", str),
     CreateIndex(TABLE, "reviewed_at"),  # keeps the UI's change stamp cheap
+    # The noise meter's reading (screen_noise.py), NULL where unmeasured or analysed before it existed.
+    AddColumn(TABLE, "screen_noise", float),
 ]
 
 
@@ -412,6 +414,7 @@ class ImageIndex:
                 "retry_after": retry_after if failed else None,
                 "retries": retries if failed else None,
                 "learn_inputs": None if result.learn_inputs is None else pack(result.learn_inputs),
+                "screen_noise": result.screen_noise,
                 "captured_at": None,  # new content: its capture time is read again
             },
         )

@@ -17,6 +17,7 @@ class AnalysisResult:
     defect_scores: dict[str, float] | None  # all seven keys, summing to 1; None for errors
     model_version: str
     error: str | None = None  # one-line reason: for "error", or the corruption found in a "poor" file
+    screen_noise: float | None = None  # the noise meter's reading (screen_noise.py); None where unmeasured
     # What a library adaptation learns from (adaptation.LEARN_INPUTS), kept in the index; not part of the JSON.
     learn_inputs: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
 

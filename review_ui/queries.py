@@ -175,6 +175,7 @@ def row_to_summary(row: dict) -> dict:
         "verdict": verdict,
         "defect": defect,
         "quality": row.get("quality"),
+        "screen_noise": row.get("screen_noise"),
         "reviewed": reviewed,
         "model_verdict": row.get("verdict") or "error",
         "model_defect": row.get("defect"),

@@ -19,15 +19,17 @@ from pixelperfect_daemon.views import make_views
 from tests import fixtures_images as fx
 
 DEMO_PHOTOS = Path(__file__).resolve().parent.parent / "pixelperfect_daemon" / "data" / "demo"
-CONTRACT_KEYS = {"path", "verdict", "quality", "defect", "defect_scores", "model_version", "error"}
+CONTRACT_KEYS = {"path", "verdict", "quality", "defect", "defect_scores", "model_version", "error", "screen_noise"}
 
 
 def check_contract(record: dict) -> None:
     assert set(record) == CONTRACT_KEYS
     assert record["verdict"] in ("good", "poor", "error")
     assert isinstance(record["model_version"], str) and record["model_version"]
+    assert record["screen_noise"] is None or record["screen_noise"] >= 0
     if record["verdict"] == "error":
         assert record["quality"] is None and record["defect"] is None and record["defect_scores"] is None
+        assert record["screen_noise"] is None
         assert isinstance(record["error"], str) and "\n" not in record["error"] and record["error"]
         return
     assert 0.0 <= record["quality"] <= 1.0
@@ -256,6 +258,8 @@ def test_noise_over_the_line_is_a_poor_verdict_for_noise(trained_models_dir):
         return result.verdict, result.defect
 
     assert verdict(good, 3.5) == ("poor", "noise")
+    assert analyzer._result("a.jpg", good, None, screen_noise=3.456).screen_noise == 3.46
+    assert analyzer._result("a.jpg", good, None, screen_noise=float("nan")).screen_noise is None
     assert verdict(good, 3.4) == ("good", None)
     assert verdict(good, float("nan")) == ("good", None)
     assert verdict(blurred, 9.0) == ("poor", "blur")  # the models' own finding stands

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -110,8 +111,11 @@ def test_record_analysis_stores_every_column(index, tmp_path):
     assert json.loads(row["defect_scores"]) == SCORES
     assert (row["width"], row["height"], row["model_version"]) == (640, 480, "m1")
     assert row["tagged_file"] == str(path)
+    assert row["screen_noise"] is None  # unmeasured
     assert index.get(path) == row
     assert index.get(tmp_path / "other.jpg") is None
+    noisy = dataclasses.replace(good(path), verdict="poor", defect="noise", screen_noise=4.2)
+    assert record(index, path, result=noisy)["screen_noise"] == 4.2
 
 
 def test_paths_are_normalised(index, tmp_path):

@@ -71,6 +71,15 @@ def test_details_show_review_model_verdict_and_exif(tmp_path):
     text = details_markdown(inspection)
     assert "**Good**" in text and "reviewed by **ann**" in text and "model said Poor (Blur)" in text
     assert "Canon EOS R5 · ISO 100 · 1/250 s · f/8 · 6000×4000" in text and "`m-7`" in text
+    assert "noise at screen size" not in text  # unmeasured: nothing to show
+
+
+def test_details_show_the_noise_meter_reading():
+    inspection = Inspection(
+        summary=summary(verdict="poor", defect="noise", screen_noise=5.23),
+        defect_scores=None, model_version="m-7", size=None, exif={},
+    )  # fmt: skip
+    assert "quality **0.123** · noise at screen size **5.2** · model `m-7`" in details_markdown(inspection)
 
 
 def test_details_say_when_the_tags_could_not_be_written(tmp_path):

@@ -102,8 +102,9 @@ def details_markdown(inspection) -> str:
         model = VERDICT_DISPLAY_NAMES.get(s["model_verdict"], "Error")
         model_defect = f" ({DEFECT_DISPLAY_NAMES[s['model_defect']]})" if s["model_defect"] else ""
         lines.append(f"reviewed by **{s['reviewed_by']}** at {s['reviewed_at']} · model said {model}{model_defect}")
+    noise = "" if s.get("screen_noise") is None else f"noise at screen size **{s['screen_noise']:.1f}** · "
     lines.append(
-        f"quality **{'–' if s['quality'] is None else format(s['quality'], '.3f')}** · "
+        f"quality **{'–' if s['quality'] is None else format(s['quality'], '.3f')}** · {noise}"
         f"model `{inspection.model_version or '–'}` · analysed {s['analyzed_at'] or '–'}"
     )
     if s.get("error"):

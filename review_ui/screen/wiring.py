@@ -383,6 +383,8 @@ class Screen:
         else:
             defect_text = f" — {DEFECT_DISPLAY_NAMES[result.defect]}" if result.defect else ""
             text = f"**{VERDICT_DISPLAY_NAMES[result.verdict]}{defect_text}** · quality {result.quality:.3f}"
+            if result.screen_noise is not None:
+                text += f" · noise at screen size {result.screen_noise:.1f}"
             text += f" · model `{result.model_version}`" + (f"\n\nfinding: {result.error}" if result.error else "")
         return {
             a.upload_verdict: text,
