@@ -26,15 +26,14 @@ import numpy as np
 
 from .adaptation import learn_inputs
 from .config import AnalysisSettings
-from .file_views import FileViews, load_views
+from .file_views import FileViews, load_views, views_of_pixels
 from .jpeg_dct import keep_freed_memory_for_reuse
 from .labels import DEFECTS
 from .loading import DecodedImage, ImageLoadError
 from .result import AnalysisResult
-from .screen_noise import screen_noise_sigma
 from .verdict import POOR_ABOVE_NOISE, is_noisy, is_poor
 from .view_statistics import STATISTIC_NAMES, STATISTICS_PER_VIEW, head_inputs
-from .views import VIEW_SIZE, views_and_reduced_copy
+from .views import VIEW_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +172,9 @@ class Analyzer:
         ]
 
     def analyze_decoded(self, path: Path | str, decoded: DecodedImage) -> AnalysisResult:
-        views, small = views_and_reduced_copy(decoded.image)
-        return self._analyze(path, views, decoded.corruption, screen_noise_sigma(small))
+        return self.analyze_views(
+            path, views_of_pixels(decoded.image, decoded.original_size, decoded.format, decoded.corruption)
+        )
 
     def analyze_views(self, path: Path | str, loaded: FileViews) -> AnalysisResult:
         return self._analyze(path, loaded.views, loaded.corruption, loaded.screen_noise)

@@ -149,19 +149,31 @@ def describe_os_error(error: OSError) -> str:
     return f"cannot read the file: {error.strerror or error}"
 
 
-def open_regular(path: Path) -> BinaryIO:
-    """``path`` opened for reading, if it is a regular file: checked on the open file, so a FIFO
-    or a device put in its place after a look at it can neither block the reader nor be read.
-    Raises OSError, or ImageLoadError for anything but a regular file."""
-    info = path.stat()  # refuses a device before opening it: an open alone can act on some
+def _open_regular_descriptor(path: Path, *, follow_symlinks: bool = True) -> int:
+    """A descriptor of ``path`` opened for reading, if it is a regular file: checked on the open
+    file, so a FIFO or a device put in its place after a look at it can neither block the reader
+    nor be read. Raises OSError, or ImageLoadError for anything but a regular file."""
+    # Refuses a device before opening it: an open alone can act on some.
+    info = Path(path).stat(follow_symlinks=follow_symlinks)
     if not stat.S_ISREG(info.st_mode):
         _refuse(info)
     # O_NONBLOCK: opening a FIFO does not wait for a writer.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             _refuse(info)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading, if it is a regular file (``_open_regular_descriptor``)."""
+    fd = _open_regular_descriptor(path)
+    try:
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -176,16 +188,10 @@ def pinned_file(path: Path) -> Iterator[Path]:
     ExifTool, reads this very file, whatever a stranger puts at ``path`` meanwhile.
     Raises ImageLoadError."""
     try:
-        info = os.lstat(path)  # refuses a device before opening it: an open alone can act on some
-        if not stat.S_ISREG(info.st_mode):
-            _refuse(info)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = _open_regular_descriptor(path, follow_symlinks=False)
     except OSError as error:
         raise ImageLoadError(describe_os_error(error)) from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            _refuse(info)
         yield Path(f"/proc/self/fd/{fd}") if os.path.isdir("/proc/self/fd") else Path(path)
     finally:
         os.close(fd)
