@@ -192,7 +192,7 @@ def raw_bytes_read(workdir: Path) -> dict:
     """Bytes read() to decode a 24-megapixel DNG (its embedded preview) and to hash it (the whole file)."""
     import psutil
 
-    from pixelperfect_daemon.common import sha256_of
+    from pixelperfect_daemon.common import file_hash
     from pixelperfect_daemon.loading import load_image
     from tests.fixtures_images import make_dng
 
@@ -204,7 +204,7 @@ def raw_bytes_read(workdir: Path) -> dict:
     start = process.io_counters().read_chars
     load_image(dng)
     decoded = process.io_counters().read_chars
-    sha256_of(dng)
+    file_hash(dng)
     hashed = process.io_counters().read_chars
     return {"file_bytes": dng.stat().st_size, "decode_read_bytes": decoded - start, "hash_read_bytes": hashed - decoded}
 

@@ -42,7 +42,7 @@ def per_file(database, files: int, password_env: str) -> tuple[float, float]:
             index.get(path)
             index.record_analysis(
                 path,
-                sha256=f"{i:064x}",
+                blake3=f"{i:064x}",
                 size=1000 + i,
                 mtime=float(i),
                 result=result,

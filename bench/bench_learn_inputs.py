@@ -52,7 +52,7 @@ def index_bytes(rows: int, with_inputs: bool) -> int:
                 )
                 index.record_analysis(
                     Path(result.path),
-                    sha256=f"{number:064x}",
+                    blake3=f"{number:064x}",
                     size=1000,
                     mtime=0.0,
                     result=result,

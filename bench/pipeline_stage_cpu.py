@@ -28,7 +28,7 @@ from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.metadata import MetadataWriter
 
 STAGE_STEPS = ("identify", "decode", "analyse", "write_metadata", "record")
-HASHING = "  of which SHA-256 of the file"
+HASHING = "  of which the content hash (BLAKE3) of the file"
 
 
 def measure_thread_cpu(counter: Counter, lock: threading.Lock) -> None:
@@ -48,7 +48,7 @@ def measure_thread_cpu(counter: Counter, lock: threading.Lock) -> None:
 
     for step in STAGE_STEPS:
         setattr(pipeline.Pipeline, step, timed(step, getattr(pipeline.Pipeline, step)))
-    pipeline.sha256_of = timed(HASHING, pipeline.sha256_of)
+    pipeline.file_hash = timed(HASHING, pipeline.file_hash)
 
 
 def process_cpu(process: psutil.Process) -> float:

@@ -86,7 +86,7 @@ class AnalysisPlugin(_worker_plugin_base()):
 
         def forget_stale_hash(job: Job) -> None:
             if (job.size, job.mtime) != seen_by_driver:
-                job.sha256 = None
+                job.hashes = {}
 
         # identify without an index only stats the file.
         run_steps(

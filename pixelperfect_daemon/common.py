@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import blake3
+
 _PATH_ESCAPE = re.compile(r"\\\\|\\x[0-9a-f]{2}")
 
 
@@ -25,9 +27,26 @@ def utc_in(seconds: float) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def sha256_of(path: Path | str) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+# The index's content hash, then the one of rows written before it: a row holds one of the two.
+CONTENT_HASHES = ("blake3", "sha256")
+_HASH_CHUNK = 1 << 20
+
+
+def file_hash(path: Path | str, algorithm: str = "blake3") -> str:
+    """The hex digest of a file's bytes: BLAKE3 (the index's: a third of SHA-256's CPU per
+    photo, and as collision-resistant) or SHA-256 (what rows from before it hold)."""
+    if algorithm == "sha256":
+        with open(path, "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    if algorithm != "blake3":
+        raise ValueError(f"unknown content hash {algorithm!r}")
+    digest = blake3.blake3()
+    chunk = bytearray(_HASH_CHUNK)
+    view = memoryview(chunk)
+    with open(path, "rb", buffering=0) as file:
+        while size := file.readinto(chunk):
+            digest.update(view[:size])
+    return digest.hexdigest()
 
 
 def one_line(error: BaseException | str | bytes) -> str:

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import one_line, path_to_text, sha256_of, text_to_path, utc_in, utc_now
+from .common import CONTENT_HASHES, file_hash, one_line, path_to_text, text_to_path, utc_in, utc_now
 from .config import Settings
 from .early_analysis import LOOKAHEAD, EarlyResult, EarlyResults, TwoLaneQueue, settled_identity
 from .failures import is_transient, retry_delay
@@ -99,7 +99,7 @@ class Job:
     size: int | None = None
     mtime: float | None = None
     identity: FileIdentity | None = None  # the file as identify saw it: tags replace only that file
-    sha256: str | None = None
+    hashes: dict[str, str] = field(default_factory=dict)  # content hashes of the file as it is, by algorithm
     row: dict | None = None  # its index row before this run
     decoded: FileViews | None = None  # dropped once analysed
     width: int | None = None
@@ -116,6 +116,13 @@ class Job:
     transient: bool = False  # the error was the environment's (disk, permissions): retried with back-off
     retry_after: str | None = None
     early: bool = False  # analysed while it waits to be complete (early_analysis.py): its tags wait
+
+
+def content_hash(job: Job, algorithm: str = "blake3") -> str:
+    """``job``'s file's content hash, computed once (a 24 MP photo's costs a millisecond or more)."""
+    if algorithm not in job.hashes:
+        job.hashes[algorithm] = file_hash(job.path, algorithm)
+    return job.hashes[algorithm]
 
 
 def run_steps(steps: Iterable[Callable[[Job], None]], job: Job) -> None:
@@ -235,7 +242,7 @@ class Pipeline:
             job.outcome = CLAIMED
             return
         job.claimed = True
-        job.row = job.sha256 = None
+        job.row, job.hashes = None, {}
         self._identify(job)
 
     def _identify(self, job: Job) -> None:
@@ -262,17 +269,24 @@ class Pipeline:
         moved_candidates = self._moved_candidates(job.path, job.size)
         if job.row is None and not moved_candidates:
             return
-        job.sha256 = sha256_of(job.path)
-        if job.row is not None and not retry_due and job.row["sha256"] == job.sha256:
+        if job.row is not None and not retry_due and self._same_content(job, job.row):
             self.index.record_stat(job.path, size=job.size, mtime=job.mtime)
             if not self._tag_again_from_row(job):
                 job.outcome = UNCHANGED
             return
         for other in moved_candidates:
             # Only a finished analysis moves with the file; an error row's file is simply retried.
-            if other["sha256"] == job.sha256:
+            if self._same_content(job, other):
                 self._record_move(job, other)
                 return
+
+    @staticmethod
+    def _same_content(job: Job, row: dict) -> bool:
+        """Whether ``job``'s file holds the bytes ``row`` was hashed from (rows from before BLAKE3: SHA-256)."""
+        for algorithm in CONTENT_HASHES:
+            if row.get(algorithm) is not None:
+                return content_hash(job, algorithm) == row[algorithm]
+        return False
 
     def _moved_candidates(self, path: Path, size: int) -> list[dict]:
         """Analysed rows of files of ``size`` bytes whose file is gone: ``path`` may be one of them, moved."""
@@ -294,7 +308,8 @@ class Pipeline:
             defect_scores=None if scores is None else json.loads(scores), model_version=row["model_version"] or "",
             error=None if row["status"] == TAG_ERROR else row["error"],  # keep a finding, drop the tag failure
         )  # fmt: skip
-        job.analyzed_at, job.sha256 = row["analyzed_at"] or utc_now(), row["sha256"]
+        job.analyzed_at = row["analyzed_at"] or utc_now()
+        job.hashes = {algorithm: row[algorithm] for algorithm in CONTENT_HASHES if row.get(algorithm)}
         job.width, job.height = row["width"], row["height"]
         job.from_row = True
         return True
@@ -393,9 +408,9 @@ class Pipeline:
         if job.tagged_file == job.path:
             # The file changed by our write: the row must describe it as it is now.
             st = os.lstat(job.path)
-            job.size, job.mtime, job.sha256 = st.st_size, st.st_mtime, sha256_of(job.path)
-        elif job.sha256 is None:
-            job.sha256 = sha256_of(job.path)  # tags in a sidecar: the image is as identify saw it
+            job.size, job.mtime, job.hashes = st.st_size, st.st_mtime, {"blake3": file_hash(job.path)}
+        else:
+            content_hash(job)  # tags in a sidecar: the image is as identify saw it
 
     def record(self, job: Job) -> None:
         if self.index is not None:
@@ -412,7 +427,7 @@ class Pipeline:
         """The file's analysis row, as ``job`` describes the file; ``failure``: why it still failed."""
         self.index.record_analysis(
             job.path,
-            sha256=job.sha256,
+            blake3=job.hashes.get("blake3"),
             size=job.size,
             mtime=job.mtime,
             result=job.result,
@@ -534,9 +549,9 @@ class Pipeline:
             retries = ((job.row or {}).get("retries") or 0) + 1
             watch = self.settings.watch
             job.retry_after = utc_in(retry_delay(retries, watch.retry_seconds, watch.retry_max_seconds))
-        if job.sha256 is None and job.size is not None:
+        if job.size is not None:
             try:
-                job.sha256 = sha256_of(job.path)  # so an unchanged broken file is not retried
+                content_hash(job)  # so an unchanged broken file is not retried
             except OSError:
                 pass  # vanished or unreadable: the row says why
         if job.result is not None:
@@ -554,7 +569,7 @@ class Pipeline:
                 error=job.error,
                 analyzed_at=analyzed_at,
                 model_version=self.analyzer.model_version,
-                sha256=job.sha256,
+                blake3=job.hashes.get("blake3"),
                 size=job.size,
                 mtime=job.mtime,
                 retry_after=job.retry_after,

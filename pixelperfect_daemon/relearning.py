@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from .adaptation import unpack
-from .common import one_line, sha256_of
+from .common import file_hash, one_line
 from .learning import LearnError, learn_library
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Relearner:
                     )
                     if tagged == path:  # the file itself changed: its row must describe it as it is now
                         st = os.lstat(path)
-                        self.index.record_stat(path, size=st.st_size, mtime=st.st_mtime, sha256=sha256_of(path))
+                        self.index.record_stat(path, size=st.st_size, mtime=st.st_mtime, blake3=file_hash(path))
                 self.index.set_model_verdict(path, verdict=verdict, defect=defect, model_version=version)
                 changed += 1
             except Exception as error:  # a vanished or locked file: the others still get theirs

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pixelperfect_daemon.common import sha256_of, text_to_path, utc_now
+from pixelperfect_daemon.common import file_hash, text_to_path, utc_now
 from pixelperfect_daemon.config import Settings
 from pixelperfect_daemon.index import REVIEW_COLUMNS
 from pixelperfect_daemon.labels import DEFECTS
@@ -460,7 +460,7 @@ class ReviewService:
             # Tags inside the image change its bytes: record the new hash, or the daemon would
             # take the file for new content and analyse it again.
             stat = image.stat()
-            self.index.record_stat(image, size=stat.st_size, mtime=stat.st_mtime, sha256=sha256_of(image))
+            self.index.record_stat(image, size=stat.st_size, mtime=stat.st_mtime, blake3=file_hash(image))
         return written
 
     def undo(self, reviewer: str) -> list[dict]:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import REPO_ROOT
 from pixelperfect_daemon.cluster_scan import AnalysisPlugin
-from pixelperfect_daemon.common import sha256_of
+from pixelperfect_daemon.common import file_hash
 from pixelperfect_daemon.config import load_settings
 from pixelperfect_daemon.daemon import load_analyzer
 from pixelperfect_daemon.index import ImageIndex
@@ -58,7 +58,7 @@ def test_a_retried_task_after_its_tags_were_written_tags_once_and_describes_the_
         plugin.teardown()
     assert retry.outcome is None, retry.error  # not "changed": the change was our own tags
     st = os.stat(image)
-    assert (retry.size, retry.mtime, retry.sha256) == (st.st_size, st.st_mtime, sha256_of(image))
+    assert (retry.size, retry.mtime, retry.hashes) == (st.st_size, st.st_mtime, {"blake3": file_hash(image)})
     hierarchical, flat = pixelperfect_keyword_counts(image.parent)[image.name]
     assert len(hierarchical) == 1 and flat == 1
 
@@ -117,7 +117,7 @@ def test_scan_on_a_dask_cluster_survives_a_killed_worker_with_every_file_once(tm
     assert all(r["status"] == "ok" and r["verdict"] in ("good", "poor") for r in rows)
     for row in rows:  # each row describes the file as it is now: the next scan finds it unchanged
         st = os.stat(row["path"])
-        assert (row["size"], row["mtime"], row["sha256"]) == (st.st_size, st.st_mtime, sha256_of(row["path"]))
+        assert (row["size"], row["mtime"], row["blake3"]) == (st.st_size, st.st_mtime, file_hash(row["path"]))
     keywords = pixelperfect_keyword_counts(ingest)
     assert sorted(keywords) == sorted(before)
     assert all(len(hierarchical) == 1 and flat == 1 for hierarchical, flat in keywords.values()), keywords

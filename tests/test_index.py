@@ -55,9 +55,9 @@ def index_names(index) -> set[tuple[str, ...]]:
     return found
 
 
-def record(index, path, result=None, sha256="aaa", **extra):
+def record(index, path, result=None, blake3="aaa", **extra):
     values = dict(
-        sha256=sha256,
+        blake3=blake3,
         size=10,
         mtime=1.5,
         result=result or poor_blur(path),
@@ -75,7 +75,7 @@ def test_new_database_has_the_documented_schema(index, tmp_path):
         "path",
         "folder",
         "file_name",
-        "sha256",
+        "blake3",
         "size",
         "mtime",
         "width",
@@ -95,7 +95,7 @@ def test_new_database_has_the_documented_schema(index, tmp_path):
         "reviewed_at",
     }
     indexed = index_names(index)
-    for column in ("verdict", "defect", "quality", "analyzed_at", "folder", "reviewed_verdict", "sha256"):
+    for column in ("verdict", "defect", "quality", "analyzed_at", "folder", "reviewed_verdict", "blake3"):
         assert (column,) in indexed
     assert index.schema_version == SCHEMA_VERSION
     if index.db is not None:
@@ -137,7 +137,7 @@ def test_error_result_gives_an_error_row(index, tmp_path):
 
 def test_record_error_for_a_file_never_analysed(index, tmp_path):
     row = index.record_error(tmp_path / "gone.jpg", error="file vanished", analyzed_at="t")
-    assert (row["status"], row["error"], row["sha256"]) == ("error", "file vanished", None)
+    assert (row["status"], row["error"], row["blake3"]) == ("error", "file vanished", None)
 
 
 def test_metadata_failure_keeps_the_verdict_but_marks_the_row(index, tmp_path):
@@ -149,8 +149,8 @@ def test_analysis_never_overwrites_a_review(index, tmp_path):
     path = tmp_path / "a.jpg"
     record(index, path)
     index.record_review(path, verdict="good", defect=None, reviewed_by="ann", reviewed_at="2026-01-02T00:00:00Z")
-    row = record(index, path, result=poor_blur(path), sha256="bbb")
-    assert (row["verdict"], row["sha256"]) == ("poor", "bbb")
+    row = record(index, path, result=poor_blur(path), blake3="bbb")
+    assert (row["verdict"], row["blake3"]) == ("poor", "bbb")
     assert (row["reviewed_verdict"], row["reviewed_by"], row["reviewed_at"]) == ("good", "ann", "2026-01-02T00:00:00Z")
     row = index.record_error(path, error="decode: broken", analyzed_at="t")
     assert row["reviewed_verdict"] == "good"
@@ -192,7 +192,7 @@ def test_move_keeps_the_row_and_its_review(index, tmp_path):
     index.record_move(old, new)
     assert index.get(old) is None
     row = index.get(new)
-    assert (row["folder"], row["file_name"], row["reviewed_verdict"], row["sha256"]) == (
+    assert (row["folder"], row["file_name"], row["reviewed_verdict"], row["blake3"]) == (
         str(new.parent),
         "b.jpg",
         "good",
@@ -203,10 +203,10 @@ def test_move_keeps_the_row_and_its_review(index, tmp_path):
 
 
 def test_move_over_an_existing_row_replaces_it(index, tmp_path):
-    record(index, tmp_path / "a.jpg", sha256="aaa")
-    record(index, tmp_path / "b.jpg", sha256="bbb")
+    record(index, tmp_path / "a.jpg", blake3="aaa")
+    record(index, tmp_path / "b.jpg", blake3="bbb")
     index.record_move(tmp_path / "a.jpg", tmp_path / "b.jpg")
-    assert index.get(tmp_path / "b.jpg")["sha256"] == "aaa"
+    assert index.get(tmp_path / "b.jpg")["blake3"] == "aaa"
     assert index.count() == 1
 
 
@@ -221,15 +221,15 @@ def test_move_of_an_unknown_path_is_an_error(index, tmp_path):
         index.record_move(tmp_path / "a.jpg", tmp_path / "b.jpg")
 
 
-def test_find_by_sha256_and_stat_snapshot(index, tmp_path):
-    record(index, tmp_path / "a.jpg", sha256="same")
-    record(index, tmp_path / "b.jpg", sha256="same")
-    record(index, tmp_path / "c.jpg", sha256="other")
-    assert [r["file_name"] for r in index.find_by_sha256("same")] == ["a.jpg", "b.jpg"]
+def test_find_by_blake3_and_stat_snapshot(index, tmp_path):
+    record(index, tmp_path / "a.jpg", blake3="same")
+    record(index, tmp_path / "b.jpg", blake3="same")
+    record(index, tmp_path / "c.jpg", blake3="other")
+    assert [r["file_name"] for r in index.find_by_blake3("same")] == ["a.jpg", "b.jpg"]
     index.record_stat(tmp_path / "c.jpg", size=99, mtime=7.25)
-    assert index.get(tmp_path / "c.jpg")["sha256"] == "other"
-    index.record_stat(tmp_path / "b.jpg", size=11, mtime=1.5, sha256="retagged")
-    assert [r["file_name"] for r in index.find_by_sha256("retagged")] == ["b.jpg"]
+    assert index.get(tmp_path / "c.jpg")["blake3"] == "other"
+    index.record_stat(tmp_path / "b.jpg", size=11, mtime=1.5, blake3="retagged")
+    assert [r["file_name"] for r in index.find_by_blake3("retagged")] == ["b.jpg"]
     snapshot = index.stat_snapshot()
     assert snapshot[str(tmp_path / "c.jpg")] == (99, 7.25)
     assert snapshot[str(tmp_path / "a.jpg")] == (10, 1.5)

@@ -209,7 +209,7 @@ def test_the_pipeline_logs_and_retries_a_row_the_full_disk_refused(tmp_path, cap
             assert pipeline.join(timeout=60)
         assert pipeline.stats.outcomes == {ANALYSED: 1}
         row = index.get(photo)
-        assert row is not None and row["status"] == "ok" and row["sha256"] is not None
+        assert row is not None and row["status"] == "ok" and row["blake3"] is not None
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert errors and all("database or disk is full" in r.getMessage() for r in errors)
     assert analyzer.calls == [photo]  # analysed and tagged once: no re-tag loop
@@ -238,7 +238,7 @@ def test_migrate_moves_an_index_into_postgresql_and_back_with_reviews(shared_url
     source, back = tmp_path / "source.sqlite", tmp_path / "back.sqlite"
     with ImageIndex(source) as index:
         for i in range(30):
-            record(index, tmp_path / f"{i:02}.jpg", result=poor_blur() if i % 2 else good(), sha256=f"h{i}")
+            record(index, tmp_path / f"{i:02}.jpg", result=poor_blur() if i % 2 else good(), blake3=f"h{i}")
         index.record_review(tmp_path / "03.jpg", verdict="good", defect=None, reviewed_by="ann", reviewed_at="t1")
         index.record_error(tmp_path / "broken.jpg", error="decode: truncated", analyzed_at="t2")
         original = index.rows()

@@ -29,7 +29,7 @@ from pixelperfect_daemon.pipeline import (
     UNCHANGED,
     Pipeline,
     effective_verdict,
-    sha256_of,
+    file_hash,
 )
 from pixelperfect_daemon.result import AnalysisResult
 from tests.fixtures_images import make_jpeg, make_png, make_random_bytes_jpg, make_raw_like
@@ -143,7 +143,7 @@ def test_new_files_are_tagged_and_indexed(harness, photos):
     assert stats.outcomes == {ANALYSED: 2}
     row = harness.index.get(poor)
     assert (row["verdict"], row["defect"], row["status"], row["width"], row["height"]) == ("poor", "blur", "ok", 64, 48)
-    assert row["sha256"] == sha256_of(poor)  # the file as it is after tagging
+    assert row["blake3"] == file_hash(poor)  # the file as it is after tagging
     assert row["tagged_file"] == str(poor)
     assert harness.writer.read_verdict(poor)["keywords"] == ["PixelPerfect|Poor|Blur"]
     assert harness.writer.read_verdict(good)["Verdict"] == "Good"
@@ -177,6 +177,38 @@ def test_moved_file_keeps_its_row_and_review(harness, photos):
     assert harness.analyzer.calls == [image]
 
 
+def as_row_from_before_blake3(index, image):
+    """Make ``image``'s row look as an index written before the blake3 column left it: SHA-256 only."""
+    index._write(
+        [("UPDATE images SET blake3 = NULL, sha256 = ? WHERE path = ?", (file_hash(image, "sha256"), str(image)))]
+    )
+
+
+def test_a_row_from_before_blake3_still_recognises_its_moved_file(harness, photos):
+    image = make_jpeg(photos / "a_poor.jpg", size=SMALL)
+    harness.run(image)
+    harness.index.record_review(image, verdict="good", defect=None, reviewed_by="ann", reviewed_at="t")
+    as_row_from_before_blake3(harness.index, image)
+    moved = photos / "renamed_poor.jpg"
+    image.rename(moved)
+    assert harness.run(moved).outcomes == {MOVED: 1}
+    row = harness.index.get(moved)
+    assert (row["reviewed_verdict"], row["sha256"]) == ("good", file_hash(moved, "sha256"))
+    moved.touch()  # same content, new mtime: compared by SHA-256, and the row keeps its hash
+    assert harness.run(moved).outcomes == {UNCHANGED: 1}
+    assert harness.analyzer.calls == [image]
+
+
+def test_a_row_from_before_blake3_gets_one_when_its_file_changes(harness, photos):
+    image = make_jpeg(photos / "a_poor.jpg", size=SMALL)
+    harness.run(image)
+    as_row_from_before_blake3(harness.index, image)
+    make_jpeg(image, size=SMALL, variant=1)  # edited in place: new pixels, no tags
+    assert harness.run(image).outcomes == {ANALYSED: 1}
+    row = harness.index.get(image)
+    assert (row["blake3"], row["sha256"]) == (file_hash(image), None)  # one hash per row, never a stale one
+
+
 def test_a_reanalysed_duplicate_keeps_its_review_reason_in_the_tags(harness, photos):
     image = make_jpeg(photos / "a.jpg", size=SMALL)
     harness.run(image)
@@ -191,8 +223,10 @@ def test_a_reanalysed_duplicate_keeps_its_review_reason_in_the_tags(harness, pho
 
 def test_a_new_file_is_hashed_only_when_it_could_be_a_move(harness, photos, monkeypatch):
     hashed = []
-    real_sha256_of = pipeline_module.sha256_of
-    monkeypatch.setattr(pipeline_module, "sha256_of", lambda path: hashed.append(Path(path)) or real_sha256_of(path))
+    real_file_hash = pipeline_module.file_hash
+    monkeypatch.setattr(
+        pipeline_module, "file_hash", lambda path, *a: hashed.append(Path(path)) or real_file_hash(path, *a)
+    )
     first = make_jpeg(photos / "a.jpg", size=SMALL)
     harness.run(first)
     assert hashed == [first]  # once, after tagging: the row describes the tagged file
@@ -201,7 +235,7 @@ def test_a_new_file_is_hashed_only_when_it_could_be_a_move(harness, photos, monk
     read_only.chmod(0o444)
     harness.run(read_only)
     assert hashed == [read_only]  # tagged in a sidecar: the image itself is hashed once
-    assert harness.index.get(read_only)["sha256"] == real_sha256_of(read_only)
+    assert harness.index.get(read_only)["blake3"] == real_file_hash(read_only)
     hashed.clear()
     moved = photos / "c.jpg"
     first.rename(moved)  # a row of the same size lost its file: hash, compare, move
@@ -243,7 +277,7 @@ def test_crash_between_tags_and_row_is_repaired(harness, photos):
     assert harness.run(image).outcomes == {ANALYSED: 1}
     assert pixelperfect_keywords(harness, image) == ["PixelPerfect|Poor|Blur"]
     assert harness.writer.read_verdict(image)["subject"].count("PixelPerfect") == 1
-    assert harness.index.get(image)["sha256"] == sha256_of(image)
+    assert harness.index.get(image)["blake3"] == file_hash(image)
 
 
 def test_broken_file_gets_an_error_row_and_the_rest_go_on(harness, photos):
@@ -255,7 +289,7 @@ def test_broken_file_gets_an_error_row_and_the_rest_go_on(harness, photos):
     row = harness.index.get(broken)
     assert (row["status"], row["verdict"], row["tagged_file"]) == ("error", None, None)
     assert row["error"] and "\n" not in row["error"]
-    assert row["sha256"] == sha256_of(broken)
+    assert row["blake3"] == file_hash(broken)
     assert broken.read_bytes() == before
     assert harness.run(broken).outcomes == {UNCHANGED: 1}  # not retried until it changes
 
@@ -319,7 +353,7 @@ def test_retag_applies_a_changed_setting_without_analysing_again(tmp_path, photo
         assert second.analyzer.calls == []
         assert second.writer.read_verdict(image)["Rating"] is None  # the file had none: absent again
         row = second.index.get(image)
-        assert row["sha256"] == sha256_of(image) and row["written_rating"] is None
+        assert row["blake3"] == file_hash(image) and row["written_rating"] is None
         assert second.run(image).outcomes == {UNCHANGED: 1}
     finally:
         second.close()
@@ -335,9 +369,9 @@ def test_touch_on_change_sets_mtime_and_is_not_analysed_again(tmp_path, photos):
         mtime = image.stat().st_mtime
         assert mtime >= started - 1
         row = harness.index.get(image)
-        assert (row["mtime"], row["sha256"], row["written_rating"], row["previous_rating"]) == (
+        assert (row["mtime"], row["blake3"], row["written_rating"], row["previous_rating"]) == (
             mtime,
-            sha256_of(image),
+            file_hash(image),
             "-1",
             None,
         )

@@ -86,7 +86,7 @@ def test_the_index_lists_transient_errors_once_due_and_a_success_clears_them(tmp
         assert index.due_for_retry("2026-01-01T00:01:00Z") == [str(tmp_path / "a.jpg")]
         result = AnalysisResult(path=str(tmp_path / "a.jpg"), verdict="good", quality=0.9, defect=None,
                                 defect_scores=None, model_version="m")  # fmt: skip
-        row = index.record_analysis(tmp_path / "a.jpg", sha256="00", size=1, mtime=1.0, result=result,
+        row = index.record_analysis(tmp_path / "a.jpg", blake3="00", size=1, mtime=1.0, result=result,
                                     analyzed_at="2026-01-01T00:02:00Z", tagged_file=None)  # fmt: skip
         assert row["status"] == "ok" and row["retry_after"] is None and row["retries"] is None
         assert index.due_for_retry("2030-01-01T00:00:00Z") == []

@@ -19,7 +19,7 @@ from review_ui.queries import ImageFilter, IndexReader, QueryError, defect_count
 def _row(path: str, *, verdict="poor", defect="blur", quality=0.3, analyzed_at="2024-05-01T10:00:00+00:00",
          reviewed_verdict=None, reviewed_defect=None, status="ok"):  # fmt: skip
     return {
-        "path": path, "folder": str(Path(path).parent), "file_name": Path(path).name, "sha256": path,
+        "path": path, "folder": str(Path(path).parent), "file_name": Path(path).name, "blake3": path,
         "verdict": verdict, "defect": defect, "quality": quality, "status": status,
         "defect_scores": json.dumps({d: 1 / 7 for d in DEFECTS}), "model_version": "m1",
         "analyzed_at": analyzed_at, "reviewed_verdict": reviewed_verdict, "reviewed_defect": reviewed_defect,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pixelperfect_daemon.common import sha256_of
+from pixelperfect_daemon.common import file_hash
 from pixelperfect_daemon.index import ImageIndex
 from pixelperfect_daemon.metadata import MetadataError, MetadataWriter
 from pixelperfect_daemon.result import AnalysisResult
@@ -58,7 +58,7 @@ def setup(tmp_path, index_database):
     add_analysed(index, files["=formula.jpg"], verdict="good", quality=0.8)
     broken = watch / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really")
-    index.record_analysis(broken, sha256="x", size=12, mtime=0.0, tagged_file=None, analyzed_at="2024-05-01T10:00:00+00:00",
+    index.record_analysis(broken, blake3="x", size=12, mtime=0.0, tagged_file=None, analyzed_at="2024-05-01T10:00:00+00:00",
                           result=AnalysisResult.failed(str(broken), "truncated JPEG", "test-1"))  # fmt: skip
     files["broken"] = broken
     metadata = MetadataWriter(settings.metadata)
@@ -86,8 +86,8 @@ def test_override_lands_in_the_index_and_the_files_xmp(setup):
 def test_override_records_the_tagged_files_new_hash_so_the_daemon_does_not_reanalyse_it(setup):
     settings, service, files = setup
     service.override([str(files["blurry"])], verdict="good", defect=None, reviewer="ann")
-    indexed_hash = indexed_row(settings, files["blurry"])["sha256"]
-    assert indexed_hash == sha256_of(files["blurry"])
+    indexed_hash = indexed_row(settings, files["blurry"])["blake3"]
+    assert indexed_hash == file_hash(files["blurry"])
 
 
 def test_poor_with_a_defect_and_poor_keeping_the_models_defect(setup):

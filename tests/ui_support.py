@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import socket
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from pixelperfect_daemon.common import file_hash
 from pixelperfect_daemon.config import Settings, settings_from_dict
 from pixelperfect_daemon.labels import DEFECTS
 from pixelperfect_daemon.result import AnalysisResult
@@ -56,7 +56,6 @@ def add_analysed(
     analyzed_at: str = "2024-05-01T10:00:00+00:00", model_version: str = "test-1",
 ) -> dict:  # fmt: skip
     """Record a real file in the index the way the daemon does, with a real AnalysisResult."""
-    data = Path(path).read_bytes()
     stat = Path(path).stat()
     result = AnalysisResult(
         path=str(path), verdict=verdict, quality=quality, defect=defect,
@@ -65,7 +64,7 @@ def add_analysed(
     with Image.open(path) as image:
         width, height = image.size
     return index.record_analysis(
-        Path(path), sha256=hashlib.sha256(data).hexdigest(), size=stat.st_size, mtime=stat.st_mtime,
+        Path(path), blake3=file_hash(path), size=stat.st_size, mtime=stat.st_mtime,
         result=result, analyzed_at=analyzed_at, tagged_file=None, width=width, height=height,
     )  # fmt: skip
 
