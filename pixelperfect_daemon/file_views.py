@@ -6,7 +6,8 @@ views come from one entropy decode (``jpeg_dct.py``), the overview from the DCT-
 the detail crop from the blocks under the most detailed region alone. A small clean JPEG is
 decoded whole by TurboJPEG straight into one array. Everything else (other formats, damaged
 JPEGs, layouts ``jpeg_dct`` does not handle, any libjpeg warning) is decoded in full by
-``loading.py`` and goes through ``views.make_views``, so the decoder's findings stay as they were.
+``loading.py`` and goes through ``views_of_pixels`` (``views.make_views``' views and the noise
+meter), so the decoder's findings stay as they were.
 """
 
 from __future__ import annotations
