@@ -10,7 +10,7 @@ the user's own values are remembered and restored (``cull_flags.py`` decides).
 ExifTool writes the tagged copy to a scratch file of ours (``file_replace``), which replaces the
 original only if that is still the file analysed and nobody is writing it; a failed or refused
 write leaves the original as it was, and only the metadata segment changes (the image data is
-copied verbatim). Every path reaches ExifTool through ``exiftool_arguments`` (no name can become
+copied verbatim; for a JPEG without XMP ExifTool tags its header alone, ``header_tagging``). Every path reaches ExifTool through ``exiftool_arguments`` (no name can become
 an argument), and the ExifTool process runs under a memory cap.
 """
 
@@ -52,6 +52,7 @@ from .file_replace import (
     scratch_path_for,
 )
 from .files import image_suffix
+from .header_tagging import HeaderTagging
 from .jpeg_segments import jpeg_may_hold_xmp
 from .labels import DEFECT_DISPLAY_NAMES, REASON_DISPLAY_NAMES, VERDICT_DISPLAY_NAMES, defect_display_name
 
@@ -241,6 +242,11 @@ def _exiftool_failure(stderr: str, stdout: str) -> str:
     return (errors or lines or ["ExifTool failed without a message"])[0]
 
 
+def _wrote_one_file(status: int, stdout: str) -> bool:
+    counts = [line.strip() for line in stdout.splitlines() if _COUNT_LINE.match(line)]
+    return status == 0 and len(counts) == 1 and bool(_WRITTEN.match(counts[0]))
+
+
 def _exiftool_preexec(memory_limit_bytes: int) -> None:
     """Runs in the ExifTool child before exec."""
     # Its own process group: Ctrl-C in a terminal reaches the daemon, which stops ExifTool in order.
@@ -291,6 +297,9 @@ class MetadataWriter:
         self._spawner: threading.Thread | None = None
         self._spawn_requests: queue.SimpleQueue | None = None
         self._paths = ExifToolPaths()
+        self._header_tagging = HeaderTagging()
+        # False: ExifTool always writes the whole file (tests compare the two ways).
+        self.tag_headers_alone = True
 
     # -- the ExifTool process ---------------------------------------------------------------
 
@@ -387,6 +396,7 @@ class MetadataWriter:
         with self._lock:
             self._stop()
             self._paths.close()
+            self._header_tagging.close()
             if self._spawner is not None:
                 self._spawn_requests.put(None)
                 self._spawner.join()
@@ -564,15 +574,33 @@ class MetadataWriter:
             flags = cull_flags.plan_cull_flags(self.settings, verdict, quality, *cull_flags.state_from_tags(existing))
             arguments += cull_flags.exiftool_arguments(flags)
             arguments = without_deleting_absent_tags(arguments, existing)
-            sources = () if target_before is None else (target,)
-            with self._paths.arguments(*sources, output=scratch) as (*source, output):
-                status, stdout, stderr = self._execute(*arguments, "-o", output, *source)
-            self._check_written(image_path, scratch, status, stdout, stderr)
+            if not self._tag_header_alone(arguments, target, target_before, existing, scratch):
+                sources = () if target_before is None else (target,)
+                with self._paths.arguments(*sources, output=scratch) as (*source, output):
+                    status, stdout, stderr = self._execute(*arguments, "-o", output, *source)
+                self._check_written(image_path, scratch, status, stdout, stderr)
             self._put_in_place(image_path, target, scratch, target_before, analysed)
         self._after_write(target, before=existing)
         if remember is not None:
             remember.update(cull_flags.index_values(flags))
         return target
+
+    def _tag_header_alone(
+        self, arguments: list[str], target: Path, target_before: FileIdentity | None, existing: dict, scratch: Path
+    ) -> bool:
+        """Write ``scratch`` through ``header_tagging`` where it applies (a JPEG without XMP); False when it does not."""
+        if not self.tag_headers_alone or existing or target_before is None:
+            return False  # tags to merge with, or a new sidecar: ExifTool writes the whole file
+
+        def run(header: Path, tagged_header: Path) -> bool:
+            with self._paths.arguments(header, output=tagged_header) as (source, output):
+                status, stdout, _ = self._execute(*arguments, "-o", output, source)
+            return _wrote_one_file(status, stdout) and tagged_header.is_file()
+
+        try:
+            return self._header_tagging.tag(target, target_before, scratch, run)
+        except OSError as error:
+            raise MetadataError(f"cannot tag {target}: {error.strerror or one_line(error)}") from None
 
     def _after_write(self, target: Path, *, before: dict) -> None:
         """``touch_on_change``: a file whose tags changed gets now as its mtime, so Lightroom offers to read them.
@@ -589,10 +617,10 @@ class MetadataWriter:
     def _check_written(image_path: Path, scratch: Path, status: int, stdout: str, stderr: str) -> None:
         """ExifTool's answer must be exactly "1 image files created" (our tagged copy); anything else
         ("copied": nothing changed, "unchanged", errors) fails the write."""
-        counts = [line.strip() for line in stdout.splitlines() if _COUNT_LINE.match(line)]
-        if status == 0 and len(counts) == 1 and _WRITTEN.match(counts[0]) and scratch.is_file():
+        if _wrote_one_file(status, stdout) and scratch.is_file():
             return
         remove_scratch(scratch)
+        counts = [line.strip() for line in stdout.splitlines() if _COUNT_LINE.match(line)]
         if status == 0 and counts and not any("rror" in line for line in (stderr + stdout).splitlines()):
             raise MetadataError(f"cannot tag {image_path}: ExifTool did not write the tags ({'; '.join(counts)})")
         raise MetadataError(f"cannot tag {image_path}: {_exiftool_failure(stderr, stdout)}")

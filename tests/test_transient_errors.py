@@ -226,7 +226,7 @@ def test_a_write_refused_by_a_full_disk_is_retried_once_there_is_room(tmp_path, 
         daemon.wait_for_rows(1, 60)
         assert wait_until(lambda: daemon.rows() and daemon.rows()[0]["retry_after"], 30), daemon.rows()
         (row,) = daemon.rows()
-        assert row["status"] == "tag_error" and "Error writing output file" in row["error"], row  # analysed, not tagged
+        assert row["status"] == "tag_error" and "No space left on device" in row["error"], row  # analysed, not tagged
         assert target.read_bytes() == original  # a failed write never damages the original
         filler.unlink()  # room again (our own filler file; the photo is untouched)
         assert wait_until(lambda: daemon.rows()[0]["status"] == "ok", 30), daemon.rows()
