@@ -69,6 +69,7 @@ class HeaderTagging:
 
     def _tagged_header(self, header: bytes, run: RunExifTool) -> bytes | None:
         """ExifTool's tagged copy of ``header`` (made whole with an end-of-image marker), or None."""
+        header_path = tagged_path = None
         try:
             folder = self._work_folder()
             header_path, tagged_path = folder / "header.jpg", folder / "tagged.jpg"
@@ -80,6 +81,10 @@ class HeaderTagging:
         except OSError as error:  # our temporary folder, not the photo's: ExifTool's usual write may still work
             logger.warning("cannot tag a header in %s (%s): ExifTool writes whole files", self._folder, error)
             return None
+        finally:  # the copies hold the photo's EXIF (its GPS position, say): kept no longer than needed
+            for path in (header_path, tagged_path):
+                if path is not None:
+                    path.unlink(missing_ok=True)
 
     def _work_folder(self) -> Path:
         if self._folder is None or not self._folder.is_dir():

@@ -10,8 +10,9 @@ the user's own values are remembered and restored (``cull_flags.py`` decides).
 ExifTool writes the tagged copy to a scratch file of ours (``file_replace``), which replaces the
 original only if that is still the file analysed and nobody is writing it; a failed or refused
 write leaves the original as it was, and only the metadata segment changes (the image data is
-copied verbatim; for a JPEG without XMP ExifTool tags its header alone, ``header_tagging``). Every path reaches ExifTool through ``exiftool_arguments`` (no name can become
-an argument), and the ExifTool process runs under a memory cap.
+copied verbatim; for a JPEG without XMP ExifTool tags its header alone, ``header_tagging``).
+Every path reaches ExifTool through ``exiftool_arguments`` (no name can become an argument), and
+the ExifTool process runs under a memory cap.
 """
 
 from __future__ import annotations

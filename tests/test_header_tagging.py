@@ -227,3 +227,13 @@ def test_without_a_private_folder_exiftool_writes_the_whole_file(tmp_path, monke
     with MetadataWriter(MetadataSettings()) as writer:
         writer.write_verdict(image, **VERDICT)
         assert writer.read_verdict(image)["Defect"] == "Blur"
+
+
+@needs_exiftool
+def test_no_copy_of_a_header_outlives_its_write(tmp_path):
+    image = make_jpeg(tmp_path / "a.jpg", exif_orientation=6)  # the EXIF could be a GPS position
+    with MetadataWriter(MetadataSettings()) as writer:
+        writer.write_verdict(image, **VERDICT)
+        folder = writer._header_tagging._folder
+        assert folder is not None and list(folder.iterdir()) == []
+    assert not folder.exists()
