@@ -6,11 +6,13 @@ import pytest
 from experiments.learning_curve import reviewer
 from experiments.moderate_damage import (
     Undecodable,
+    error_free_decode,
     fast_fading,
     mean_luma,
     very_dark,
     white_noise,
     working_copy,
+    worst_block_psnr,
 )
 
 
@@ -50,6 +52,20 @@ def test_fast_fading_damages_more_at_higher_bit_error_rates(photo):
     strong = [faded_psnr(photo, 1e-4, seed) for seed in range(5)]
     assert np.median(strong) < np.median(mild) and max(mild) > 25
     assert faded_psnr(photo, 1e-5, 3) == faded_psnr(photo, 1e-5, 3)  # reproducible
+
+
+def test_the_error_free_stream_is_the_faded_rows_reference(photo):
+    reference = error_free_decode(photo)
+    assert worst_block_psnr(fast_fading(photo, 0.0, np.random.default_rng(0)), reference) > 100
+    assert worst_block_psnr(reference, photo) < psnr(reference, photo)  # the worst tile, not the mean
+
+
+def test_the_worst_block_shows_local_damage():
+    image = np.full((64, 96, 3), 128, np.uint8)
+    damaged = image.copy()
+    damaged[32:64, 32:64] = 138  # one 32 x 32 tile off by 10 grey levels
+    assert abs(worst_block_psnr(damaged, image) - 10 * np.log10(255**2 / 100)) < 1e-6
+    assert psnr(damaged, image) > worst_block_psnr(damaged, image) + 7
 
 
 def test_simulated_reviewers():
