@@ -47,7 +47,8 @@ class HeaderTagging:
         header. False, with nothing written, when the file is not one for this or ExifTool's header is
         not the one expected; OSError when ``scratch`` cannot be written (a full disk)."""
         try:
-            source = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO swapped in for the photo, or a file leased by another process, fails at once.
+            source = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return False  # ExifTool's usual write reports it
         try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
 import struct
 import subprocess
+import threading
 
 import pytest
 from PIL import Image
@@ -84,7 +86,42 @@ def test_a_source_shorter_than_expected_is_not_copied_whole(tmp_path):
         assert not _copy_range(s.fileno(), t.fileno(), 10, 91)
 
 
+def test_the_copy_goes_through_memory_where_the_kernel_cannot_copy(tmp_path, monkeypatch):
+    def no_kernel_copy(*arguments):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", no_kernel_copy)
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    with open(source, "rb") as s, open(target, "wb") as t:
+        assert _copy_range(s.fileno(), t.fileno(), 5, source.stat().st_size - 5)
+    assert target.read_bytes() == source.read_bytes()[5:]
+
+
 # -- HeaderTagging with a stand-in for ExifTool -------------------------------------------------
+
+
+def test_a_fifo_in_the_photos_place_is_not_opened_for_long(tmp_path):
+    image = _jpeg(tmp_path)
+    identity = FileIdentity.of(image)
+    image.rename(tmp_path / "moved.jpg")
+    os.mkfifo(image)  # nobody will ever write to it: a blocking open would wait forever
+    tagging = HeaderTagging()
+    results = []
+    thread = threading.Thread(
+        target=lambda: results.append(tagging.tag(image, identity, scratch_path_for(image), lambda h, t: True)),
+        daemon=True,
+    )
+    try:
+        thread.start()
+        thread.join(10)
+        if thread.is_alive():
+            os.close(os.open(image, os.O_WRONLY | os.O_NONBLOCK))  # a writer releases the blocked open
+            thread.join(10)
+            pytest.fail("opening the FIFO blocked")
+    finally:
+        tagging.close()
+    assert results == [False]
 
 
 def _jpeg(tmp_path, name="a.jpg"):
