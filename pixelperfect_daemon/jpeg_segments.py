@@ -99,8 +99,9 @@ def _segments(file: BinaryIO) -> Iterator[tuple[int, int, int, int]]:
         if marker is None or marker == _EOI:
             raise _Unsure  # truncated or empty: let ExifTool judge
         if marker in _STANDALONE:
-            yield marker, position, file.tell(), file.tell()
-            position = file.tell()
+            end = file.tell()
+            yield marker, position, end, end
+            position = end
             continue
         if marker < 0xC0:
             raise _Unsure  # not a header marker: not a JPEG header we understand

@@ -71,6 +71,12 @@ def test_any_other_new_header_is_refused(after):
     assert not xmp_segment_added(HEADER, after)
 
 
+def test_standalone_markers_in_a_header_are_walked_over():
+    with_restart = HEADER[:AFTER_JFIF] + b"\xff\xd0" + HEADER[AFTER_JFIF:]
+    assert xmp_segment_added(with_restart, with_restart[:AFTER_JFIF] + XMP_SEGMENT + with_restart[AFTER_JFIF:])
+    assert scan_start_without_xmp(io.BytesIO(with_restart + b"\x00\xff\xd9")) == len(with_restart)
+
+
 def test_the_scan_start_is_found_only_without_xmp():
     assert scan_start_without_xmp(io.BytesIO(HEADER + b"\x12\x34\xff\xd9")) == len(HEADER)
     with_xmp = HEADER[:AFTER_JFIF] + XMP_SEGMENT + HEADER[AFTER_JFIF:]
