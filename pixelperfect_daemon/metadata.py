@@ -243,8 +243,13 @@ def _exiftool_failure(stderr: str, stdout: str) -> str:
     return (errors or lines or ["ExifTool failed without a message"])[0]
 
 
+def _count_lines(stdout: str) -> list[str]:
+    """ExifTool's summary lines ("1 image files created", "0 image files updated", ...)."""
+    return [line.strip() for line in stdout.splitlines() if _COUNT_LINE.match(line)]
+
+
 def _wrote_one_file(status: int, stdout: str) -> bool:
-    counts = [line.strip() for line in stdout.splitlines() if _COUNT_LINE.match(line)]
+    counts = _count_lines(stdout)
     return status == 0 and len(counts) == 1 and bool(_WRITTEN.match(counts[0]))
 
 
@@ -621,7 +626,7 @@ class MetadataWriter:
         if _wrote_one_file(status, stdout) and scratch.is_file():
             return
         remove_scratch(scratch)
-        counts = [line.strip() for line in stdout.splitlines() if _COUNT_LINE.match(line)]
+        counts = _count_lines(stdout)
         if status == 0 and counts and not any("rror" in line for line in (stderr + stdout).splitlines()):
             raise MetadataError(f"cannot tag {image_path}: ExifTool did not write the tags ({'; '.join(counts)})")
         raise MetadataError(f"cannot tag {image_path}: {_exiftool_failure(stderr, stdout)}")

@@ -187,7 +187,7 @@ def test_a_file_with_bytes_after_its_image_is_left_to_exiftool(tmp_path, ending)
 
 def _write_both_ways(folder, sources, monkeypatch) -> list[tuple[bytes, bytes, bool]]:
     """Per source: (ExifTool's whole-file write, the write through the header alone, whether it was used)."""
-    results = {}
+    written = {False: [], True: []}  # per way of writing: (bytes, header alone used), in the order of sources
     for alone in (False, True):
         with MetadataWriter(MetadataSettings()) as writer:
             writer.tag_headers_alone = alone
@@ -207,10 +207,9 @@ def _write_both_ways(folder, sources, monkeypatch) -> list[tuple[bytes, bytes, b
                 writer.write_verdict(copy, **VERDICT)
                 if used == [True]:
                     assert os.stat(copy).st_mtime_ns == os.stat(source).st_mtime_ns  # ExifTool's -P keeps it
-                results.setdefault(source, []).append(copy.read_bytes())
-                results[source].append(used == [True])
+                written[alone].append((copy.read_bytes(), used == [True]))
                 copy.unlink()
-    return [(whole, alone, used) for whole, _, alone, used in results.values()]
+    return [(whole, alone, used) for (whole, _), (alone, used) in zip(written[False], written[True])]
 
 
 def _icc_jpeg(path):
